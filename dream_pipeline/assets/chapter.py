@@ -1,0 +1,103 @@
+"""Collapse and Reap: the winning draft becomes the next chapter, then the Reaper op replaces the loser.
+
+The chapter asset is a graph of two ops so that the replacement happens in the same run as the
+epoch (no run sits between two epochs) and so that the epoch's commit, the new roster and the
+`dream_epochs` notification land in one transaction (`StateFabric.reap`).
+"""
+
+
+import math
+import random
+
+import dagster as dg
+
+from dream_pipeline.assets.common import EpochScope, epoch_seed, load_scope
+from dream_pipeline.partitions import epochs_partitions
+from dream_pipeline.prompts import chapter_title
+from resources.fabric import ChapterRow, StateFabric
+from spica import SpicaAgent
+
+
+@dg.op(ins={"ranked": dg.In(dg.Nothing)}, out=dg.Out(dg.Nothing))
+def commit_chapter(context: dg.OpExecutionContext, fabric: StateFabric) -> None:
+    """Collapse: write the epoch winner's draft to the canon (a rerun rewrites the same chapter)."""
+    scope = load_scope(fabric, context.partition_key)
+    if scope.epoch.winner_agent_id is None:
+        raise dg.Failure(f"{scope.key} has no winner yet: materialize elo_rankings first")
+    winner = next(d for d in fabric.drafts(scope.epoch.epoch_id) if d.agent_id == scope.epoch.winner_agent_id)
+    scores = sorted(
+        (r.epoch_score for r in fabric.ratings(scope.epoch.epoch_id) if r.epoch_score is not None), reverse=True
+    )
+    margin = scores[0] - scores[1] if len(scores) > 1 else None
+    fabric.commit_chapter(
+        scope.epoch.epoch_id,
+        scope.book.name,
+        ChapterRow(
+            chapter_number=scope.number, draft_id=winner.draft_id, agent_id=winner.agent_id,
+            title=chapter_title(winner.text, scope.number), text=winner.text,
+            epoch_score=scores[0] if scores else None, margin=margin, embedding=winner.embedding,
+        ),
+    )
+    context.log.info(f"chapter {scope.number} committed: written by the {winner.agent_name}")
+
+
+def choose_replacement(scope: EpochScope, loser: SpicaAgent, used_names: set[str], survivors: list[SpicaAgent]) -> SpicaAgent:
+    """A fresh reserve persona if any is left (drawn with the epoch's seed), else a mutation of the best survivor."""
+    pool = [p for p in scope.book.reserve() if p["name"] not in used_names]
+    if pool:
+        persona = random.Random(epoch_seed(scope.key)).choice(pool)
+        return scope.book.recruit(persona, replaced=loser)
+    parent = survivors[0]
+    child = parent.mutate(parent.lineage.generation)
+    generation = parent.lineage.generation + 1
+    while child.name in used_names:
+        generation += 1
+        child = parent.mutate(generation)
+    return child
+
+
+@dg.op(ins={"committed": dg.In(dg.Nothing)}, out=dg.Out(dg.Nothing))
+def reaper(context: dg.OpExecutionContext, fabric: StateFabric) -> None:
+    """Reap: retire the eliminated agent (record and lineage kept), seat its replacement, commit the epoch."""
+    scope = load_scope(fabric, context.partition_key)
+    loser = next((a for a in scope.agents if a.instance_id == scope.epoch.loser_agent_id), None)
+    replacement = None
+    if loser is not None and scope.epoch.status != "committed":
+        ratings = {r.agent_id: r.rating_after for r in fabric.ratings(scope.epoch.epoch_id)}
+        survivors = sorted(
+            (a for a in scope.agents if a is not loser), key=lambda a: -ratings.get(a.instance_id, -math.inf)
+        )
+        replacement = choose_replacement(scope, loser, fabric.persona_names_used(scope.book.name), survivors)
+    outcome = fabric.reap(scope.epoch, loser, replacement)
+    if outcome.already_done:
+        context.log.info(f"{scope.key} was already committed; nothing to reap")
+    elif outcome.retired:
+        context.log.info(f"the Reaper retired {outcome.retired}; {outcome.replacement} joins the tournament")
+    chapter = fabric.chapter_for_epoch(scope.epoch.epoch_id)
+    lineage = "" if outcome.replacement is None else (
+        f"{outcome.replacement} ({replacement.lineage.origin}) replaces {outcome.retired}" if replacement else ""
+    )
+    context.add_output_metadata(
+        {
+            "chapter_number": chapter.chapter_number,
+            "title": chapter.title,
+            "author": chapter.author,
+            "words": len(chapter.text.split()),
+            "margin": chapter.margin,
+            "eliminated": outcome.retired or "",
+            "replacement": lineage,
+            "chapter": dg.MetadataValue.md(f"## Chapter {chapter.chapter_number}: {chapter.title}\n\n"
+                                           f"*by the {chapter.author}*\n\n{chapter.text}"),
+        }
+    )
+
+
+@dg.graph_asset(
+    partitions_def=epochs_partitions,
+    group_name="epoch",
+    ins={"elo_rankings": dg.AssetIn("elo_rankings", dagster_type=dg.Nothing)},
+    kinds={"postgres"},
+)
+def chapter(elo_rankings):
+    """The epoch's chapter in the canon, and the roster the next epoch starts with."""
+    return reaper(commit_chapter(elo_rankings))

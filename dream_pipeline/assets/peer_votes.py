@@ -1,0 +1,73 @@
+"""The Vote as an asset: blind ballots from every drafting agent on every other draft."""
+
+
+import asyncio
+
+import dagster as dg
+
+from dream_pipeline.assets.common import epoch_seed, load_scope
+from dream_pipeline.assets.drafts import drafts
+from dream_pipeline.partitions import epochs_partitions
+from dream_pipeline.review import BallotResult, collect_ballots
+from dream_pipeline.tournament import plan_presentations
+from dream_pipeline.vote_matrix import vote_matrix_markdown
+from resources.fabric import AbstentionRow, StateFabric, VoteRow
+from resources.llm import LLMEngine
+
+
+@dg.asset(partitions_def=epochs_partitions, group_name="epoch", deps=[drafts], kinds={"openai", "postgres"})
+def peer_votes(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngine) -> dg.MaterializeResult:
+    """Anonymized, reshuffled per voter, no self-votes; unparseable ballots become recorded abstentions."""
+    scope = load_scope(fabric, context.partition_key)
+    written = fabric.drafts(scope.epoch.epoch_id)
+    by_author = {d.agent_name: d for d in written}
+    presentations = plan_presentations(sorted(by_author), epoch_seed(scope.key))
+    voters = [scope.agent(name) for name in sorted(by_author)]
+
+    async def vote() -> tuple[list[BallotResult], list]:
+        async with llm.session(scope.key) as session:
+            ballots = await collect_ballots(
+                session, voters, presentations, {a: d.text for a, d in by_author.items()}, llm.vote_format
+            )
+            return ballots, session.calls
+
+    ballots, calls = asyncio.run(vote())
+    fabric.record_llm_calls(calls)
+
+    votes: list[VoteRow] = []
+    abstentions: list[AbstentionRow] = []
+    for ballot in ballots:
+        if ballot.abstention_reason is not None:
+            context.log.warning(f"{ballot.voter} abstains after {ballot.attempts} attempts: {ballot.abstention_reason}")
+            abstentions.append(AbstentionRow(ballot.voter, ballot.abstention_reason, ballot.raw_reply))
+            continue
+        positions = {item.label: item.position for item in presentations[ballot.voter].items}
+        for v in ballot.votes:
+            target = by_author[v.target]
+            votes.append(
+                VoteRow(
+                    voter_agent=v.voter, target_agent=v.target, voter_agent_id=by_author[v.voter].agent_id,
+                    target_agent_id=target.agent_id, insight_score=v.insight_score, rationale=v.rationale,
+                    masked_label=v.label, position=positions[v.label], latency_penalty=target.latency_penalty,
+                )
+            )
+    if not votes:
+        fabric.mark_epoch_failed(scope.key, "no valid ballot")
+        raise dg.Failure(f"{scope.key}: no voter returned a valid ballot ({len(abstentions)} abstentions)")
+    fabric.write_votes(scope.epoch.epoch_id, votes, abstentions)
+    for ballot in ballots:
+        voter = scope.agent(ballot.voter)
+        voter.record_telemetry(
+            "ballot", epoch_key=scope.key, attempts=ballot.attempts, abstained=ballot.abstention_reason is not None
+        )
+        fabric.record_telemetry(voter.drain_telemetry())
+
+    return dg.MaterializeResult(
+        metadata={
+            "votes": len(votes),
+            "ballots": len(ballots) - len(abstentions),
+            "abstentions": len(abstentions),
+            "retried_ballots": sum(b.attempts > 1 for b in ballots),
+            "vote_matrix": dg.MetadataValue.md(vote_matrix_markdown(votes)),
+        }
+    )

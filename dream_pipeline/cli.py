@@ -1,0 +1,212 @@
+"""`dream`: run the tournament, read the book, manage the embedded database and the offline engine."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+DEFAULT_BOOK = "space_time"
+
+
+def _fabric():
+    from dream_pipeline.settings import fabric_from_env
+
+    return fabric_from_env()
+
+
+# ---- run ---------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from dream_pipeline.definitions import defs
+    from dream_pipeline.instance import dagster_instance
+    from dream_pipeline.partitions import epoch_key
+    from dream_pipeline.report import render_outline, render_chapters, render_standings
+    from dream_pipeline.settings import llm_from_env
+
+    fabric = _fabric()
+    print(f"state fabric : {_redact(fabric.url())}")
+    llm = llm_from_env()
+    print(f"engine       : {llm.resolved_base_url()} (model {llm.model})")
+    instance = dagster_instance()
+    print(f"dagster home : {os.environ['DAGSTER_HOME']}")
+    job = defs.resolve_job_def("epoch_job")
+    run_config = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+    written = []
+    for _ in range(args.epochs):
+        number = fabric.next_epoch_number(args.book)
+        key = epoch_key(args.book, number)
+        instance.add_dynamic_partitions("epochs", [key])
+        for attempt in range(1, args.attempts + 1):
+            started = time.perf_counter()
+            print(f"epoch {number:>4} … ", end="", flush=True)
+            result = job.execute_in_process(
+                instance=instance, partition_key=key, run_config=run_config, raise_on_error=False
+            )
+            elapsed = time.perf_counter() - started
+            if result.success:
+                break
+            print(f"failed after {elapsed:.1f} s (attempt {attempt}/{args.attempts}): {_failure(result)}")
+        else:
+            print(f"giving up on {key}; the next `dream run` resumes it", file=sys.stderr)
+            return 1
+        epoch = fabric.epoch(key)
+        chapter = fabric.chapter_for_epoch(epoch.epoch_id)
+        print(f"{elapsed:5.1f} s  chapter {chapter.chapter_number} by the {chapter.author}: {chapter.title!r}"
+              f"{_lineage_note(fabric, epoch)}")
+        written.append(chapter.chapter_number)
+
+    chapters = fabric.chapters(args.book)
+    print()
+    print(render_outline(chapters))
+    if not args.no_text:
+        print(render_chapters([c for c in chapters if c.chapter_number in written]))
+    print(render_standings(fabric.standings(args.book)))
+    return 0
+
+
+def _lineage_note(fabric, epoch) -> str:
+    if epoch.loser_agent_id is None:
+        return ""
+    standings = {s.name: s for s in fabric.standings(epoch.book)}
+    retired = [s for s in standings.values() if not s.alive and s.joined_epoch <= epoch.epoch_number]
+    joined = [s for s in standings.values() if s.joined_epoch == epoch.epoch_number + 1 and s.origin != "cast"]
+    loser = next((s.name for s in retired if s.name in _names_of(fabric, [epoch.loser_agent_id])), None)
+    newcomer = joined[0].name if joined else None
+    return f"; {loser} eliminated" + (f", {newcomer} joins" if newcomer else "") if loser else ""
+
+
+def _names_of(fabric, ids) -> set[str]:
+    return {a.name for a in fabric.agents(ids)}
+
+
+def _failure(result) -> str:
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+            error = event.step_failure_data.error
+            while error.cause is not None:  # Dagster wraps the step's own exception
+                error = error.cause
+            return error.message.strip().splitlines()[-1]
+    return "run failed"
+
+
+def _redact(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit((parts.scheme, netloc, *parts[2:]))
+    return url
+
+
+# ---- reading -----------------------------------------------------------------------------------
+
+
+def cmd_book(args: argparse.Namespace) -> int:
+    from dream_pipeline.report import render_chapters, render_outline
+
+    chapters = _fabric().chapters(args.book)
+    if not chapters:
+        print(f"the book {args.book!r} has no chapter yet: run `dream run`")
+        return 0
+    print(render_outline(chapters))
+    print(render_chapters(chapters[-args.last:] if args.last else chapters))
+    return 0
+
+
+def cmd_standings(args: argparse.Namespace) -> int:
+    from dream_pipeline.report import render_standings
+
+    print(render_standings(_fabric().standings(args.book)))
+    return 0
+
+
+# ---- database and engine -----------------------------------------------------------------------
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from resources import embedded_postgres
+
+    if args.action == "url":
+        if os.environ.get("DREAM_DATABASE_URL"):
+            print(os.environ["DREAM_DATABASE_URL"])
+        else:
+            print(embedded_postgres.embedded_url())
+    elif args.action == "stop":
+        print("stopped" if embedded_postgres.stop() else "the embedded server was not running")
+    elif args.action == "migrate":
+        applied = _fabric().migrate()
+        print("applied: " + ", ".join(applied) if applied else "up to date")
+    return 0
+
+
+def cmd_engine(args: argparse.Namespace) -> int:
+    from offline_engine import EngineConfig, ensure_engine, stop_engine
+    from resources.locations import state_dir
+
+    if args.action == "start":
+        print(ensure_engine(state_dir(), EngineConfig.from_env()))
+    elif args.action == "stop":
+        print("stopped" if stop_engine(state_dir()) else "the offline engine was not running")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dream",
+        description="Space Time Generative Engine: persona agents write a book in an evolutionary tournament.",
+        epilog="Configuration comes from DREAM_* environment variables; see README.md ('Configuration').",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run epochs of the tournament, then print the book and the standings")
+    run.add_argument("--epochs", type=int, default=3, help="how many epochs to run (default: 3)")
+    run.add_argument("--book", default=DEFAULT_BOOK, help="which book (SPICA domain) to write (default: %(default)s)")
+    run.add_argument("--attempts", type=int, default=2, help="tries per epoch before giving up (default: 2)")
+    run.add_argument("--no-text", action="store_true", help="print only the outline, not the new chapters")
+    run.set_defaults(func=cmd_run)
+
+    book = sub.add_parser("book", help="print the book so far")
+    book.add_argument("--book", default=DEFAULT_BOOK)
+    book.add_argument("--last", type=int, default=0, help="only the last N chapters in full")
+    book.set_defaults(func=cmd_book)
+
+    standings = sub.add_parser("standings", help="print the agents' ratings")
+    standings.add_argument("--book", default=DEFAULT_BOOK)
+    standings.set_defaults(func=cmd_standings)
+
+    db = sub.add_parser("db", help="the embedded PostgreSQL: print its URL (starting it), stop it, migrate")
+    db.add_argument("action", choices=["url", "stop", "migrate"])
+    db.set_defaults(func=cmd_db)
+
+    engine = sub.add_parser("engine", help="the offline engine (a simulator of an OpenAI-compatible server)")
+    engine.add_argument("action", choices=["start", "stop"])
+    engine.set_defaults(func=cmd_engine)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "epochs", 1) < 1:
+        print("dream: --epochs must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted; the next `dream run` resumes the unfinished epoch", file=sys.stderr)
+        return 130
+    except (ValueError, LookupError, ConnectionError, OSError) as exc:
+        print(f"dream: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

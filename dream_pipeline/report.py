@@ -1,0 +1,40 @@
+"""Terminal renderings of the book and the standings."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+
+from resources.fabric import ChapterRow, Standing
+
+
+def render_outline(chapters: Sequence[ChapterRow]) -> str:
+    lines = [f"The book so far ({len(chapters)} chapters):"]
+    lines += [
+        f"  {c.chapter_number:>3}. {c.title}  — the {c.author}"
+        + (f", won by {c.margin:.2f}" if c.margin is not None else "")
+        for c in chapters
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_chapters(chapters: Sequence[ChapterRow], width: int = 96) -> str:
+    out = []
+    for c in chapters:
+        header = f"Chapter {c.chapter_number}: {c.title}   (by the {c.author}, {c.epoch_key})"
+        body = "\n\n".join(
+            textwrap.fill(paragraph, width=width) for paragraph in c.text.split("\n\n") if paragraph.strip()
+        )
+        out.append(f"{header}\n{'=' * min(len(header), width)}\n{body}\n")
+    return "\n".join(out)
+
+
+def render_standings(standings: Sequence[Standing]) -> str:
+    lines = ["Standings:", f"  {'#':>2}  {'agent':<18} {'Elo':>7} {'epochs':>6} {'wins':>4}  status"]
+    for i, s in enumerate(standings, start=1):
+        rating = f"{s.rating:7.1f}" if s.rating is not None else "      —"
+        status = "alive" if s.alive else "retired"
+        if s.origin != "cast":
+            status += f" (joined in epoch {s.joined_epoch}, {s.origin})"
+        lines.append(f"  {i:>2}  {s.name:<18} {rating} {s.epochs:>6} {s.wins:>4}  {status}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,51 @@
+"""Collapse: whose draft becomes the chapter, and who is eliminated.
+
+The winner is chosen on this epoch's score (the best draft now); the loser on
+the persisted rating (the weakest agent over time).  Ties are broken by the
+other figure, then by name, so the choice is total and deterministic.  A
+newcomer is in grace for its first epoch and cannot be eliminated.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping
+
+from dream_pipeline.tournament.elo import INITIAL_RATING
+
+__all__ = ["pick_winner", "pick_loser"]
+
+
+def _score_key(score: float | None) -> float:
+    """Higher is better; nan / missing ranks below every real score."""
+    return -math.inf if score is None or math.isnan(score) else score
+
+
+def pick_winner(scores: Mapping[str, float], ratings: Mapping[str, float]) -> str:
+    """Highest epoch score; ties -> higher rating (missing = INITIAL_RATING) -> alphabetically first name."""
+    if not scores:
+        raise ValueError("no candidates")
+    return min(
+        scores,
+        key=lambda a: (-_score_key(scores[a]), -_score_key(ratings.get(a, INITIAL_RATING)), a),
+    )
+
+
+def pick_loser(
+    ratings: Mapping[str, float],
+    scores: Mapping[str, float],
+    newcomers: Collection[str] = (),
+    *,
+    alive: Collection[str] | None = None,
+) -> str | None:
+    """Lowest rating among agents in ``ratings`` (restricted to ``alive`` if given) minus newcomers.
+
+    Ties -> lower epoch score (nan / missing counts as lowest) -> alphabetically first name.
+    A nan rating counts as the lowest rating.
+    None when every candidate is in grace (or there are none).
+    """
+    grace = set(newcomers)
+    candidates = [a for a in ratings if a not in grace and (alive is None or a in alive)]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda a: (_score_key(ratings[a]), _score_key(scores.get(a)), a))

@@ -1,0 +1,190 @@
+"""How voters vote: agreement with the consensus, leniency, reciprocity, and red flags.
+
+Every statistic compares a vote with the *consensus* on the same draft: the mean
+score the same target received in the same epoch from the other voters (leave
+the voter out, so a voter never agrees with itself).  From those deviations:
+
+* ``bias`` — a voter's mean deviation (a harsh or lenient hand, not a fault);
+* ``disagreement`` — mean absolute deviation once the voter's bias is removed:
+  how differently it *orders* the drafts;
+* an outlier voter is one whose disagreement sits far above the others'
+  (robust z-score on median / MAD, plus an absolute gap), in the spirit of
+  FastChat's anomalous-voter test: judge a voter against the crowd, not against
+  a fixed threshold alone;
+* a clique is a pair who each score the other far above the consensus, after
+  removing each one's own bias on its other votes.
+
+Input is a list of :class:`Vote` (one epoch) or a DataFrame with columns
+``voter, target, insight_score`` and optionally ``epoch`` (many epochs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from dream_pipeline.tournament.ballots import Vote
+
+__all__ = [
+    "votes_frame",
+    "consensus_deviations",
+    "voter_agreement",
+    "reciprocity",
+    "flag_outlier_voters",
+    "flag_cliques",
+]
+
+MAD_TO_SD = 1.4826  # MAD of a normal sample times this estimates its standard deviation
+
+VoteTable = Iterable[Vote] | pd.DataFrame
+
+
+def votes_frame(votes: Iterable[Vote], epoch: int | str = 0) -> pd.DataFrame:
+    """Votes as a table: epoch, voter, target, insight_score."""
+    rows = [(epoch, v.voter, v.target, v.insight_score) for v in votes]
+    return pd.DataFrame(rows, columns=["epoch", "voter", "target", "insight_score"])
+
+
+def _frame(votes: VoteTable) -> pd.DataFrame:
+    if isinstance(votes, pd.DataFrame):
+        missing = {"voter", "target", "insight_score"} - set(votes.columns)
+        if missing:
+            raise ValueError(f"vote table lacks columns {sorted(missing)}")
+        df = votes.copy()
+        if "epoch" not in df.columns:
+            df["epoch"] = 0
+        return df[["epoch", "voter", "target", "insight_score"]].reset_index(drop=True)
+    return votes_frame(votes)
+
+
+def consensus_deviations(votes: VoteTable) -> pd.DataFrame:
+    """Each vote with ``consensus`` (leave-voter-out mean for the same epoch and target) and
+    ``deviation`` = score - consensus; NaN when nobody else scored that draft."""
+    df = _frame(votes)
+    df["insight_score"] = df["insight_score"].astype(float)
+    group = df.groupby(["epoch", "target"])["insight_score"]
+    total, count = group.transform("sum"), group.transform("count")
+    others = count - 1
+    df["consensus"] = ((total - df["insight_score"]) / others).where(others > 0)
+    df["deviation"] = df["insight_score"] - df["consensus"]
+    return df
+
+
+def _pearson(x: pd.Series, y: pd.Series) -> float:
+    if len(x) < 2 or x.std() == 0 or y.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(x.to_numpy(float), y.to_numpy(float))[0, 1])
+
+
+def voter_agreement(votes: VoteTable) -> pd.DataFrame:
+    """Per voter: n_votes, spearman, pearson (scores vs consensus), leniency, bias, disagreement.
+
+    ``leniency`` = mean score given - mean of all scores in the table; ``bias`` = mean
+    deviation from the consensus; ``disagreement`` = mean |deviation - bias|.  Votes on a
+    draft nobody else scored are left out.
+    """
+    df = consensus_deviations(votes)
+    overall = df["insight_score"].mean()
+    rows = {}
+    for voter, own in df.groupby("voter", sort=True):
+        leniency = own["insight_score"].mean() - overall
+        own = own.dropna(subset=["consensus"])
+        bias = own["deviation"].mean() if len(own) else float("nan")
+        rows[voter] = {
+            "n_votes": len(own),
+            "spearman": _pearson(own["insight_score"].rank(), own["consensus"].rank()),
+            "pearson": _pearson(own["insight_score"], own["consensus"]),
+            "leniency": leniency,
+            "bias": bias,
+            "disagreement": (own["deviation"] - bias).abs().mean() if len(own) else float("nan"),
+        }
+    columns = ["n_votes", "spearman", "pearson", "leniency", "bias", "disagreement"]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=columns).rename_axis("voter")
+
+
+def flag_outlier_voters(
+    votes: VoteTable,
+    *,
+    z_threshold: float = 3.5,
+    min_gap: float = 1.0,
+    min_votes: int = 3,
+    mad_floor: float = 0.25,
+) -> dict[str, float]:
+    """Voters whose disagreement is far above the others', mapped to their robust z-score.
+
+    Rule: among voters with at least ``min_votes`` comparable votes (and only if there are
+    3 or more such voters), ``z = (d - median(d)) / (1.4826 * max(MAD(d), mad_floor))``;
+    a voter is flagged when ``z > z_threshold`` AND ``d - median(d) >= min_gap`` points.
+    The MAD floor and the absolute gap keep a tight crowd of honest voters from turning
+    ordinary noise into a flag.
+    """
+    stats = voter_agreement(votes)
+    stats = stats[stats["n_votes"] >= min_votes].dropna(subset=["disagreement"])
+    if len(stats) < 3:
+        return {}
+    d = stats["disagreement"]
+    median = d.median()
+    mad = max((d - median).abs().median(), mad_floor)
+    z = (d - median) / (MAD_TO_SD * mad)
+    flagged = (z > z_threshold) & (d - median >= min_gap)
+    return {str(v): float(z[v]) for v in sorted(stats.index[flagged])}
+
+
+def reciprocity(votes: VoteTable) -> pd.DataFrame:
+    """Per pair that scored each other: mean scores both ways and their excess over consensus.
+
+    ``excess_ab`` = mean over a's votes for b of (deviation) minus a's bias on its *other*
+    targets (0 if it has none): how much more a likes b than a likes everyone.
+    ``mutual_excess`` = min(excess_ab, excess_ba).  Columns: a, b (a < b), n_ab, n_ba,
+    score_ab, score_ba, excess_ab, excess_ba, mutual_excess.
+    """
+    df = consensus_deviations(votes).dropna(subset=["consensus"])
+    directed = df.groupby(["voter", "target"]).agg(
+        n=("deviation", "size"),
+        score=("insight_score", "mean"),
+        dev=("deviation", "mean"),
+        dev_sum=("deviation", "sum"),
+    )
+    totals = df.groupby("voter")["deviation"].agg(["sum", "size"])
+
+    def excess(a: str, b: str) -> float:
+        row = directed.loc[(a, b)]
+        rest_n = totals.loc[a, "size"] - row["n"]
+        rest_bias = (totals.loc[a, "sum"] - row["dev_sum"]) / rest_n if rest_n > 0 else 0.0
+        return float(row["dev"] - rest_bias)
+
+    rows = []
+    pairs = set(directed.index)
+    for a, b in sorted(pairs):
+        if a < b and (b, a) in pairs:
+            ab, ba = excess(a, b), excess(b, a)
+            rows.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "n_ab": int(directed.loc[(a, b), "n"]),
+                    "n_ba": int(directed.loc[(b, a), "n"]),
+                    "score_ab": float(directed.loc[(a, b), "score"]),
+                    "score_ba": float(directed.loc[(b, a), "score"]),
+                    "excess_ab": ab,
+                    "excess_ba": ba,
+                    "mutual_excess": min(ab, ba),
+                }
+            )
+    columns = ["a", "b", "n_ab", "n_ba", "score_ab", "score_ba", "excess_ab", "excess_ba", "mutual_excess"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def flag_cliques(
+    votes: VoteTable, *, threshold: float = 2.5, min_votes: int = 1
+) -> dict[tuple[str, str], float]:
+    """Pairs (a, b), a < b, who each score the other at least ``threshold`` points above the
+    consensus (bias-corrected, see :func:`reciprocity`), with at least ``min_votes`` votes each
+    way; mapped to their mutual excess.  A clique of three shows up as its three pairs."""
+    table = reciprocity(votes)
+    hit = table[
+        (table["mutual_excess"] >= threshold) & (table["n_ab"] >= min_votes) & (table["n_ba"] >= min_votes)
+    ]
+    return {(str(r.a), str(r.b)): float(r.mutual_excess) for r in hit.itertuples(index=False)}

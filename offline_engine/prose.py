@@ -1,0 +1,198 @@
+"""Deterministic, persona-flavoured prose from an order-2 word Markov chain over the bundled corpus.
+
+A "token" here is a whitespace-separated word: `count_tokens(text) == len(text.split())`. It is
+crude next to a real tokenizer, but it is exact, stable and easy to check, which is what the
+truncation contract needs: a draft longer than `max_tokens` is cut after exactly `max_tokens`
+words and reported with finish_reason "length".
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import lru_cache
+
+from offline_engine.themes import THEME_KEYWORDS, corpus_text, theme_for_system, words_of
+
+DEFAULT_CAP = 4096
+"""Tokens a rambling draft may run to when the request sets no max_tokens (a context limit)."""
+
+NORMAL_LENGTH = (250, 700)
+
+_TOKEN_RE = re.compile(r"\S+")
+_SENTENCE_END = (".", "!", "?")
+_NAME_RE = re.compile(r"\b(?:You are|I am|Your name is|named|called)\s+(?:the\s+)?([A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)?)")
+_CHAPTER_RE = re.compile(r"\bchapter\s+(\d+)", re.IGNORECASE)
+_STOP = frozenset(
+    "about above after again against because before being below between cannot could during every "
+    "other should their there these those through under until which while would yourself yourselves "
+    "always never write writes writing chapter persona voice style draft drafts reader readers please "
+    "answer respond response words tokens agent agents tournament another anonymous".split()
+)
+
+_KEYWORDS = frozenset(k for ks in THEME_KEYWORDS.values() for k in ks) | frozenset(THEME_KEYWORDS)
+
+_DANGLING = frozenset(
+    "a an the and or but nor of to in on at by for from with as that which who whom whose than then "
+    "is are was were be been its their his her our my your this these those it not no so if when where "
+    "while because unless until upon into through".split()
+)
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str
+
+    @property
+    def tokens(self) -> int:
+        return count_tokens(self.text)
+
+
+def count_tokens(text: str) -> int:
+    return len(text.split())
+
+
+def truncate_tokens(text: str, max_tokens: int) -> str:
+    """The prefix of `text` holding exactly its first `max_tokens` tokens."""
+    if max_tokens <= 0:
+        return ""
+    for i, m in enumerate(_TOKEN_RE.finditer(text), start=1):
+        if i == max_tokens:
+            return text[: m.end()]
+    return text
+
+
+def fit(text: str, max_tokens: int | None) -> Completion:
+    """Cut `text` to `max_tokens` and say whether it was cut, as a server does at its cap."""
+    if max_tokens is not None and count_tokens(text) > max_tokens:
+        return Completion(truncate_tokens(text, max_tokens), "length")
+    return Completion(text, "stop")
+
+
+class Chain:
+    """An order-2 word chain with a light order-1 back-off, so drafts branch instead of reciting."""
+
+    def __init__(self, text: str) -> None:
+        words = text.split()
+        self.next2: dict[tuple[str, str], list[str]] = defaultdict(list)
+        self.next1: dict[str, list[str]] = defaultdict(list)
+        self.starts: list[tuple[str, str]] = []
+        for i in range(len(words) - 2):
+            self.next2[(words[i], words[i + 1])].append(words[i + 2])
+        for i in range(len(words) - 1):
+            self.next1[words[i]].append(words[i + 1])
+            if (i == 0 or words[i - 1].endswith(_SENTENCE_END)) and words[i][:1].isupper():
+                self.starts.append((words[i], words[i + 1]))
+        self.lower_vocab = frozenset(w for w in words if w[:1].islower())
+        self.title_words = sorted(
+            {b.strip(".,;:") for a, b in zip(words, words[1:], strict=False)
+             if a.lower() == "the" and b.isalpha() and len(b) >= 5 and b.islower()}
+        )
+
+    def sentence(self, rng: random.Random, max_words: int = 48) -> list[str]:
+        for _ in range(8):
+            w1, w2 = rng.choice(self.starts)
+            out, visited = [w1, w2], {(w1, w2)}
+            while not out[-1].endswith(_SENTENCE_END) and len(out) < max_words:
+                options = self.next2.get((out[-2], out[-1]))
+                if not options or (len(set(options)) == 1 and rng.random() < 0.15):
+                    options = self.next1.get(out[-1]) or options
+                fresh = [o for o in options or () if (out[-1], o) not in visited]
+                if not fresh:
+                    fresh = [o for o in self.next1.get(out[-1], ()) if (out[-1], o) not in visited]
+                if not fresh:
+                    break
+                out.append(rng.choice(fresh))
+                visited.add((out[-2], out[-1]))
+            if len(out) >= 5:
+                break
+        if not out[-1].endswith(_SENTENCE_END):
+            while len(out) > 4 and out[-1].lower().rstrip(",;:") in _DANGLING:
+                out.pop()
+            out[-1] = out[-1].rstrip(",;:") + "."
+        return out
+
+
+@lru_cache(maxsize=None)
+def chain_for(theme: str) -> Chain:
+    return Chain(corpus_text(theme))
+
+
+def persona_name(system: str) -> str | None:
+    m = _NAME_RE.search(system or "")
+    return m.group(1).strip() if m else None
+
+
+def voice_words(system: str, limit: int = 3) -> list[str]:
+    """A few long words from the persona's own description, to be woven into its prose."""
+    seen: list[str] = []
+    for w in words_of(system or ""):
+        if len(w) >= 7 and w not in _STOP and w not in _KEYWORDS and w not in seen:
+            seen.append(w)
+    return seen[:limit]
+
+
+def _lower_first(word: str, chain: Chain) -> str:
+    low = word[:1].lower() + word[1:]
+    return low if low.strip(".,;:") in chain.lower_vocab or word == "A" else word
+
+
+def _voiced(sentence: list[str], name: str | None, motifs: list[str], chain: Chain,
+            rng: random.Random) -> list[str]:
+    if name and rng.random() < 0.5:
+        lead = rng.choice([f"As {name} has often observed,", f"{name} would put it plainly:",
+                           f"In the view of {name},"])
+        first = sentence[0] if lead.endswith(":") else _lower_first(sentence[0], chain)
+        return lead.split() + [first] + sentence[1:]
+    if motifs:
+        motif = rng.choice(motifs)
+        return sentence + rng.choice([
+            f'One word, "{motif}", sums up the whole of it.',
+            f'If a single word must stand for all this, let it be "{motif}".',
+            f'The attentive reader will hear in it the old note: "{motif}".',
+        ]).split()
+    return sentence
+
+
+def title_line(rng: random.Random, user: str, chain: Chain) -> str | None:
+    m = _CHAPTER_RE.search(user or "")
+    if not m or len(chain.title_words) < 2:
+        return None
+    a, b = rng.sample(chain.title_words, 2)
+    return f"Chapter {m.group(1)}: The {a.capitalize()} and the {b.capitalize()}"
+
+
+def write_prose(rng: random.Random, system: str, user: str, max_tokens: int | None,
+                long_draft_rate: float) -> Completion:
+    """A draft in the persona's theme: 250-700 tokens, or with `long_draft_rate` a ramble to the cap."""
+    chain = chain_for(theme_for_system(system))
+    name, motifs = persona_name(system), voice_words(system)
+    rambling = rng.random() < long_draft_rate
+    cap = max_tokens if max_tokens is not None else DEFAULT_CAP
+    target = cap + 1 if rambling else rng.randint(*NORMAL_LENGTH)
+
+    title = title_line(rng, user, chain)
+    paragraphs: list[str] = [title] if title else []
+    total = count_tokens(title or "")
+    while total < target:
+        sentences: list[str] = []
+        voice_at = rng.randrange(4) if rng.random() < 0.6 else -1
+        for i in range(rng.randint(3, 6)):
+            words = chain.sentence(rng)
+            if i == voice_at:
+                words = _voiced(words, name, motifs, chain, rng)
+            sentences.append(" ".join(words))
+            total += len(words)
+            if total >= target:
+                break
+        paragraphs.append(" ".join(sentences))
+    return fit("\n\n".join(paragraphs), max_tokens if not rambling else cap)
+
+
+def short_reply(rng: random.Random, system: str) -> str:
+    """One or two sentences in the persona's theme, for JSON-mode requests without drafts."""
+    chain = chain_for(theme_for_system(system))
+    return " ".join(" ".join(chain.sentence(rng, max_words=30)) for _ in range(rng.randint(1, 2)))

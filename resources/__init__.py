@@ -1,0 +1,1 @@
+"""Resources: the adapters between the tournament and the outside world (PostgreSQL, LLM engines)."""

@@ -1,0 +1,674 @@
+"""The state fabric: PostgreSQL + pgvector as the record of every world.
+
+All of the tournament's SQL lives here (and in `sql/`). Every write that belongs to an epoch is
+idempotent: re-materializing an epoch replaces its rows in one transaction, so a rerun never
+duplicates or half-writes them. Many-row writes are one `executemany` inside one transaction.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from pydantic import Field
+
+from resources import embedded_postgres
+from resources.locations import sql_dir
+from spica import Lineage, SpicaAgent, SpicaBook, TelemetryEvent
+
+EPOCH_CHANNEL = "dream_epochs"
+
+
+class EpochOrderError(RuntimeError):
+    """An epoch was started before its predecessor committed."""
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch_id: uuid.UUID
+    epoch_key: str
+    book: str
+    epoch_number: int
+    status: str
+    active_agent_ids: tuple[uuid.UUID, ...]
+    winner_agent_id: uuid.UUID | None = None
+    loser_agent_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class DraftRow:
+    agent_id: uuid.UUID
+    agent_name: str
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str | None
+    truncated: bool
+    latency_s: float
+    latency_penalty: float = 0.0
+    penalty: float = 0.0
+    embedding: Sequence[float] | None = None
+    draft_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class VoteRow:
+    voter_agent: str
+    target_agent: str
+    voter_agent_id: uuid.UUID
+    target_agent_id: uuid.UUID
+    insight_score: int
+    rationale: str
+    masked_label: str
+    position: int
+    latency_penalty: float = 0.0
+
+
+@dataclass(frozen=True)
+class AbstentionRow:
+    voter_agent: str
+    reason: str
+    raw_reply: str | None
+
+
+@dataclass(frozen=True)
+class RatingRow:
+    agent_id: uuid.UUID
+    agent_name: str
+    rating_before: float
+    rating_after: float
+    epoch_score: float | None
+    penalty: float
+    rank: int
+
+
+@dataclass(frozen=True)
+class ChapterRow:
+    chapter_number: int
+    draft_id: uuid.UUID
+    agent_id: uuid.UUID
+    title: str
+    text: str
+    epoch_score: float | None
+    margin: float | None
+    embedding: Sequence[float] | None = None
+    author: str = ""
+    epoch_key: str = ""
+
+
+@dataclass(frozen=True)
+class LlmCallRow:
+    epoch_key: str | None
+    purpose: str
+    agent_name: str | None
+    request: dict[str, Any]
+    response: dict[str, Any] | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    latency_s: float
+    status: str
+    error: str | None = None
+
+    @property
+    def request_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.request, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ReapOutcome:
+    retired: str | None
+    replacement: str | None
+    already_done: bool
+
+
+@dataclass(frozen=True)
+class Standing:
+    name: str
+    persona: str
+    alive: bool
+    rating: float | None
+    epochs: int
+    wins: int
+    origin: str
+    joined_epoch: int
+
+
+@functools.cache
+def _embedded_url() -> str:
+    return embedded_postgres.embedded_url(embedded_postgres.FABRIC_DATABASE)
+
+
+_MIGRATED: set[str] = set()
+
+
+class StateFabric(dg.ConfigurableResource):
+    """PostgreSQL + pgvector state fabric (psycopg 3). No URL means the embedded pgserver database."""
+
+    database_url: str | None = Field(
+        default=None,
+        description="libpq URL of a PostgreSQL with pgvector; unset = the embedded server under .dream/",
+    )
+
+    # ---- connections and migrations -------------------------------------------------------------
+
+    def url(self) -> str:
+        return self.database_url or _embedded_url()
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A connection with the pgvector adapter, migrations applied; commits on success."""
+        self.migrate()
+        with psycopg.connect(self.url(), row_factory=dict_row) as conn:
+            register_vector(conn)
+            yield conn
+
+    def migrate(self) -> list[str]:
+        """Apply the `sql/` migrations not yet recorded, in order, under an advisory lock."""
+        url = self.url()
+        if url in _MIGRATED:
+            return []
+        applied: list[str] = []
+        with psycopg.connect(url, autocommit=False) as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('dream_migrations'))")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version TEXT PRIMARY KEY, checksum TEXT NOT NULL,"
+                " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            for path in sorted(sql_dir().glob("*.sql")):
+                if path.name in done:
+                    continue
+                text = path.read_text(encoding="utf-8")
+                conn.execute(text)  # no parameters: the file runs as one multi-statement script
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, checksum) VALUES (%s, %s)",
+                    (path.name, hashlib.sha256(text.encode()).hexdigest()),
+                )
+                applied.append(path.name)
+            conn.commit()
+        _MIGRATED.add(url)
+        return applied
+
+    def applied_migrations(self) -> list[str]:
+        with self.connection() as conn:
+            return [r["version"] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+
+    # ---- books and agents -----------------------------------------------------------------------
+
+    def ensure_book(self, book: SpicaBook) -> bool:
+        """Record the book domain and seat its initial cast the first time; True if it was new."""
+        with self.connection() as conn:
+            inserted = conn.execute(
+                "INSERT INTO domains (domain_id, instance_id, kind, manifest, state) VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (domain_id) DO NOTHING RETURNING domain_id",
+                (book.name, book.instance_id, book.kind, Jsonb(dict(book.manifest)), Jsonb(book.state)),
+            ).fetchone()
+            if inserted:
+                self._insert_agents(conn, book.name, book.initial_cast(), joined_epoch=1)
+            return inserted is not None
+
+    def _insert_agents(
+        self,
+        conn: psycopg.Connection,
+        book: str,
+        agents: Sequence[SpicaAgent],
+        *,
+        joined_epoch: int,
+        replaced: uuid.UUID | None = None,
+    ) -> None:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO agents (agent_id, book, name, persona, manifest, state, generation,"
+                " parent_agent_id, replaced_agent_id, origin, joined_epoch)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (
+                        a.instance_id, book, a.name, a.role, Jsonb(dict(a.manifest)), Jsonb(a.state),
+                        a.lineage.generation, a.lineage.parent_id, replaced, a.lineage.origin, joined_epoch,
+                    )
+                    for a in agents
+                ],
+            )
+
+    @staticmethod
+    def _agent_from_row(row: dict[str, Any]) -> SpicaAgent:
+        return SpicaAgent(
+            row["manifest"],
+            instance_id=row["agent_id"],
+            state=row["state"],
+            lineage=Lineage(parent_id=row["parent_agent_id"], generation=row["generation"], origin=row["origin"]),
+        )
+
+    def agents(self, agent_ids: Sequence[uuid.UUID]) -> list[SpicaAgent]:
+        """The agents with these ids, in the given order."""
+        with self.connection() as conn:
+            rows = conn.execute("SELECT * FROM agents WHERE agent_id = ANY(%s)", (list(agent_ids),)).fetchall()
+        by_id = {row["agent_id"]: self._agent_from_row(row) for row in rows}
+        missing = [str(i) for i in agent_ids if i not in by_id]
+        if missing:
+            raise LookupError(f"unknown agent ids: {', '.join(missing)}")
+        return [by_id[i] for i in agent_ids]
+
+    def alive_agents(self, book: str) -> list[SpicaAgent]:
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT * FROM agents WHERE book = %s AND alive ORDER BY joined_epoch, name", (book,)
+            ).fetchall()
+        return [self._agent_from_row(row) for row in rows]
+
+    def persona_names_used(self, book: str) -> set[str]:
+        with self.connection() as conn:
+            return {r["name"] for r in conn.execute("SELECT name FROM agents WHERE book = %s", (book,))}
+
+    def joined_epochs(self, agent_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT agent_id, joined_epoch FROM agents WHERE agent_id = ANY(%s)", (list(agent_ids),)
+            )
+            return {r["agent_id"]: r["joined_epoch"] for r in rows}
+
+    # ---- epochs ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _epoch_from_row(row: dict[str, Any]) -> EpochRecord:
+        return EpochRecord(
+            epoch_id=row["epoch_id"],
+            epoch_key=row["epoch_key"],
+            book=row["book"],
+            epoch_number=row["epoch_number"],
+            status=row["status"],
+            active_agent_ids=tuple(row["active_agent_ids"]),
+            winner_agent_id=row["winner_agent_id"],
+            loser_agent_id=row["loser_agent_id"],
+        )
+
+    def open_epoch(self, book: str, epoch_key: str, epoch_number: int) -> EpochRecord:
+        """The epoch's record, created with the living roster the first time.
+
+        A rerun of an epoch keeps the roster it started with (the Reaper may have changed the living
+        set since). An epoch cannot open before its predecessor committed.
+        """
+        with self.connection() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"dream_epoch_open:{book}",))
+            row = conn.execute("SELECT * FROM simulation_epochs WHERE epoch_key = %s", (epoch_key,)).fetchone()
+            if row:
+                if row["status"] == "failed":
+                    row = conn.execute(
+                        "UPDATE simulation_epochs SET status = 'running' WHERE epoch_id = %s RETURNING *",
+                        (row["epoch_id"],),
+                    ).fetchone()
+                return self._epoch_from_row(row)
+            if epoch_number > 1:
+                previous = conn.execute(
+                    "SELECT status FROM simulation_epochs WHERE book = %s AND epoch_number = %s",
+                    (book, epoch_number - 1),
+                ).fetchone()
+                if previous is None or previous["status"] != "committed":
+                    state = previous["status"] if previous else "missing"
+                    raise EpochOrderError(
+                        f"epoch {epoch_number} of {book!r} cannot start: epoch {epoch_number - 1} is {state}"
+                    )
+            alive = [
+                r["agent_id"]
+                for r in conn.execute(
+                    "SELECT agent_id FROM agents WHERE book = %s AND alive ORDER BY joined_epoch, name", (book,)
+                )
+            ]
+            if len(alive) < 2:
+                raise RuntimeError(f"book {book!r} has {len(alive)} living agents; a tournament needs two")
+            row = conn.execute(
+                "INSERT INTO simulation_epochs (epoch_key, book, epoch_number, active_agent_ids)"
+                " VALUES (%s, %s, %s, %s) RETURNING *",
+                (epoch_key, book, epoch_number, alive),
+            ).fetchone()
+            return self._epoch_from_row(row)
+
+    def epoch(self, epoch_key: str) -> EpochRecord:
+        with self.connection() as conn:
+            row = conn.execute("SELECT * FROM simulation_epochs WHERE epoch_key = %s", (epoch_key,)).fetchone()
+        if row is None:
+            raise LookupError(f"epoch {epoch_key!r} has not been opened (materialize its roster first)")
+        return self._epoch_from_row(row)
+
+    def next_epoch_number(self, book: str) -> int:
+        """The first epoch of `book` that is not committed yet (a failed or interrupted one is resumed)."""
+        with self.connection() as conn:
+            row = conn.execute(
+                "SELECT min(epoch_number) FILTER (WHERE status <> 'committed') AS open,"
+                " max(epoch_number) AS last FROM simulation_epochs WHERE book = %s",
+                (book,),
+            ).fetchone()
+        return row["open"] or (row["last"] or 0) + 1
+
+    def mark_epoch_failed(self, epoch_key: str, reason: str) -> None:
+        with self.connection() as conn:
+            conn.execute(
+                "UPDATE simulation_epochs SET status = 'failed',"
+                " timings = timings || jsonb_build_object('failure', %s::text)"
+                " WHERE epoch_key = %s AND status <> 'committed'",
+                (reason, epoch_key),
+            )
+
+    def record_timing(self, epoch_id: uuid.UUID, step: str, seconds: float) -> None:
+        with self.connection() as conn:
+            conn.execute(
+                "UPDATE simulation_epochs SET timings = timings || jsonb_build_object(%s::text, %s::float8)"
+                " WHERE epoch_id = %s",
+                (step, seconds, epoch_id),
+            )
+
+    # ---- drafts, votes, ratings -----------------------------------------------------------------
+
+    def write_drafts(self, epoch_id: uuid.UUID, drafts: Sequence[DraftRow]) -> list[uuid.UUID]:
+        """Replace the epoch's drafts (and so everything downstream of them) in one transaction."""
+        with self.connection() as conn:
+            conn.execute("DELETE FROM drafts WHERE epoch_id = %s", (epoch_id,))
+            ids = [d.draft_id or uuid.uuid4() for d in drafts]
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO drafts (draft_id, epoch_id, agent_id, agent_name, text, prompt_tokens,"
+                    " completion_tokens, finish_reason, truncated, latency_s, latency_penalty, penalty, embedding)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    [
+                        (
+                            i, epoch_id, d.agent_id, d.agent_name, d.text, d.prompt_tokens, d.completion_tokens,
+                            d.finish_reason, d.truncated, d.latency_s, d.latency_penalty, d.penalty,
+                            _vector(d.embedding),
+                        )
+                        for i, d in zip(ids, drafts, strict=True)
+                    ],
+                )
+            return ids
+
+    def drafts(self, epoch_id: uuid.UUID) -> list[DraftRow]:
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT * FROM drafts WHERE epoch_id = %s ORDER BY agent_name", (epoch_id,)
+            ).fetchall()
+        return [
+            DraftRow(
+                agent_id=r["agent_id"], agent_name=r["agent_name"], text=r["text"],
+                prompt_tokens=r["prompt_tokens"], completion_tokens=r["completion_tokens"],
+                finish_reason=r["finish_reason"], truncated=r["truncated"], latency_s=r["latency_s"],
+                latency_penalty=r["latency_penalty"], penalty=r["penalty"],
+                embedding=_as_list(r["embedding"]), draft_id=r["draft_id"],
+            )
+            for r in rows
+        ]
+
+    def write_votes(
+        self, epoch_id: uuid.UUID, votes: Sequence[VoteRow], abstentions: Sequence[AbstentionRow]
+    ) -> None:
+        """Replace the epoch's ballots: the votes and the recorded abstentions, together."""
+        with self.connection() as conn:
+            conn.execute("DELETE FROM peer_votes WHERE epoch_id = %s", (epoch_id,))
+            conn.execute("DELETE FROM vote_abstentions WHERE epoch_id = %s", (epoch_id,))
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO peer_votes (epoch_id, voter_agent, target_agent, insight_score,"
+                    " latency_penalty, rationale, masked_label, position, voter_agent_id, target_agent_id)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    [
+                        (
+                            epoch_id, v.voter_agent, v.target_agent, v.insight_score, v.latency_penalty,
+                            v.rationale, v.masked_label, v.position, v.voter_agent_id, v.target_agent_id,
+                        )
+                        for v in votes
+                    ],
+                )
+                cur.executemany(
+                    "INSERT INTO vote_abstentions (epoch_id, voter_agent, reason, raw_reply) VALUES (%s, %s, %s, %s)",
+                    [(epoch_id, a.voter_agent, a.reason, a.raw_reply) for a in abstentions],
+                )
+
+    def votes(self, epoch_id: uuid.UUID) -> list[VoteRow]:
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT * FROM peer_votes WHERE epoch_id = %s ORDER BY voter_agent, position", (epoch_id,)
+            ).fetchall()
+        return [
+            VoteRow(
+                voter_agent=r["voter_agent"], target_agent=r["target_agent"], voter_agent_id=r["voter_agent_id"],
+                target_agent_id=r["target_agent_id"], insight_score=r["insight_score"], rationale=r["rationale"],
+                masked_label=r["masked_label"], position=r["position"], latency_penalty=r["latency_penalty"],
+            )
+            for r in rows
+        ]
+
+    def abstentions(self, epoch_id: uuid.UUID) -> list[AbstentionRow]:
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT * FROM vote_abstentions WHERE epoch_id = %s ORDER BY voter_agent", (epoch_id,)
+            ).fetchall()
+        return [AbstentionRow(r["voter_agent"], r["reason"], r["raw_reply"]) for r in rows]
+
+    def ratings_before(self, book: str, epoch_number: int) -> dict[uuid.UUID, float]:
+        """Each agent's rating after the latest earlier epoch it took part in."""
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT ON (r.agent_id) r.agent_id, r.rating_after"
+                " FROM elo_ratings r JOIN simulation_epochs e USING (epoch_id)"
+                " WHERE e.book = %s AND e.epoch_number < %s"
+                " ORDER BY r.agent_id, e.epoch_number DESC",
+                (book, epoch_number),
+            )
+            return {r["agent_id"]: r["rating_after"] for r in rows}
+
+    def write_ratings(
+        self,
+        epoch_id: uuid.UUID,
+        ratings: Sequence[RatingRow],
+        winner_id: uuid.UUID,
+        loser_id: uuid.UUID | None,
+    ) -> None:
+        """Replace the epoch's ratings and record its winner and loser, in one transaction."""
+        with self.connection() as conn:
+            conn.execute("DELETE FROM elo_ratings WHERE epoch_id = %s", (epoch_id,))
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO elo_ratings (epoch_id, agent_id, agent_name, rating_before, rating_after,"
+                    " epoch_score, penalty, rank) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    [
+                        (epoch_id, r.agent_id, r.agent_name, r.rating_before, r.rating_after,
+                         r.epoch_score, r.penalty, r.rank)
+                        for r in ratings
+                    ],
+                )
+            conn.execute(
+                "UPDATE simulation_epochs SET winner_agent_id = %s, loser_agent_id = %s WHERE epoch_id = %s",
+                (winner_id, loser_id, epoch_id),
+            )
+
+    def ratings(self, epoch_id: uuid.UUID) -> list[RatingRow]:
+        with self.connection() as conn:
+            rows = conn.execute("SELECT * FROM elo_ratings WHERE epoch_id = %s ORDER BY rank", (epoch_id,))
+            return [
+                RatingRow(r["agent_id"], r["agent_name"], r["rating_before"], r["rating_after"],
+                          r["epoch_score"], r["penalty"], r["rank"])
+                for r in rows
+            ]
+
+    # ---- the canon and the Reaper ---------------------------------------------------------------
+
+    def commit_chapter(self, epoch_id: uuid.UUID, book: str, chapter: ChapterRow) -> None:
+        """Write (or rewrite) the epoch's chapter; the epoch becomes 'collapsed' until the Reaper runs."""
+        with self.connection() as conn:
+            conn.execute(
+                "INSERT INTO chapters (book, chapter_number, epoch_id, draft_id, agent_id, title, text,"
+                " epoch_score, margin, embedding) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (epoch_id) DO UPDATE SET draft_id = EXCLUDED.draft_id,"
+                " agent_id = EXCLUDED.agent_id, title = EXCLUDED.title, text = EXCLUDED.text,"
+                " epoch_score = EXCLUDED.epoch_score, margin = EXCLUDED.margin,"
+                " embedding = EXCLUDED.embedding, committed_at = now()",
+                (
+                    book, chapter.chapter_number, epoch_id, chapter.draft_id, chapter.agent_id, chapter.title,
+                    chapter.text, chapter.epoch_score, chapter.margin, _vector(chapter.embedding),
+                ),
+            )
+            conn.execute(
+                "UPDATE simulation_epochs SET status = 'collapsed' WHERE epoch_id = %s AND status <> 'committed'",
+                (epoch_id,),
+            )
+
+    def reap(
+        self, epoch: EpochRecord, loser: SpicaAgent | None, replacement: SpicaAgent | None
+    ) -> ReapOutcome:
+        """Retire the loser, seat its replacement and commit the epoch, in one transaction.
+
+        The NOTIFY on `dream_epochs` is sent by the same transaction, so whoever waits on it sees the
+        whole committed state. Running it again for a committed epoch changes nothing.
+        """
+        with self.connection() as conn:
+            row = conn.execute(
+                "SELECT status FROM simulation_epochs WHERE epoch_id = %s FOR UPDATE", (epoch.epoch_id,)
+            ).fetchone()
+            if row["status"] == "committed":
+                return ReapOutcome(None, None, already_done=True)
+            if row["status"] != "collapsed":
+                raise RuntimeError(f"epoch {epoch.epoch_key} has no committed chapter yet (status {row['status']})")
+            retired = seated = None
+            if loser is not None:
+                conn.execute(
+                    "UPDATE agents SET alive = FALSE, state = '{}'::jsonb, retired_epoch = %s, retired_at = now()"
+                    " WHERE agent_id = %s",
+                    (epoch.epoch_number, loser.instance_id),
+                )
+                retired = loser.name
+                if replacement is not None:
+                    self._insert_agents(
+                        conn, epoch.book, [replacement],
+                        joined_epoch=epoch.epoch_number + 1, replaced=loser.instance_id,
+                    )
+                    seated = replacement.name
+            conn.execute(
+                "UPDATE simulation_epochs SET status = 'committed', end_time = now() WHERE epoch_id = %s",
+                (epoch.epoch_id,),
+            )
+            conn.execute("SELECT pg_notify(%s, %s)", (EPOCH_CHANNEL, epoch.epoch_key))
+            return ReapOutcome(retired, seated, already_done=False)
+
+    def chapters(self, book: str, *, limit: int | None = None, before_number: int | None = None) -> list[ChapterRow]:
+        """Chapters of `book` in order; with `limit`, the latest ones (still in reading order)."""
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT c.*, a.name AS author, e.epoch_key FROM chapters c"
+                " JOIN agents a USING (agent_id) JOIN simulation_epochs e USING (epoch_id)"
+                " WHERE c.book = %s AND (%s::int IS NULL OR c.chapter_number < %s::int)"
+                " ORDER BY c.chapter_number DESC LIMIT %s",
+                (book, before_number, before_number, limit),
+            ).fetchall()
+        return [
+            ChapterRow(
+                chapter_number=r["chapter_number"], draft_id=r["draft_id"], agent_id=r["agent_id"],
+                title=r["title"], text=r["text"], epoch_score=r["epoch_score"], margin=r["margin"],
+                author=r["author"], epoch_key=r["epoch_key"],
+            )
+            for r in reversed(rows)
+        ]
+
+    def chapter_for_epoch(self, epoch_id: uuid.UUID) -> ChapterRow | None:
+        with self.connection() as conn:
+            r = conn.execute(
+                "SELECT c.*, a.name AS author, e.epoch_key FROM chapters c JOIN agents a USING (agent_id)"
+                " JOIN simulation_epochs e USING (epoch_id) WHERE c.epoch_id = %s",
+                (epoch_id,),
+            ).fetchone()
+        if r is None:
+            return None
+        return ChapterRow(
+            chapter_number=r["chapter_number"], draft_id=r["draft_id"], agent_id=r["agent_id"], title=r["title"],
+            text=r["text"], epoch_score=r["epoch_score"], margin=r["margin"], author=r["author"],
+            epoch_key=r["epoch_key"],
+        )
+
+    def standings(self, book: str) -> list[Standing]:
+        """Every agent the book has had, best current rating first, the retired last."""
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT a.name, a.persona, a.alive, a.origin, a.joined_epoch,"
+                " (SELECT r.rating_after FROM elo_ratings r JOIN simulation_epochs e USING (epoch_id)"
+                "   WHERE r.agent_id = a.agent_id ORDER BY e.epoch_number DESC LIMIT 1) AS rating,"
+                " (SELECT count(*) FROM elo_ratings r WHERE r.agent_id = a.agent_id) AS epochs,"
+                " (SELECT count(*) FROM chapters c WHERE c.agent_id = a.agent_id) AS wins"
+                " FROM agents a WHERE a.book = %s",
+                (book,),
+            ).fetchall()
+        standings = [
+            Standing(r["name"], r["persona"], r["alive"], r["rating"], r["epochs"], r["wins"], r["origin"],
+                     r["joined_epoch"])
+            for r in rows
+        ]
+        return sorted(standings, key=lambda s: (not s.alive, -(s.rating or 0.0), s.name))
+
+    # ---- calls and telemetry --------------------------------------------------------------------
+
+    def record_llm_calls(self, calls: Sequence[LlmCallRow]) -> None:
+        if not calls:
+            return
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO llm_calls (epoch_key, purpose, agent_name, request_hash, request, response,"
+                " prompt_tokens, completion_tokens, latency_s, status, error)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (
+                        c.epoch_key, c.purpose, c.agent_name, c.request_hash, Jsonb(c.request),
+                        None if c.response is None else Jsonb(c.response), c.prompt_tokens,
+                        c.completion_tokens, c.latency_s, c.status, c.error,
+                    )
+                    for c in calls
+                ],
+            )
+
+    def record_telemetry(self, events: Sequence[TelemetryEvent]) -> None:
+        """Persist SPICA telemetry; an epoch's event is updated on rerun, never duplicated."""
+        if not events:
+            return
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO telemetry (instance_id, kind, epoch_key, event, payload, recorded_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (instance_id, epoch_key, event) WHERE epoch_key IS NOT NULL"
+                " DO UPDATE SET payload = EXCLUDED.payload, recorded_at = EXCLUDED.recorded_at",
+                [
+                    (e.instance_id, e.kind, e.epoch_key, e.event, Jsonb(dict(e.payload)), e.recorded_at)
+                    for e in events
+                ],
+            )
+
+    def table_counts(self) -> dict[str, int]:
+        """Row counts of the fabric's tables (for status output and tests)."""
+        tables = ["domains", "agents", "simulation_epochs", "drafts", "peer_votes", "vote_abstentions",
+                  "elo_ratings", "chapters", "llm_calls", "telemetry"]
+        with self.connection() as conn:
+            return {
+                t: conn.execute(
+                    sql.SQL("SELECT count(*) AS n FROM {}").format(sql.Identifier(t))
+                ).fetchone()["n"]
+                for t in tables
+            }
+
+
+def _vector(values: Sequence[float] | None) -> np.ndarray | None:
+    return None if values is None else np.asarray(values, dtype=np.float32)
+
+
+def _as_list(value) -> list[float] | None:
+    """pgvector hands back numpy arrays or `Vector` objects depending on its version."""
+    if value is None:
+        return None
+    return value.tolist() if hasattr(value, "tolist") else value.to_list()

@@ -1,0 +1,180 @@
+"""The LLM resource: any OpenAI-compatible server through `openai.AsyncOpenAI`.
+
+Pointing `base_url` at vLLM, llama.cpp, Ollama or OpenAI needs no code change; with no `base_url`
+the offline engine (a simulator shipped in this repo) is started on 127.0.0.1 and used. Every call,
+successful or not, is kept as an `LlmCallRow` for the fabric's `llm_calls` ledger; the API key is
+never part of what is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import dagster as dg
+import openai
+from pydantic import Field
+
+from resources.fabric import LlmCallRow
+from resources.locations import state_dir
+
+OFFLINE_API_KEY = "offline-engine"  # the offline engine accepts any key; real servers get DREAM_LLM_API_KEY
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+
+
+class LLMCallError(RuntimeError):
+    """A call that failed after the client's own retries; the failure is already recorded."""
+
+
+@dataclass
+class LLMSession:
+    """One epoch step's view of the engine: a client, a concurrency limit and the calls made."""
+
+    client: openai.AsyncOpenAI
+    model: str
+    embedding_model: str
+    limit: asyncio.Semaphore
+    epoch_key: str | None
+    temperature: float
+    calls: list[LlmCallRow] = field(default_factory=list)
+
+    async def chat(
+        self,
+        *,
+        purpose: str,
+        agent_name: str | None,
+        messages: Sequence[dict[str, str]],
+        max_tokens: int,
+        response_format: dict[str, Any] | None = None,
+    ) -> Completion:
+        request: dict[str, Any] = {
+            "model": self.model,
+            "messages": list(messages),
+            "max_tokens": max_tokens,
+            "temperature": self.temperature,
+        }
+        if response_format is not None:
+            request["response_format"] = response_format
+        async with self.limit:
+            started = time.perf_counter()
+            try:
+                response = await self.client.chat.completions.create(**request)
+            except openai.OpenAIError as exc:
+                self._record(purpose, agent_name, request, None, started, error=exc)
+                raise LLMCallError(f"{purpose} call for {agent_name or '-'} failed: {_describe(exc)}") from exc
+            latency = time.perf_counter() - started
+        self._record(purpose, agent_name, request, response, started, latency=latency)
+        choice = response.choices[0] if response.choices else None
+        usage = response.usage
+        return Completion(
+            text=(choice.message.content or "") if choice else "",
+            finish_reason=choice.finish_reason if choice else None,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            latency_s=latency,
+        )
+
+    async def embed(self, texts: Sequence[str], *, purpose: str = "embedding") -> list[list[float]]:
+        request = {"model": self.embedding_model, "input": list(texts)}
+        async with self.limit:
+            started = time.perf_counter()
+            try:
+                response = await self.client.embeddings.create(**request)
+            except openai.OpenAIError as exc:
+                self._record(purpose, None, {**request, "input": f"<{len(texts)} texts>"}, None, started, error=exc)
+                raise LLMCallError(f"{purpose} call failed: {_describe(exc)}") from exc
+        # the vectors themselves are not worth a ledger row each; their count and usage are
+        self._record(purpose, None, {**request, "input": f"<{len(texts)} texts>"}, None, started,
+                     usage=response.usage)
+        return [item.embedding for item in sorted(response.data, key=lambda d: d.index)]
+
+    def _record(
+        self,
+        purpose: str,
+        agent_name: str | None,
+        request: dict[str, Any],
+        response: Any,
+        started: float,
+        *,
+        latency: float | None = None,
+        error: BaseException | None = None,
+        usage: Any = None,
+    ) -> None:
+        usage = usage if usage is not None else getattr(response, "usage", None)
+        self.calls.append(
+            LlmCallRow(
+                epoch_key=self.epoch_key,
+                purpose=purpose,
+                agent_name=agent_name,
+                request=request,
+                response=response.model_dump(mode="json") if response is not None else None,
+                prompt_tokens=getattr(usage, "prompt_tokens", None),
+                completion_tokens=getattr(usage, "completion_tokens", None),
+                latency_s=latency if latency is not None else time.perf_counter() - started,
+                status="error" if error else "ok",
+                error=_describe(error) if error else None,
+            )
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    status = getattr(exc, "status_code", None)
+    return f"{type(exc).__name__}" + (f" (HTTP {status})" if status else "") + f": {exc}"[:500]
+
+
+class LLMEngine(dg.ConfigurableResource):
+    """An OpenAI-compatible inference endpoint used for drafts, votes and embeddings."""
+
+    base_url: str | None = Field(
+        default=None, description="OpenAI-compatible base URL (…/v1); unset = the bundled offline engine"
+    )
+    api_key: str | None = Field(default=None, description="API key; set it with EnvVar('DREAM_LLM_API_KEY')")
+    model: str = Field(default="offline-scribe", description="chat model name on the server")
+    embedding_model: str | None = Field(default=None, description="embedding model; unset = `model`")
+    timeout_s: float = Field(default=120.0, gt=0, description="per-request timeout in seconds")
+    max_retries: int = Field(default=3, ge=0, description="client retries on 429/5xx/connection errors")
+    max_concurrency: int = Field(default=8, ge=1, description="engine calls in flight at once")
+    max_tokens: int = Field(default=2048, ge=16, description="hard token cap of a draft")
+    temperature: float = Field(default=0.9, ge=0, le=2)
+    vote_format: Literal["json_schema", "json_object"] = Field(
+        default="json_schema", description="structured-output mode for ballots; json_object for servers without schemas"
+    )
+
+    def resolved_base_url(self) -> str:
+        if self.base_url:
+            return self.base_url
+        from offline_engine import EngineConfig, ensure_engine
+
+        return ensure_engine(state_dir(), EngineConfig.from_env())
+
+    @asynccontextmanager
+    async def session(self, epoch_key: str | None) -> AsyncIterator[LLMSession]:
+        client = openai.AsyncOpenAI(
+            base_url=self.resolved_base_url(),
+            api_key=self.api_key or OFFLINE_API_KEY,
+            timeout=self.timeout_s,
+            max_retries=self.max_retries,
+        )
+        try:
+            yield LLMSession(
+                client=client,
+                model=self.model,
+                embedding_model=self.embedding_model or self.model,
+                limit=asyncio.Semaphore(self.max_concurrency),
+                epoch_key=epoch_key,
+                temperature=self.temperature,
+            )
+        finally:
+            await client.close()

@@ -1,0 +1,5 @@
+"""When the loop may run: the nightly PHASE window."""
+
+from schedules.phase_window import PhaseWindow, phase_window_from_env
+
+__all__ = ["PhaseWindow", "phase_window_from_env"]

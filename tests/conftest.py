@@ -1,0 +1,83 @@
+"""Shared fixtures: a real PostgreSQL with pgvector (the embedded server, a `dream_test` database,
+or DREAM_TEST_DATABASE_URL) and a real offline engine subprocess reached over HTTP."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator
+
+import dagster as dg
+import psycopg
+import pytest
+from psycopg import sql
+
+from offline_engine import EngineConfig, running_engine
+from resources import embedded_postgres
+from resources.fabric import StateFabric
+from resources.llm import LLMEngine
+
+
+
+TEST_DATABASE = "dream_test"
+FABRIC_TABLES = [
+    "telemetry", "llm_calls", "chapters", "elo_ratings", "vote_abstentions", "peer_votes", "drafts",
+    "simulation_epochs", "agents", "domains",
+]
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    """A fresh test database, so tests never touch the user's book."""
+    explicit = os.environ.get("DREAM_TEST_DATABASE_URL")
+    if explicit:
+        return explicit
+    server = embedded_postgres.server_url()
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEST_DATABASE)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEST_DATABASE)))
+    return embedded_postgres.server_url(TEST_DATABASE)
+
+
+@pytest.fixture
+def fabric(database_url: str) -> StateFabric:
+    """The state fabric on the test database, emptied before each test."""
+    fabric = StateFabric(database_url=database_url)
+    with fabric.connection() as conn:
+        conn.execute(
+            sql.SQL("TRUNCATE {} CASCADE").format(sql.SQL(", ").join(sql.Identifier(t) for t in FABRIC_TABLES))
+        )
+    return fabric
+
+
+@pytest.fixture(scope="session")
+def engine_url() -> Iterator[str]:
+    with running_engine(EngineConfig(seed=7)) as url:
+        yield url
+
+
+@pytest.fixture
+def llm(engine_url: str) -> LLMEngine:
+    return LLMEngine(base_url=engine_url, max_tokens=900, max_retries=2, timeout_s=30)
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+@pytest.fixture
+def run_epoch(instance: dg.DagsterInstance, fabric: StateFabric, llm: LLMEngine):
+    """Materialize epoch `number` of a book through Dagster, as the epoch job does."""
+    from dream_pipeline.assets import epoch_assets
+    from dream_pipeline.partitions import epoch_key
+
+    def run(number: int, book: str = "space_time", **kwargs) -> dg.ExecuteInProcessResult:
+        key = epoch_key(book, number)
+        instance.add_dynamic_partitions("epochs", [key])
+        return dg.materialize(
+            epoch_assets, instance=instance, partition_key=key, resources={"fabric": fabric, "llm": llm}, **kwargs
+        )
+
+    return run

@@ -1,0 +1,102 @@
+"""One epoch, and the next, materialized through Dagster against the real fabric and engine."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from dream_pipeline.partitions import epoch_key
+
+
+def _count(fabric, query: str, *params) -> int:
+    with fabric.connection() as conn:
+        return conn.execute(query, params).fetchone()["n"]
+
+
+def _materialization(result: dg.ExecuteInProcessResult, asset: str) -> dg.AssetMaterialization:
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(asset)]
+    assert len(events) == 1, f"expected one materialization of {asset}"
+    return events[0].materialization
+
+
+def test_one_epoch_writes_the_whole_record(run_epoch, fabric):
+    result = run_epoch(1)
+    assert result.success
+
+    epoch = fabric.epoch(epoch_key("space_time", 1))
+    assert epoch.status == "committed"
+    assert len(epoch.active_agent_ids) == 5
+    drafts = fabric.drafts(epoch.epoch_id)
+    assert len(drafts) == 5
+    assert all(d.embedding is not None and len(d.embedding) > 0 for d in drafts)
+    assert all(d.completion_tokens <= 900 for d in drafts)
+    for d in drafts:  # the penalty is exactly what truncation and latency cost
+        assert d.penalty == d.latency_penalty + (5.0 if d.truncated else 0.0)
+
+    votes = fabric.votes(epoch.epoch_id)
+    abstentions = fabric.abstentions(epoch.epoch_id)
+    voters = {v.voter_agent for v in votes}
+    assert len(voters) + len(abstentions) == 5
+    assert len(votes) == 4 * len(voters)  # every voter rated every other draft exactly once
+    assert all(v.voter_agent != v.target_agent for v in votes)
+    assert all(1 <= v.insight_score <= 10 for v in votes)
+    assert all(v.masked_label.startswith("Anonymous_") and v.voter_agent not in v.masked_label for v in votes)
+
+    ratings = fabric.ratings(epoch.epoch_id)
+    assert len(ratings) == 5
+    assert abs(sum(r.rating_after for r in ratings) - sum(r.rating_before for r in ratings)) < 1e-6
+    chapter = fabric.chapter_for_epoch(epoch.epoch_id)
+    assert chapter.chapter_number == 1
+    assert chapter.agent_id == epoch.winner_agent_id
+    assert chapter.text == next(d.text for d in drafts if d.agent_id == epoch.winner_agent_id)
+
+    # the Reaper: the loser is retired (record kept, state cleared), a reserve persona took its seat
+    alive = fabric.alive_agents("space_time")
+    assert len(alive) == 5
+    assert epoch.loser_agent_id not in {a.instance_id for a in alive}
+    with fabric.connection() as conn:
+        loser = conn.execute("SELECT * FROM agents WHERE agent_id = %s", (epoch.loser_agent_id,)).fetchone()
+        newcomer = conn.execute("SELECT * FROM agents WHERE replaced_agent_id = %s", (epoch.loser_agent_id,)).fetchone()
+    assert loser["alive"] is False and loser["state"] == {} and loser["retired_epoch"] == 1
+    assert newcomer["origin"] == "reserve" and newcomer["joined_epoch"] == 2 and newcomer["alive"]
+
+    calls = _count(fabric, "SELECT count(*) AS n FROM llm_calls WHERE epoch_key = %s", epoch.epoch_key)
+    assert calls >= 5 + 5 + 1  # drafts, ballots, one embedding batch
+    assert _count(fabric, "SELECT count(*) AS n FROM telemetry WHERE epoch_key = %s", epoch.epoch_key) >= 10
+
+    chapter_md = _materialization(result, "chapter").metadata["chapter"].value
+    assert chapter.title in chapter_md and chapter.text[:200] in chapter_md
+    matrix = _materialization(result, "peer_votes").metadata["vote_matrix"].value
+    assert all(name in matrix for name in voters)
+    assert "winner" in _materialization(result, "elo_rankings").metadata
+
+
+def test_epochs_chain_and_a_rerun_changes_nothing(run_epoch, fabric):
+    assert run_epoch(1).success
+    assert run_epoch(2).success
+    counts = fabric.table_counts()
+    second = fabric.epoch(epoch_key("space_time", 2))
+    # the newcomer seated by epoch 1 took part in epoch 2, and could not be eliminated there (grace)
+    first = fabric.epoch(epoch_key("space_time", 1))
+    with fabric.connection() as conn:
+        newcomer = conn.execute(
+            "SELECT agent_id FROM agents WHERE replaced_agent_id = %s", (first.loser_agent_id,)
+        ).fetchone()["agent_id"]
+    assert newcomer in second.active_agent_ids
+    assert second.loser_agent_id != newcomer
+
+    assert run_epoch(2).success  # re-materialize a committed epoch
+    after = fabric.table_counts()
+    for table in ("agents", "simulation_epochs", "drafts", "peer_votes", "elo_ratings", "chapters"):
+        assert after[table] == counts[table], table
+    assert [c.chapter_number for c in fabric.chapters("space_time")] == [1, 2]
+    assert len(fabric.alive_agents("space_time")) == 5
+
+
+def test_an_epoch_cannot_start_before_its_predecessor(run_epoch, fabric):
+    result = run_epoch(2, raise_on_error=False)
+    assert not result.success
+    errors = [e.step_failure_data.error.to_string() for e in result.all_events if e.is_step_failure]
+    assert any("epoch 1 is missing" in message for message in errors)
+    with pytest.raises(LookupError):
+        fabric.epoch(epoch_key("space_time", 2))

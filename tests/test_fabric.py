@@ -1,0 +1,126 @@
+"""The state fabric on a real PostgreSQL: migrations, constraints, idempotent epoch rewrites."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+
+from resources.fabric import AbstentionRow, ChapterRow, DraftRow, EpochOrderError, StateFabric, VoteRow
+from spica import SpicaBook
+
+
+def _open(fabric: StateFabric):
+    fabric.ensure_book(SpicaBook.load())
+    return fabric.open_epoch("space_time", "space_time-00001", 1)
+
+
+def _drafts(epoch, fabric: StateFabric) -> list[DraftRow]:
+    agents = fabric.agents(epoch.active_agent_ids)
+    return [
+        DraftRow(a.instance_id, a.name, f"text of {a.name}", 10, 20 + i, "stop", False, 0.1 * (i + 1),
+                 embedding=[float(i), 1.0, 0.0])
+        for i, a in enumerate(agents)
+    ]
+
+
+def _votes(epoch, fabric: StateFabric) -> list[VoteRow]:
+    agents = fabric.agents(epoch.active_agent_ids)
+    return [
+        VoteRow(v.name, t.name, v.instance_id, t.instance_id, 5, "fine", f"Anonymous_Archivist_{i}", i)
+        for v in agents
+        for i, t in enumerate(a for a in agents if a is not v)
+    ]
+
+
+def test_migrations_are_recorded_and_idempotent(database_url):
+    fresh = StateFabric(database_url=database_url)
+    applied = fresh.applied_migrations()
+    assert applied and applied[0] == "001_state_fabric.sql"
+    from resources import fabric as fabric_module
+
+    fabric_module._MIGRATED.clear()  # force a second pass over the same database
+    assert fresh.migrate() == []
+    assert fresh.applied_migrations() == applied
+
+
+def test_book_seats_its_cast_once(fabric):
+    book = SpicaBook.load()
+    assert fabric.ensure_book(book) is True
+    assert fabric.ensure_book(SpicaBook.load()) is False
+    names = [a.name for a in fabric.alive_agents("space_time")]
+    assert sorted(names) == sorted(p["name"] for p in book.manifest["cast"])
+
+
+def test_insight_score_and_self_votes_are_enforced_by_the_schema(fabric):
+    epoch = _open(fabric)
+    fabric.write_drafts(epoch.epoch_id, _drafts(epoch, fabric))
+    good = _votes(epoch, fabric)
+    bad_score = [VoteRow(**{**good[0].__dict__, "insight_score": 11})]
+    with pytest.raises(psycopg.errors.CheckViolation):
+        fabric.write_votes(epoch.epoch_id, bad_score, [])
+    v = good[0]
+    self_vote = [VoteRow(v.voter_agent, v.voter_agent, v.voter_agent_id, v.voter_agent_id, 5, "", "x", 0)]
+    with pytest.raises(psycopg.errors.CheckViolation):
+        fabric.write_votes(epoch.epoch_id, self_vote, [])
+    assert fabric.votes(epoch.epoch_id) == []  # a failed batch leaves nothing behind
+
+
+def test_rewriting_an_epoch_replaces_its_rows(fabric):
+    epoch = _open(fabric)
+    for _ in range(3):
+        fabric.write_drafts(epoch.epoch_id, _drafts(epoch, fabric))
+        fabric.write_votes(epoch.epoch_id, _votes(epoch, fabric), [AbstentionRow("Poet", "not_json", "{")])
+    counts = fabric.table_counts()
+    assert counts["drafts"] == 5
+    assert counts["peer_votes"] == 20
+    assert counts["vote_abstentions"] == 1
+    stored = fabric.drafts(epoch.epoch_id)
+    assert [round(x, 3) for x in stored[0].embedding] == [0.0, 1.0, 0.0]
+
+
+def test_reopening_an_epoch_keeps_its_roster_and_order_is_enforced(fabric):
+    epoch = _open(fabric)
+    again = fabric.open_epoch("space_time", "space_time-00001", 1)
+    assert again.epoch_id == epoch.epoch_id and again.active_agent_ids == epoch.active_agent_ids
+    with pytest.raises(EpochOrderError, match="epoch 1 is running"):
+        fabric.open_epoch("space_time", "space_time-00002", 2)
+
+
+def test_the_reaper_commits_once_and_notifies(fabric):
+    epoch = _open(fabric)
+    ids = fabric.write_drafts(epoch.epoch_id, _drafts(epoch, fabric))
+    agents = fabric.agents(epoch.active_agent_ids)
+    loser = agents[-1]
+    book = SpicaBook.load()
+    fabric.commit_chapter(
+        epoch.epoch_id, "space_time",
+        ChapterRow(1, ids[0], agents[0].instance_id, "Opening", "text", 7.0, 1.0, [1.0, 0.0, 0.0]),
+    )
+    with psycopg.connect(fabric.url(), autocommit=True) as listener:
+        listener.execute("LISTEN dream_epochs")
+        first = fabric.reap(epoch, loser, book.recruit(book.reserve()[0], replaced=loser))
+        notes = list(listener.notifies(timeout=2, stop_after=1))
+    assert notes and notes[0].payload == "space_time-00001"
+    second = fabric.reap(fabric.epoch("space_time-00001"), loser, book.recruit(book.reserve()[1], replaced=loser))
+    assert first.retired == loser.name and not first.already_done
+    assert second.already_done
+    assert len(fabric.alive_agents("space_time")) == 5
+    assert fabric.table_counts()["agents"] == 6
+    assert fabric.epoch("space_time-00001").status == "committed"
+    assert fabric.next_epoch_number("space_time") == 2
+
+
+def test_llm_calls_and_telemetry_are_stored(fabric):
+    from resources.fabric import LlmCallRow
+
+    agent = SpicaBook.load().initial_cast()[0]
+    fabric.record_llm_calls([LlmCallRow("space_time-00001", "draft", agent.name, {"model": "m"}, None, 1, 2, 0.5, "ok")])
+    for _ in range(2):
+        agent.record_telemetry("draft", epoch_key="space_time-00001", tokens=3)
+        fabric.record_telemetry(agent.drain_telemetry())
+    counts = fabric.table_counts()
+    assert counts["llm_calls"] == 1
+    assert counts["telemetry"] == 1  # one event per instance per epoch, updated on rerun
+    assert uuid.UUID(str(agent.instance_id))
