@@ -29,7 +29,7 @@ def prepare_dagster_home() -> Path:
     """Install the dagster.yaml template into DAGSTER_HOME and export what it reads."""
     home = Path(os.environ.get("DAGSTER_HOME") or state_dir() / "dagster_home")
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copyfile(PROJECT_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
     os.environ["DREAM_DAGSTER_STORAGE_URL"] = dagster_storage_url()
     return home

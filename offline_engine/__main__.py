@@ -42,7 +42,7 @@ def build_parser(defaults: EngineConfig) -> argparse.ArgumentParser:
     p.add_argument("--fault-rate", type=float, default=defaults.fault_rate,
                    help="fraction of requests answered with a simulated fault")
     p.add_argument("--fault-kinds", type=_arg_type(parse_fault_kinds, "fault kinds"),
-                   default=defaults.fault_kinds,
+                   default=",".join(defaults.fault_kinds),
                    help="comma-separated subset of 429,500,503,timeout,empty,malformed_json")
     p.add_argument("--stall-s", type=float, default=defaults.stall_s, help="how long a 'timeout' fault stalls")
     p.add_argument("--quality", action="append", type=_arg_type(parse_quality, "quality"), default=None,

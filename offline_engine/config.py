@@ -56,6 +56,8 @@ class EngineConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "qualities", _clean_qualities(self.qualities))
         object.__setattr__(self, "fault_kinds", tuple(str(k) for k in self.fault_kinds))
+        for name in ("ttft_s", "tokens_per_s", "stall_s", "long_draft_rate", "fault_rate"):
+            object.__setattr__(self, name, float(getattr(self, name)))
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"seed must be an int, got {self.seed!r}")
         for name in ("ttft_s", "tokens_per_s", "stall_s"):

@@ -67,6 +67,7 @@ def health(host: str, port: int, timeout: float = 1.0) -> dict[str, Any] | None:
 def _wait_healthy(proc: subprocess.Popen, host: str, port: int, config: EngineConfig,
                   read_log: Any) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
+    doc = None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"offline engine exited with code {proc.returncode} before becoming healthy:\n"
@@ -76,7 +77,9 @@ def _wait_healthy(proc: subprocess.Popen, host: str, port: int, config: EngineCo
             return
         time.sleep(0.05)
     _terminate(proc.pid, proc)
-    raise RuntimeError(f"offline engine on {host}:{port} not healthy after {START_TIMEOUT_S:.0f}s:\n{read_log()}")
+    seen = f"last /health answer: {doc}; expected pid {proc.pid}, fingerprint {config.fingerprint()}"
+    raise RuntimeError(f"offline engine on {host}:{port} not healthy after {START_TIMEOUT_S:.0f}s ({seen}):\n"
+                       f"{read_log()}")
 
 
 def _terminate(pid: int, proc: subprocess.Popen | None = None, grace_s: float = 5.0) -> None:

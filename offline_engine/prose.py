@@ -158,11 +158,12 @@ def _voiced(sentence: list[str], name: str | None, motifs: list[str], chain: Cha
 
 
 def title_line(rng: random.Random, user: str, chain: Chain) -> str | None:
-    m = _CHAPTER_RE.search(user or "")
-    if not m or len(chain.title_words) < 2:
+    # the last mention is the instruction; earlier ones may be quoted chapters
+    numbers = _CHAPTER_RE.findall(user or "")
+    if not numbers or len(chain.title_words) < 2:
         return None
     a, b = rng.sample(chain.title_words, 2)
-    return f"Chapter {m.group(1)}: The {a.capitalize()} and the {b.capitalize()}"
+    return f"Chapter {numbers[-1]}: The {a.capitalize()} and the {b.capitalize()}"
 
 
 def write_prose(rng: random.Random, system: str, user: str, max_tokens: int | None,

@@ -87,7 +87,7 @@ def measure(text: str) -> TextMeasures:
 
 def _voter_rng(config: EngineConfig, system: str, label: str) -> random.Random:
     key = f"{config.seed}\x1f{hashlib.sha256(system.encode()).hexdigest()}\x1f{label}"
-    return random.Random(hashlib.sha256(key.encode()).digest())
+    return random.Random(hashlib.sha256(key.encode()).digest())  # noqa: S311 - simulation, not security
 
 
 def score_draft(config: EngineConfig, system: str, label: str, text: str) -> int:

@@ -179,7 +179,7 @@ class Engine:
         cfg = self.config
         if cfg.fault_rate <= 0 or not cfg.fault_kinds:
             return None
-        rng = random.Random(f"{cfg.seed}:fault:{self._counter}")
+        rng = random.Random(f"{cfg.seed}:fault:{self._counter}")  # noqa: S311 - simulation
         if rng.random() >= cfg.fault_rate:
             return None
         return rng.choice(cfg.fault_kinds)
@@ -194,7 +194,7 @@ class Engine:
     def complete(self, req: ChatRequest) -> Completion:
         cfg = self.config
         seed_material = f"{cfg.seed}:{req.digest()}".encode()
-        rng = random.Random(hashlib.sha256(seed_material).digest())
+        rng = random.Random(hashlib.sha256(seed_material).digest())  # noqa: S311 - simulation
         system, user = req.system(), req.last_user()
         if req.json_mode:
             text = json_reply(cfg, system, user, fallback=short_reply(rng, system))

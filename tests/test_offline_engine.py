@@ -45,7 +45,8 @@ def chat(client: openai.OpenAI, system: str = PHYSICIST, user: str = "Write chap
 
 
 def get_json(url: str, path: str, key: str | None = None) -> dict:
-    req = urllib.request.Request(url + path, headers={"Authorization": f"Bearer {key}"} if key else {})
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    req = urllib.request.Request(url + path, headers=headers)  # noqa: S310
     with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310
         return json.loads(resp.read())
 
@@ -218,7 +219,7 @@ def test_api_key_is_enforced(other_url: str) -> None:
 def test_bad_requests_get_openai_shaped_400s(url: str, client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="m", messages=[])
-    req = urllib.request.Request(url + "/chat/completions", data=b"{not json", method="POST",
+    req = urllib.request.Request(url + "/chat/completions", data=b"{not json", method="POST",  # noqa: S310
                                  headers={"Content-Type": "application/json"})
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(req, timeout=5)  # noqa: S310

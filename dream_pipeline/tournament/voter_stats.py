@@ -5,12 +5,12 @@ score the same target received in the same epoch from the other voters (leave
 the voter out, so a voter never agrees with itself).  From those deviations:
 
 * ``bias`` — a voter's mean deviation (a harsh or lenient hand, not a fault);
-* ``disagreement`` — mean absolute deviation once the voter's bias is removed:
-  how differently it *orders* the drafts;
-* an outlier voter is one whose disagreement sits far above the others'
-  (robust z-score on median / MAD, plus an absolute gap), in the spirit of
-  FastChat's anomalous-voter test: judge a voter against the crowd, not against
-  a fixed threshold alone;
+* ``disagreement`` — root-mean-square deviation once the voter's bias is
+  removed: how differently it *orders* the drafts;
+* an outlier voter is one whose disagreement sits far above the crowd's median
+  (a relative and an absolute margin), in the spirit of FastChat's
+  anomalous-voter test: judge a voter against the crowd, not against a fixed
+  threshold alone;
 * a clique is a pair who each score the other far above the consensus, after
   removing each one's own bias on its other votes.
 
@@ -35,8 +35,6 @@ __all__ = [
     "flag_outlier_voters",
     "flag_cliques",
 ]
-
-MAD_TO_SD = 1.4826  # MAD of a normal sample times this estimates its standard deviation
 
 VoteTable = Iterable[Vote] | pd.DataFrame
 
@@ -82,7 +80,7 @@ def voter_agreement(votes: VoteTable) -> pd.DataFrame:
     """Per voter: n_votes, spearman, pearson (scores vs consensus), leniency, bias, disagreement.
 
     ``leniency`` = mean score given - mean of all scores in the table; ``bias`` = mean
-    deviation from the consensus; ``disagreement`` = mean |deviation - bias|.  Votes on a
+    deviation from the consensus; ``disagreement`` = sqrt(mean((deviation - bias)**2)).  Votes on a
     draft nobody else scored are left out.
     """
     df = consensus_deviations(votes)
@@ -98,7 +96,9 @@ def voter_agreement(votes: VoteTable) -> pd.DataFrame:
             "pearson": _pearson(own["insight_score"], own["consensus"]),
             "leniency": leniency,
             "bias": bias,
-            "disagreement": (own["deviation"] - bias).abs().mean() if len(own) else float("nan"),
+            "disagreement": float(np.sqrt(((own["deviation"] - bias) ** 2).mean()))
+            if len(own)
+            else float("nan"),
         }
     columns = ["n_votes", "spearman", "pearson", "leniency", "bias", "disagreement"]
     return pd.DataFrame.from_dict(rows, orient="index", columns=columns).rename_axis("voter")
@@ -107,29 +107,37 @@ def voter_agreement(votes: VoteTable) -> pd.DataFrame:
 def flag_outlier_voters(
     votes: VoteTable,
     *,
-    z_threshold: float = 3.5,
-    min_gap: float = 1.0,
-    min_votes: int = 3,
-    mad_floor: float = 0.25,
+    rel_gap: float = 0.5,
+    min_gap: float = 0.5,
+    min_votes: int = 5,
+    exclude_cliques: bool = True,
 ) -> dict[str, float]:
-    """Voters whose disagreement is far above the others', mapped to their robust z-score.
+    """Voters whose disagreement is far above the crowd's, mapped to ``d / median(d)``.
 
-    Rule: among voters with at least ``min_votes`` comparable votes (and only if there are
-    3 or more such voters), ``z = (d - median(d)) / (1.4826 * max(MAD(d), mad_floor))``;
-    a voter is flagged when ``z > z_threshold`` AND ``d - median(d) >= min_gap`` points.
-    The MAD floor and the absolute gap keep a tight crowd of honest voters from turning
-    ordinary noise into a flag.
+    Rule: among voters with at least ``min_votes`` comparable votes (and only when there
+    are 3 or more of them), with ``m`` the median disagreement, flag a voter when
+    ``d >= (1 + rel_gap) * m`` AND ``d - m >= min_gap`` points.  Defaults: 50 % and half a
+    point above the median.  The median, unlike the mean, is not dragged up by the outlier
+    itself.  With ``exclude_cliques`` the votes between the pairs :func:`flag_cliques`
+    reports are set aside first, so a clique is reported as a clique and not also as two
+    outliers.  Needs several epochs of votes to be reliable.
     """
-    stats = voter_agreement(votes)
+    df = _frame(votes)
+    if exclude_cliques:
+        pairs = set(flag_cliques(df))
+        inside = [(v, t) in pairs or (t, v) in pairs for v, t in zip(df["voter"], df["target"], strict=True)]
+        df = df[~np.array(inside, dtype=bool)]
+    stats = voter_agreement(df)
     stats = stats[stats["n_votes"] >= min_votes].dropna(subset=["disagreement"])
     if len(stats) < 3:
         return {}
     d = stats["disagreement"]
-    median = d.median()
-    mad = max((d - median).abs().median(), mad_floor)
-    z = (d - median) / (MAD_TO_SD * mad)
-    flagged = (z > z_threshold) & (d - median >= min_gap)
-    return {str(v): float(z[v]) for v in sorted(stats.index[flagged])}
+    median = float(d.median())
+    if median <= 0:
+        flagged = d - median >= min_gap
+        return {str(v): float("inf") for v in sorted(stats.index[flagged])}
+    flagged = (d >= (1.0 + rel_gap) * median) & (d - median >= min_gap)
+    return {str(v): float(d[v] / median) for v in sorted(stats.index[flagged])}
 
 
 def reciprocity(votes: VoteTable) -> pd.DataFrame:

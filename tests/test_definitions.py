@@ -1,0 +1,72 @@
+"""The Dagster definitions load, and the loop's sensor decides correctly for any clock."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from dream_pipeline.definitions import defs
+from dream_pipeline.partitions import epoch_key, parse_epoch_key
+from schedules.phase_window import PhaseWindow
+from sensors.next_epoch import plan_next_epoch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_full_definitions_resolve():
+    job = defs.resolve_job_def("epoch_job")
+    assert job.partitions_def is not None and job.partitions_def.name == "epochs"
+    keys = {spec.key.to_user_string() for spec in defs.resolve_all_asset_specs()}
+    assert keys == {"roster", "drafts", "peer_votes", "elo_rankings", "chapter"}
+    graph = defs.resolve_asset_graph()
+    assert graph.get(dg.AssetKey("chapter")).parent_keys == {dg.AssetKey("elo_rankings")}
+    assert graph.get(dg.AssetKey("drafts")).parent_keys == {dg.AssetKey("roster")}
+    assert defs.resolve_sensor_def("next_epoch_sensor") is not None
+
+
+def test_the_workspace_loads_in_dagster_tooling():
+    result = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_epoch_keys_round_trip_and_reject_garbage():
+    assert parse_epoch_key(epoch_key("space_time", 42)) == ("space_time", 42)
+    for bad in ["space_time", "space_time-1", "Space-00001", "space_time-00001; DROP TABLE"]:
+        with pytest.raises(ValueError):
+            parse_epoch_key(bad)
+
+
+def test_the_sensor_requests_the_next_epoch_once_outside_phase():
+    decision = plan_next_epoch("space_time-00007", datetime(2026, 1, 1, 12, 0, tzinfo=UTC), PhaseWindow())
+    assert isinstance(decision, dg.SensorResult)
+    [request] = decision.run_requests
+    assert request.partition_key == request.run_key == "space_time-00008"
+    [add] = decision.dynamic_partitions_requests
+    assert add.partitions_def_name == "epochs" and list(add.partition_keys) == ["space_time-00008"]
+
+
+@pytest.mark.parametrize(
+    ("hour", "minute", "blocked"), [(2, 59, False), (3, 0, True), (5, 30, True), (6, 59, True), (7, 0, False)]
+)
+def test_the_sensor_skips_inside_the_phase_window(hour, minute, blocked):
+    now = datetime(2026, 1, 1, hour, minute, tzinfo=UTC)
+    decision = plan_next_epoch("space_time-00007", now, PhaseWindow())
+    assert isinstance(decision, dg.SkipReason) is blocked
+    if blocked:
+        assert "PHASE window 03:00-07:00" in decision.skip_message
+
+
+def test_a_phase_window_can_cross_midnight_in_a_time_zone():
+    window = PhaseWindow(start=time(23, 0), end=time(1, 0), timezone="Europe/Paris")
+    assert window.contains(datetime(2026, 1, 1, 22, 30, tzinfo=UTC))  # 23:30 in Paris
+    assert not window.contains(datetime(2026, 1, 1, 12, 0, tzinfo=UTC))
+    with pytest.raises(ValueError):
+        window.contains(datetime(2026, 1, 1, 12, 0))
