@@ -27,7 +27,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dream_pipeline.definitions import defs
     from dream_pipeline.instance import dagster_instance
     from dream_pipeline.partitions import epoch_key
-    from dream_pipeline.report import render_outline, render_chapters, render_standings
+    from dream_pipeline.report import render_chapters, render_outline, render_standings
     from dream_pipeline.settings import llm_from_env
 
     fabric = _fabric()
@@ -159,6 +159,19 @@ def cmd_engine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Dagster's webserver and daemon on this project's instance (storage in PostgreSQL)."""
+    from dream_pipeline.instance import prepare_dagster_home
+    from resources.locations import PROJECT_ROOT
+
+    home = prepare_dagster_home()
+    print(f"dagster home : {home}\nopen http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+    command = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
+               "-h", args.host, "-p", str(args.port)]
+    os.execvp(command[0], command)  # noqa: S606 (our own interpreter and arguments)
+    return 0  # not reached
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dream",
@@ -190,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     engine = sub.add_parser("engine", help="the offline engine (a simulator of an OpenAI-compatible server)")
     engine.add_argument("action", choices=["start", "stop"])
     engine.set_defaults(func=cmd_engine)
+
+    ui = sub.add_parser("ui", help="start the Dagster UI and daemon on this project's instance")
+    ui.add_argument("--host", default="127.0.0.1", help="bind address (default: %(default)s)")
+    ui.add_argument("--port", type=int, default=3000, help="port (default: %(default)s)")
+    ui.set_defaults(func=cmd_ui)
     return parser
 
 

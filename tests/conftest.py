@@ -4,7 +4,6 @@ or DREAM_TEST_DATABASE_URL) and a real offline engine subprocess reached over HT
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Iterator
 
 import dagster as dg
@@ -16,8 +15,6 @@ from offline_engine import EngineConfig, running_engine
 from resources import embedded_postgres
 from resources.fabric import StateFabric
 from resources.llm import LLMEngine
-
-
 
 TEST_DATABASE = "dream_test"
 FABRIC_TABLES = [

@@ -45,7 +45,7 @@ def choose_replacement(scope: EpochScope, loser: SpicaAgent, used_names: set[str
     """A fresh reserve persona if any is left (drawn with the epoch's seed), else a mutation of the best survivor."""
     pool = [p for p in scope.book.reserve() if p["name"] not in used_names]
     if pool:
-        persona = random.Random(epoch_seed(scope.key)).choice(pool)
+        persona = random.Random(epoch_seed(scope.key)).choice(pool)  # noqa: S311 (reproducible draw, not crypto)
         return scope.book.recruit(persona, replaced=loser)
     parent = survivors[0]
     child = parent.mutate(parent.lineage.generation)
