@@ -1,6 +1,7 @@
 # Two entry points, each doing its own set-up: `make run` (3 epochs of the tournament on the
 # embedded defaults) and `make test` (lint + the whole test suite). Both create .venv on first use.
-PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do command -v $$p >/dev/null 2>&1 && { echo $$p; break; }; done)
+# the first interpreter that actually runs and is 3.11+ (pyenv shims exist for versions that do not run)
+PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && { echo $$p; break; }; done)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
@@ -9,7 +10,7 @@ EPOCHS ?= 3
 .PHONY: run test lint bench clean-state
 
 $(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
+	@test -n "$(PYTHON)" || { echo "Python 3.11+ is required: install it, or set PYTHON=/path/to/python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'

