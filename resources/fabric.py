@@ -93,6 +93,17 @@ class RatingRow:
     epoch_score: float | None
     penalty: float
     rank: int
+    bt_rating: float | None = None
+    bt_lower: float | None = None
+    bt_upper: float | None = None
+
+
+@dataclass(frozen=True)
+class VoterFlag:
+    kind: str  # 'outlier' or 'clique'
+    voter_agent: str
+    partner: str
+    strength: float
 
 
 @dataclass(frozen=True)
@@ -474,31 +485,74 @@ class StateFabric(dg.ConfigurableResource):
         ratings: Sequence[RatingRow],
         winner_id: uuid.UUID,
         loser_id: uuid.UUID | None,
+        *,
+        bottom_separated: bool | None = None,
+        flags: Sequence[VoterFlag] = (),
     ) -> None:
-        """Replace the epoch's ratings and record its winner and loser, in one transaction."""
+        """Replace the epoch's ratings and voter flags and record its winner and loser, in one transaction."""
         with self.connection() as conn:
             conn.execute("DELETE FROM elo_ratings WHERE epoch_id = %s", (epoch_id,))
+            conn.execute("DELETE FROM voter_flags WHERE epoch_id = %s", (epoch_id,))
             with conn.cursor() as cur:
                 cur.executemany(
                     "INSERT INTO elo_ratings (epoch_id, agent_id, agent_name, rating_before, rating_after,"
-                    " epoch_score, penalty, rank) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    " epoch_score, penalty, rank, bt_rating, bt_lower, bt_upper)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     [
                         (epoch_id, r.agent_id, r.agent_name, r.rating_before, r.rating_after,
-                         r.epoch_score, r.penalty, r.rank)
+                         r.epoch_score, r.penalty, r.rank, r.bt_rating, r.bt_lower, r.bt_upper)
                         for r in ratings
                     ],
                 )
+                cur.executemany(
+                    "INSERT INTO voter_flags (epoch_id, kind, voter_agent, partner, strength)"
+                    " VALUES (%s, %s, %s, %s, %s)",
+                    [(epoch_id, f.kind, f.voter_agent, f.partner, f.strength) for f in flags],
+                )
             conn.execute(
-                "UPDATE simulation_epochs SET winner_agent_id = %s, loser_agent_id = %s WHERE epoch_id = %s",
-                (winner_id, loser_id, epoch_id),
+                "UPDATE simulation_epochs SET winner_agent_id = %s, loser_agent_id = %s, bottom_separated = %s"
+                " WHERE epoch_id = %s",
+                (winner_id, loser_id, bottom_separated, epoch_id),
             )
+
+    def voter_flags(self, epoch_id: uuid.UUID) -> list[VoterFlag]:
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT * FROM voter_flags WHERE epoch_id = %s ORDER BY kind, voter_agent, partner", (epoch_id,)
+            )
+            return [VoterFlag(r["kind"], r["voter_agent"], r["partner"], r["strength"]) for r in rows]
+
+    def recent_votes(self, book: str, epoch_number: int, window: int) -> list[tuple[int, VoteRow, float]]:
+        """Votes of the `window` epochs up to and including `epoch_number`, with each target's penalty."""
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT e.epoch_number, v.*, d.penalty AS target_penalty FROM peer_votes v"
+                " JOIN simulation_epochs e USING (epoch_id)"
+                " JOIN drafts d ON d.epoch_id = v.epoch_id AND d.agent_id = v.target_agent_id"
+                " WHERE e.book = %s AND e.epoch_number BETWEEN %s AND %s"
+                " ORDER BY e.epoch_number, v.voter_agent, v.position",
+                (book, epoch_number - window + 1, epoch_number),
+            ).fetchall()
+        return [
+            (
+                r["epoch_number"],
+                VoteRow(
+                    voter_agent=r["voter_agent"], target_agent=r["target_agent"],
+                    voter_agent_id=r["voter_agent_id"], target_agent_id=r["target_agent_id"],
+                    insight_score=r["insight_score"], rationale=r["rationale"], masked_label=r["masked_label"],
+                    position=r["position"], latency_penalty=r["latency_penalty"],
+                ),
+                r["target_penalty"],
+            )
+            for r in rows
+        ]
 
     def ratings(self, epoch_id: uuid.UUID) -> list[RatingRow]:
         with self.connection() as conn:
             rows = conn.execute("SELECT * FROM elo_ratings WHERE epoch_id = %s ORDER BY rank", (epoch_id,))
             return [
                 RatingRow(r["agent_id"], r["agent_name"], r["rating_before"], r["rating_after"],
-                          r["epoch_score"], r["penalty"], r["rank"])
+                          r["epoch_score"], r["penalty"], r["rank"], r["bt_rating"], r["bt_lower"], r["bt_upper"])
                 for r in rows
             ]
 
@@ -653,7 +707,7 @@ class StateFabric(dg.ConfigurableResource):
     def table_counts(self) -> dict[str, int]:
         """Row counts of the fabric's tables (for status output and tests)."""
         tables = ["domains", "agents", "simulation_epochs", "drafts", "peer_votes", "vote_abstentions",
-                  "elo_ratings", "chapters", "llm_calls", "telemetry"]
+                  "elo_ratings", "voter_flags", "chapters", "llm_calls", "telemetry"]
         with self.connection() as conn:
             return {
                 t: conn.execute(

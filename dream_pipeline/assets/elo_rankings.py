@@ -1,11 +1,13 @@
 """Rank: votes become pairwise battles, Elo ratings persisted across epochs, a winner and a loser."""
 
+import math
 
 import dagster as dg
 
-from dream_pipeline.assets.common import load_scope, markdown_table
+from dream_pipeline.assets.common import epoch_seed, load_scope, markdown_table
 from dream_pipeline.assets.peer_votes import peer_votes
 from dream_pipeline.partitions import epochs_partitions
+from dream_pipeline.standings import WINDOW_EPOCHS, window_statistics
 from dream_pipeline.tournament import (
     DEFAULT_K,
     INITIAL_RATING,
@@ -16,16 +18,19 @@ from dream_pipeline.tournament import (
     pick_loser,
     pick_winner,
 )
+from dream_pipeline.tournament.selection import bottom_is_separated
 from resources.fabric import RatingRow, StateFabric
 
 
 class EloConfig(dg.Config):
     k: float = DEFAULT_K
+    window_epochs: int = WINDOW_EPOCHS
 
 
 @dg.asset(partitions_def=epochs_partitions, group_name="epoch", deps=[peer_votes], kinds={"pandas", "postgres"})
 def elo_rankings(context: dg.AssetExecutionContext, config: EloConfig, fabric: StateFabric) -> dg.MaterializeResult:
-    """Ratings after this epoch, its winner (best epoch score) and the agent to eliminate (lowest rating)."""
+    """Ratings after this epoch (online Elo, and Bradley–Terry with bootstrap intervals over recent
+    epochs), its winner (best epoch score), the agent to eliminate (lowest Elo) and voter flags."""
     scope = load_scope(fabric, context.partition_key)
     written = fabric.drafts(scope.epoch.epoch_id)
     penalty = {d.agent_name: d.penalty for d in written}
@@ -36,7 +41,8 @@ def elo_rankings(context: dg.AssetExecutionContext, config: EloConfig, fabric: S
     names = {a.instance_id: a.name for a in scope.agents}
     earlier = fabric.ratings_before(scope.book.name, scope.number)
     before = {a.name: earlier.get(a.instance_id, INITIAL_RATING) for a in scope.agents}
-    after = elo_update(before, pairwise_outcomes(votes, penalty), k=config.k)
+    battles = pairwise_outcomes(votes, penalty)
+    after = elo_update(before, battles, k=config.k)
     scores = epoch_scores(votes, penalty, [d.agent_name for d in written])
     winner = pick_winner(scores, after)
     joined = fabric.joined_epochs(list(names))
@@ -45,30 +51,56 @@ def elo_rankings(context: dg.AssetExecutionContext, config: EloConfig, fabric: S
     ]
     loser = pick_loser(after, scores, newcomers)
 
+    stats = window_statistics(
+        fabric.recent_votes(scope.book.name, scope.number, config.window_epochs), epoch_seed(scope.key)
+    )
+    bt = stats.intervals
+    lower, upper = bt["lower"].to_dict(), bt["upper"].to_dict()
+    separated = None
+    if loser is not None:
+        candidates = [a.name for a in scope.agents if a.name not in newcomers]
+        separated = bottom_is_separated(loser, lower, upper, candidates)
+
     ranked = sorted(scope.agents, key=lambda a: (-after[a.name], a.name))
     rows = [
-        RatingRow(a.instance_id, a.name, before[a.name], after[a.name], _finite(scores.get(a.name)),
-                  penalty.get(a.name, 0.0), rank)
+        RatingRow(
+            a.instance_id, a.name, before[a.name], after[a.name], _finite(scores.get(a.name)),
+            penalty.get(a.name, 0.0), rank,
+            _finite(bt["rating"].get(a.name)), _finite(lower.get(a.name)), _finite(upper.get(a.name)),
+        )
         for rank, a in enumerate(ranked, start=1)
     ]
     by_name = {a.name: a.instance_id for a in scope.agents}
-    fabric.write_ratings(scope.epoch.epoch_id, rows, by_name[winner], by_name[loser] if loser else None)
+    fabric.write_ratings(
+        scope.epoch.epoch_id, rows, by_name[winner], by_name[loser] if loser else None,
+        bottom_separated=separated, flags=stats.flags,
+    )
     table = [
         {"rank": r.rank, "agent": r.agent_name, "epoch_score": r.epoch_score, "penalty": r.penalty,
          "elo_before": r.rating_before, "elo_after": r.rating_after,
+         "bt": r.bt_rating, "bt_95%": _interval(r.bt_lower, r.bt_upper),
          "note": "winner" if r.agent_name == winner else "eliminated" if r.agent_name == loser
          else "grace" if r.agent_name in newcomers else ""}
         for r in rows
     ]
+    flags = [{"flag": f.kind, "voter": f.voter_agent, "partner": f.partner, "strength": f.strength}
+             for f in stats.flags]
     return dg.MaterializeResult(
         metadata={
             "winner": winner,
             "eliminated": loser or "(nobody: all in grace)",
-            "battles": len(pairwise_outcomes(votes, penalty)),
+            "bottom_separated": "n/a" if separated is None else str(separated).lower(),
+            "battles": len(battles),
+            "window_epochs": config.window_epochs,
             "standings": dg.MetadataValue.md(markdown_table(table)),
+            "voter_flags": dg.MetadataValue.md(markdown_table(flags, floatfmt=".2f")),
         }
     )
 
 
 def _finite(value: float | None) -> float | None:
-    return None if value is None or value != value else value
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _interval(lower: float | None, upper: float | None) -> str:
+    return "—" if lower is None or upper is None else f"{lower:.0f}–{upper:.0f}"

@@ -24,7 +24,7 @@ import pandas as pd
 from dream_pipeline.tournament.ballots import Vote
 from dream_pipeline.tournament.elo import BASE, INITIAL_RATING, SCALE, pairwise_outcomes
 
-__all__ = ["battles_frame", "compute_mle_elo", "bootstrap_intervals"]
+__all__ = ["battles_frame", "bootstrap_ballots", "bootstrap_intervals", "compute_mle_elo"]
 
 _WINNER = {1.0: "model_a", 0.0: "model_b", 0.5: "tie"}
 _CREDIT_A = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5}
@@ -148,13 +148,31 @@ def bootstrap_intervals(
     score a target twice, which ``pairwise_outcomes`` rejects.
     Sorted by rating, descending.
     """
-    if rounds < 1:
-        raise ValueError("rounds must be >= 1")
     by_voter: dict[str, list[Vote]] = defaultdict(list)
     for vote in votes:
         by_voter[vote.voter].append(vote)
-    voters = sorted(by_voter)
-    frames = [battles_frame(pairwise_outcomes(by_voter[v], penalties)) for v in voters]
+    ballots = [pairwise_outcomes(by_voter[v], penalties) for v in sorted(by_voter)]
+    return bootstrap_ballots(ballots, rounds, seed, scale=scale, base=base, init=init, prior=prior)
+
+
+def bootstrap_ballots(
+    ballots: Sequence[Sequence[tuple[str, str, float]]],
+    rounds: int = 200,
+    seed: int = 0,
+    *,
+    scale: float = SCALE,
+    base: float = BASE,
+    init: float = INITIAL_RATING,
+    prior: float = 1.0,
+) -> pd.DataFrame:
+    """:func:`bootstrap_intervals` over ballots already broken into battles.
+
+    A ballot is the unit of resampling, so ballots from many epochs can be pooled: break each
+    epoch's ballots with that epoch's penalties, then pass them all here.
+    """
+    if rounds < 1:
+        raise ValueError("rounds must be >= 1")
+    frames = [battles_frame(list(b)) for b in ballots]
     frames = [f for f in frames if not f.empty]
     if not frames:
         return pd.DataFrame(columns=["rating", "lower", "upper", "mle"], dtype=float)

@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping
 
 from dream_pipeline.tournament.elo import INITIAL_RATING
 
-__all__ = ["pick_winner", "pick_loser"]
+__all__ = ["bottom_is_separated", "pick_loser", "pick_winner"]
 
 
 def _score_key(score: float | None) -> float:
@@ -49,3 +49,19 @@ def pick_loser(
     if not candidates:
         return None
     return min(candidates, key=lambda a: (_score_key(ratings[a]), _score_key(scores.get(a)), a))
+
+
+def bottom_is_separated(
+    loser: str, lower: Mapping[str, float], upper: Mapping[str, float], candidates: Collection[str]
+) -> bool:
+    """Whether the agent to eliminate is clearly the weakest: its upper bound lies below the lower
+    bound of the next-lowest candidate (by lower bound). Missing intervals count as not separated.
+
+    Elimination does not wait for separation (the loop never stalls); the answer is recorded with the
+    epoch so a reader can see which eliminations were decided by noise.
+    """
+    others = [lower.get(a, math.nan) for a in candidates if a != loser]
+    ceiling = upper.get(loser, math.nan)
+    if not others or any(math.isnan(x) for x in others) or math.isnan(ceiling):
+        return False
+    return ceiling < min(others)
