@@ -68,7 +68,17 @@ def test_one_epoch_writes_the_whole_record(run_epoch, fabric):
     assert chapter.title in chapter_md and chapter.text[:200] in chapter_md
     matrix = _materialization(result, "peer_votes").metadata["vote_matrix"].value
     assert all(name in matrix for name in voters)
-    assert "winner" in _materialization(result, "elo_rankings").metadata
+    rankings = _materialization(result, "elo_rankings").metadata
+    assert rankings["winner"].value in {r.agent_name for r in ratings}
+    assert "bt_95%" in rankings["standings"].value and "voter_flags" in rankings
+    for r in ratings:  # Bradley–Terry with bootstrap intervals, stored with the Elo ratings
+        assert r.bt_lower is not None and r.bt_lower <= r.bt_rating <= r.bt_upper
+    with fabric.connection() as conn:
+        separated = conn.execute(
+            "SELECT bottom_separated FROM simulation_epochs WHERE epoch_id = %s", (epoch.epoch_id,)
+        ).fetchone()["bottom_separated"]
+    assert separated in (True, False)
+    assert rankings["bottom_separated"].value == str(separated).lower()
 
 
 def test_epochs_chain_and_a_rerun_changes_nothing(run_epoch, fabric):

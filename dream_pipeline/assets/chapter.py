@@ -48,8 +48,8 @@ def choose_replacement(scope: EpochScope, loser: SpicaAgent, used_names: set[str
         persona = random.Random(epoch_seed(scope.key)).choice(pool)  # noqa: S311 (reproducible draw, not crypto)
         return scope.book.recruit(persona, replaced=loser)
     parent = survivors[0]
-    child = parent.mutate(parent.lineage.generation)
     generation = parent.lineage.generation + 1
+    child = parent.mutate(generation)
     while child.name in used_names:
         generation += 1
         child = parent.mutate(generation)

@@ -190,9 +190,27 @@ def flag_cliques(
 ) -> dict[tuple[str, str], float]:
     """Pairs (a, b), a < b, who each score the other at least ``threshold`` points above the
     consensus (bias-corrected, see :func:`reciprocity`), with at least ``min_votes`` votes each
-    way; mapped to their mutual excess.  A clique of three shows up as its three pairs."""
-    table = reciprocity(votes)
-    hit = table[
-        (table["mutual_excess"] >= threshold) & (table["n_ab"] >= min_votes) & (table["n_ba"] >= min_votes)
-    ]
-    return {(str(r.a), str(r.b)): float(r.mutual_excess) for r in hit.itertuples(index=False)}
+    way; mapped to their mutual excess.  A clique of three shows up as its three pairs.
+
+    Flagging peels: the strongest pair is flagged, its members' ballots are set aside, and the
+    rest is judged again.  A clique's extreme ballots distort everyone's consensus; without
+    peeling, two honest agents who rightly admire each other can look like a second clique."""
+    frame = _frame(votes)
+    flagged: dict[tuple[str, str], float] = {}
+    while True:
+        table = reciprocity(frame)
+        hit = table[
+            (table["mutual_excess"] >= threshold) & (table["n_ab"] >= min_votes) & (table["n_ba"] >= min_votes)
+        ]
+        if hit.empty:
+            return flagged
+        strongest = hit.sort_values("mutual_excess", ascending=False).iloc[0]
+        members = {str(strongest["a"]), str(strongest["b"])}
+        pairs = {(str(r.a), str(r.b)): float(r.mutual_excess) for r in hit.itertuples(index=False)}
+        grown = True
+        while grown:  # the whole clique the strongest pair belongs to (a clique of three is three pairs)
+            linked = {p for p in pairs if members & set(p)}
+            grown = bool(set().union(*linked) - members)
+            members |= set().union(*linked)
+        flagged.update({p: excess for p, excess in pairs.items() if set(p) <= members})
+        frame = frame[~frame["voter"].isin(members)]
