@@ -130,14 +130,14 @@ def synthetic_run(epochs: int, seed: int, *, clique: tuple[str, ...] = (), first
     ids = {name: uuid.uuid5(uuid.NAMESPACE_DNS, name) for name in pool}
     honest = [a for a in roster if a not in clique]
     best_honest = max(honest, key=quality.get)
-    best_survived, clique_flag_epoch, top_positions = True, None, Counter()
+    best_survived, clique_flag_epoch, top_positions = True, None, Counter[int]()
     clique_out: dict[str, int] = {}
     ballots = 0
     for epoch in range(1, epochs + 1):
         presentations = plan_presentations(roster, seed * 1000 + epoch)
         votes = []
         for voter in roster:
-            best = None
+            ballot: dict[int, int] = {}
             for item in presentations[voter].items:
                 if voter in clique:
                     score = 10 if item.author in clique else 1
@@ -146,9 +146,10 @@ def synthetic_run(epochs: int, seed: int, *, clique: tuple[str, ...] = (), first
                     raw += 3 if (voter == first_bias and item.position == 0) else 0
                     score = int(min(10, max(1, round(raw))))
                 votes.append(Vote(voter, item.author, item.label, score, ""))
-                if best is None or score > best[0]:
-                    best = (score, item.position)
-            top_positions[best[1]] += 1
+                ballot[item.position] = score
+            top = [p for p, score in ballot.items() if score == max(ballot.values())]
+            for position in top:  # a tie for the top choice is shared, not given to the first shown
+                top_positions[position] += 1 / len(top)
             ballots += 1
         ratings = elo_update({a: ratings.get(a, INITIAL_RATING) for a in roster}, pairwise_outcomes(votes))
         scores = epoch_scores(votes, {}, roster)
