@@ -75,16 +75,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _lineage_note(fabric, epoch) -> str:
     if epoch.loser_agent_id is None:
         return ""
-    standings = {s.name: s for s in fabric.standings(epoch.book)}
-    retired = [s for s in standings.values() if not s.alive and s.joined_epoch <= epoch.epoch_number]
-    joined = [s for s in standings.values() if s.joined_epoch == epoch.epoch_number + 1 and s.origin != "cast"]
-    loser = next((s.name for s in retired if s.name in _names_of(fabric, [epoch.loser_agent_id])), None)
-    newcomer = joined[0].name if joined else None
-    return f"; {loser} eliminated" + (f", {newcomer} joins" if newcomer else "") if loser else ""
-
-
-def _names_of(fabric, ids) -> set[str]:
-    return {a.name for a in fabric.agents(ids)}
+    [loser] = fabric.agents([epoch.loser_agent_id])
+    joined = [
+        s.name for s in fabric.standings(epoch.book)
+        if s.joined_epoch == epoch.epoch_number + 1 and s.origin != "cast"
+    ]
+    return f"; {loser.name} eliminated" + (f", {joined[0]} joins" if joined else "")
 
 
 def _failure(result) -> str:

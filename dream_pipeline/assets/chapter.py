@@ -74,8 +74,9 @@ def reaper(context: dg.OpExecutionContext, fabric: StateFabric) -> None:
     elif outcome.retired:
         context.log.info(f"the Reaper retired {outcome.retired}; {outcome.replacement} joins the tournament")
     chapter = fabric.chapter_for_epoch(scope.epoch.epoch_id)
-    lineage = "" if outcome.replacement is None else (
-        f"{outcome.replacement} ({replacement.lineage.origin}) replaces {outcome.retired}" if replacement else ""
+    lineage = (
+        f"{replacement.name} ({replacement.lineage.origin}) replaces {outcome.retired}"
+        if outcome.replacement and replacement else ""
     )
     context.add_output_metadata(
         {
