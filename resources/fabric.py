@@ -451,14 +451,7 @@ class StateFabric(dg.ConfigurableResource):
             rows = conn.execute(
                 "SELECT * FROM peer_votes WHERE epoch_id = %s ORDER BY voter_agent, position", (epoch_id,)
             ).fetchall()
-        return [
-            VoteRow(
-                voter_agent=r["voter_agent"], target_agent=r["target_agent"], voter_agent_id=r["voter_agent_id"],
-                target_agent_id=r["target_agent_id"], insight_score=r["insight_score"], rationale=r["rationale"],
-                masked_label=r["masked_label"], position=r["position"], latency_penalty=r["latency_penalty"],
-            )
-            for r in rows
-        ]
+        return [_vote_from_row(r) for r in rows]
 
     def abstentions(self, epoch_id: uuid.UUID) -> list[AbstentionRow]:
         with self.connection() as conn:
@@ -534,16 +527,7 @@ class StateFabric(dg.ConfigurableResource):
                 (book, epoch_number - window + 1, epoch_number),
             ).fetchall()
         return [
-            (
-                r["epoch_number"],
-                VoteRow(
-                    voter_agent=r["voter_agent"], target_agent=r["target_agent"],
-                    voter_agent_id=r["voter_agent_id"], target_agent_id=r["target_agent_id"],
-                    insight_score=r["insight_score"], rationale=r["rationale"], masked_label=r["masked_label"],
-                    position=r["position"], latency_penalty=r["latency_penalty"],
-                ),
-                r["target_penalty"],
-            )
+            (r["epoch_number"], _vote_from_row(r), r["target_penalty"])
             for r in rows
         ]
 
@@ -625,14 +609,7 @@ class StateFabric(dg.ConfigurableResource):
                 " ORDER BY c.chapter_number DESC LIMIT %s",
                 (book, before_number, before_number, limit),
             ).fetchall()
-        return [
-            ChapterRow(
-                chapter_number=r["chapter_number"], draft_id=r["draft_id"], agent_id=r["agent_id"],
-                title=r["title"], text=r["text"], epoch_score=r["epoch_score"], margin=r["margin"],
-                author=r["author"], epoch_key=r["epoch_key"],
-            )
-            for r in reversed(rows)
-        ]
+        return [_chapter_from_row(r) for r in reversed(rows)]
 
     def chapter_for_epoch(self, epoch_id: uuid.UUID) -> ChapterRow | None:
         with self.connection() as conn:
@@ -641,13 +618,7 @@ class StateFabric(dg.ConfigurableResource):
                 " JOIN simulation_epochs e USING (epoch_id) WHERE c.epoch_id = %s",
                 (epoch_id,),
             ).fetchone()
-        if r is None:
-            return None
-        return ChapterRow(
-            chapter_number=r["chapter_number"], draft_id=r["draft_id"], agent_id=r["agent_id"], title=r["title"],
-            text=r["text"], epoch_score=r["epoch_score"], margin=r["margin"], author=r["author"],
-            epoch_key=r["epoch_key"],
-        )
+        return None if r is None else _chapter_from_row(r)
 
     def standings(self, book: str) -> list[Standing]:
         """Every agent the book has had, best current rating first, the retired last."""
@@ -726,3 +697,19 @@ def _as_list(value) -> list[float] | None:
     if value is None:
         return None
     return value.tolist() if hasattr(value, "tolist") else value.to_list()
+
+
+def _vote_from_row(r: dict[str, Any]) -> VoteRow:
+    return VoteRow(
+        voter_agent=r["voter_agent"], target_agent=r["target_agent"], voter_agent_id=r["voter_agent_id"],
+        target_agent_id=r["target_agent_id"], insight_score=r["insight_score"], rationale=r["rationale"],
+        masked_label=r["masked_label"], position=r["position"], latency_penalty=r["latency_penalty"],
+    )
+
+
+def _chapter_from_row(r: dict[str, Any]) -> ChapterRow:
+    return ChapterRow(
+        chapter_number=r["chapter_number"], draft_id=r["draft_id"], agent_id=r["agent_id"], title=r["title"],
+        text=r["text"], epoch_score=r["epoch_score"], margin=r["margin"], author=r["author"],
+        epoch_key=r["epoch_key"],
+    )
