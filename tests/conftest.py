@@ -16,7 +16,8 @@ from resources import embedded_postgres
 from resources.fabric import StateFabric
 from resources.llm import LLMEngine
 
-TEST_DATABASE = "dream_test"
+# one database per test session, so concurrent sessions on one machine never share rows
+TEST_DATABASE = f"dream_test_{os.getpid()}"
 FABRIC_TABLES = [
     "telemetry", "llm_calls", "chapters", "elo_ratings", "vote_abstentions", "peer_votes", "drafts",
     "simulation_epochs", "agents", "domains",
@@ -24,16 +25,20 @@ FABRIC_TABLES = [
 
 
 @pytest.fixture(scope="session")
-def database_url() -> str:
-    """A fresh test database, so tests never touch the user's book."""
+def database_url() -> Iterator[str]:
+    """A fresh test database, so tests never touch the user's book; dropped at the end."""
     explicit = os.environ.get("DREAM_TEST_DATABASE_URL")
     if explicit:
-        return explicit
+        yield explicit
+        return
     server = embedded_postgres.server_url()
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEST_DATABASE))
     with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEST_DATABASE)))
+        conn.execute(drop)
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEST_DATABASE)))
-    return embedded_postgres.server_url(TEST_DATABASE)
+    yield embedded_postgres.server_url(TEST_DATABASE)
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(drop)
 
 
 @pytest.fixture
