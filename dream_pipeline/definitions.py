@@ -1,17 +1,22 @@
-"""Everything Dagster loads: the epoch assets, the epoch job, the loop sensor, the resources."""
-
-from __future__ import annotations
+"""Everything Dagster loads: the epoch assets and checks, the jobs, the loop sensors, PHASE, the resources."""
 
 import dagster as dg
 
 from dream_pipeline.assets import epoch_assets
+from dream_pipeline.checks import epoch_checks
 from dream_pipeline.jobs import epoch_job
+from dream_pipeline.phase import phase_job
 from dream_pipeline.settings import fabric_from_env, llm_from_env
-from sensors import next_epoch_sensor
+from schedules.phase_schedule import phase_schedule
+from sensors import dream_loop_sensor, epoch_failure_sensor
+
+fabric = fabric_from_env()
 
 defs = dg.Definitions(
     assets=epoch_assets,
-    jobs=[epoch_job],
-    sensors=[next_epoch_sensor],
-    resources={"fabric": fabric_from_env(), "llm": llm_from_env()},
+    asset_checks=epoch_checks,
+    jobs=[epoch_job, phase_job],
+    sensors=[dream_loop_sensor, epoch_failure_sensor],
+    schedules=[phase_schedule],
+    resources={"fabric": fabric, "llm": llm_from_env(fabric)},
 )

@@ -23,6 +23,10 @@ ENV_SETTINGS = {
     "DREAM_LLM_MAX_CONCURRENCY": "engine calls in flight at once (default: 8)",
     "DREAM_LLM_TIMEOUT_S": "per-request timeout in seconds (default: 120)",
     "DREAM_VOTE_FORMAT": "json_schema or json_object (default: json_schema)",
+    "DREAM_EMBEDDING_DIM": "dimension of the embedding model's vectors; the HNSW indexes are built for it (default: 256)",
+    "DREAM_CONTEXT_TOKENS": "budget of a draft prompt's book context, in whitespace tokens (default: 1500)",
+    "DREAM_CONTEXT_TOP_K": "earlier chapters retrieved by similarity into a draft prompt (default: 3)",
+    "DREAM_SUMMARY_TOKENS": "cap of the rolling summary of the book (default: 200)",
 }
 
 
@@ -30,7 +34,13 @@ def _env(name: str, kind: type = str):
     if not os.environ.get(name):
         return None
     if kind is int:
-        return dg.EnvVar.int(name)
+        # a number, not a secret: parsed here, because an `EnvVar.int` fails the fields' bounds (ge=…)
+        # when the resource is built (pydantic sees it as 0)
+        raw = os.environ[name]
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"{name} must be an integer, got {raw!r}") from None
     return dg.EnvVar(name)
 
 
@@ -39,11 +49,15 @@ def _set(**fields):
 
 
 def fabric_from_env() -> StateFabric:
-    return StateFabric(**_set(database_url=_env("DREAM_DATABASE_URL")))
+    return StateFabric(
+        **_set(database_url=_env("DREAM_DATABASE_URL"), embedding_dim=_env("DREAM_EMBEDDING_DIM", int))
+    )
 
 
-def llm_from_env() -> LLMEngine:
+def llm_from_env(fabric: StateFabric | None = None) -> LLMEngine:
+    """The engine resource; with `fabric`, a committed epoch re-materialized is replayed from its calls."""
     return LLMEngine(
+        fabric=fabric,
         **_set(
             base_url=_env("DREAM_LLM_BASE_URL"),
             api_key=_env("DREAM_LLM_API_KEY"),
@@ -53,6 +67,9 @@ def llm_from_env() -> LLMEngine:
             max_concurrency=_env("DREAM_LLM_MAX_CONCURRENCY", int),
             timeout_s=_float_env("DREAM_LLM_TIMEOUT_S"),
             vote_format=_env("DREAM_VOTE_FORMAT"),
+            context_tokens=_env("DREAM_CONTEXT_TOKENS", int),
+            context_top_k=_env("DREAM_CONTEXT_TOP_K", int),
+            summary_tokens=_env("DREAM_SUMMARY_TOKENS", int),
         )
     )
 

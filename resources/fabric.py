@@ -36,6 +36,10 @@ class EpochOrderError(RuntimeError):
     """An epoch was started before its predecessor committed."""
 
 
+class EmbeddingDimensionError(ValueError):
+    """Embeddings of another dimension than the configured one (DREAM_EMBEDDING_DIM)."""
+
+
 @dataclass(frozen=True)
 class EpochRecord:
     epoch_id: uuid.UUID
@@ -62,6 +66,10 @@ class DraftRow:
     penalty: float = 0.0
     embedding: Sequence[float] | None = None
     draft_id: uuid.UUID | None = None
+    canon_similarity: float | None = None  # highest cosine similarity to the canon before this epoch
+    novelty_penalty: float = 0.0  # part of `penalty` (docs/tournament_rules.md, section 5)
+    peer_similarity: float | None = None  # highest cosine similarity to another draft of the epoch
+    near_duplicate_of: str | None = None  # that draft's author, when the two nearly coincide
 
 
 @dataclass(frozen=True)
@@ -135,7 +143,12 @@ class LlmCallRow:
 
     @property
     def request_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.request, sort_keys=True).encode()).hexdigest()
+        return request_hash(self.request)
+
+
+def request_hash(request: dict[str, Any]) -> str:
+    """The identity of an engine request: what a replay looks recorded answers up by."""
+    return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -157,12 +170,43 @@ class Standing:
     joined_epoch: int
 
 
+@dataclass(frozen=True)
+class SummaryRow:
+    """The rolling summary of a book as it stood after chapter `chapter_number`."""
+
+    chapter_number: int
+    summary: str
+    tokens: int
+
+
+@dataclass(frozen=True)
+class BookMemoryRows:
+    """What the fabric remembers for the prompt of chapter `chapter_number` (docs/memory.md)."""
+
+    chapter_number: int
+    summary: SummaryRow | None
+    last: ChapterRow | None
+    related: tuple[tuple[ChapterRow, float], ...]  # earlier chapters nearest to the last one, best first
+    outline: tuple[ChapterRow, ...]  # the latest chapters, in reading order
+
+
+@dataclass(frozen=True)
+class DraftHit:
+    epoch_key: str
+    epoch_number: int
+    agent_name: str
+    text: str
+    similarity: float
+    in_canon: bool
+
+
 @functools.cache
 def _embedded_url() -> str:
     return embedded_postgres.embedded_url(embedded_postgres.FABRIC_DATABASE)
 
 
 _MIGRATED: set[str] = set()
+_MEMORY_READY: set[tuple[str, int]] = set()
 
 
 class StateFabric(dg.ConfigurableResource):
@@ -171,6 +215,10 @@ class StateFabric(dg.ConfigurableResource):
     database_url: str | None = Field(
         default=None,
         description="libpq URL of a PostgreSQL with pgvector; unset = the embedded server under .dream/",
+    )
+    embedding_dim: int = Field(
+        default=256, ge=1, le=2000,  # pgvector's HNSW indexes `vector` up to 2,000 dimensions
+        description="dimension of the engine's embeddings (DREAM_EMBEDDING_DIM); the HNSW indexes are built for it",
     )
 
     # ---- connections and migrations -------------------------------------------------------------
@@ -187,8 +235,13 @@ class StateFabric(dg.ConfigurableResource):
             yield conn
 
     def migrate(self) -> list[str]:
-        """Apply the `sql/` migrations not yet recorded, in order, under an advisory lock."""
-        url = self.url()
+        """Apply the `sql/` migrations not yet recorded, in order, under an advisory lock; then make
+        sure the memory's vector indexes exist for the configured embedding dimension."""
+        applied = self._apply_migrations(self.url())
+        self.prepare_memory()
+        return applied
+
+    def _apply_migrations(self, url: str) -> list[str]:
         if url in _MIGRATED:
             return []
         applied: list[str] = []
@@ -349,11 +402,15 @@ class StateFabric(dg.ConfigurableResource):
             return self._epoch_from_row(row)
 
     def epoch(self, epoch_key: str) -> EpochRecord:
+        found = self.find_epoch(epoch_key)
+        if found is None:
+            raise LookupError(f"epoch {epoch_key!r} has not been opened (materialize its roster first)")
+        return found
+
+    def find_epoch(self, epoch_key: str) -> EpochRecord | None:
         with self.connection() as conn:
             row = conn.execute("SELECT * FROM simulation_epochs WHERE epoch_key = %s", (epoch_key,)).fetchone()
-        if row is None:
-            raise LookupError(f"epoch {epoch_key!r} has not been opened (materialize its roster first)")
-        return self._epoch_from_row(row)
+        return None if row is None else self._epoch_from_row(row)
 
     def next_epoch_number(self, book: str) -> int:
         """The first epoch of `book` that is not committed yet (a failed or interrupted one is resumed)."""
@@ -365,13 +422,15 @@ class StateFabric(dg.ConfigurableResource):
             ).fetchone()
         return row["open"] or (row["last"] or 0) + 1
 
-    def mark_epoch_failed(self, epoch_key: str, reason: str) -> None:
+    def mark_epoch_failed(self, epoch_key: str, reason: str, run_id: str | None = None) -> None:
+        """Record why the epoch failed; with `run_id`, only if that run still owns the epoch."""
         with self.connection() as conn:
             conn.execute(
                 "UPDATE simulation_epochs SET status = 'failed',"
                 " timings = timings || jsonb_build_object('failure', %s::text)"
-                " WHERE epoch_key = %s AND status <> 'committed'",
-                (reason, epoch_key),
+                " WHERE epoch_key = %s AND status <> 'committed'"
+                " AND (%s::text IS NULL OR run_id IS NULL OR run_id = %s::text)",
+                (reason[:2000], epoch_key, run_id, run_id),
             )
 
     def record_timing(self, epoch_id: uuid.UUID, step: str, seconds: float) -> None:
@@ -388,17 +447,20 @@ class StateFabric(dg.ConfigurableResource):
         """Replace the epoch's drafts (and so everything downstream of them) in one transaction."""
         with self.connection() as conn:
             conn.execute("DELETE FROM drafts WHERE epoch_id = %s", (epoch_id,))
-            ids = [d.draft_id or uuid.uuid4() for d in drafts]
+            # stable ids: a rerun or replay of the epoch rewrites the same draft rows
+            ids = [d.draft_id or uuid.uuid5(epoch_id, str(d.agent_id)) for d in drafts]
             with conn.cursor() as cur:
                 cur.executemany(
                     "INSERT INTO drafts (draft_id, epoch_id, agent_id, agent_name, text, prompt_tokens,"
-                    " completion_tokens, finish_reason, truncated, latency_s, latency_penalty, penalty, embedding)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    " completion_tokens, finish_reason, truncated, latency_s, latency_penalty, penalty, embedding,"
+                    " canon_similarity, novelty_penalty, peer_similarity, near_duplicate_of)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     [
                         (
                             i, epoch_id, d.agent_id, d.agent_name, d.text, d.prompt_tokens, d.completion_tokens,
                             d.finish_reason, d.truncated, d.latency_s, d.latency_penalty, d.penalty,
-                            _vector(d.embedding),
+                            _vector(d.embedding), d.canon_similarity, d.novelty_penalty, d.peer_similarity,
+                            d.near_duplicate_of,
                         )
                         for i, d in zip(ids, drafts, strict=True)
                     ],
@@ -417,6 +479,8 @@ class StateFabric(dg.ConfigurableResource):
                 finish_reason=r["finish_reason"], truncated=r["truncated"], latency_s=r["latency_s"],
                 latency_penalty=r["latency_penalty"], penalty=r["penalty"],
                 embedding=_as_list(r["embedding"]), draft_id=r["draft_id"],
+                canon_similarity=r["canon_similarity"], novelty_penalty=r["novelty_penalty"],
+                peer_similarity=r["peer_similarity"], near_duplicate_of=r["near_duplicate_of"],
             )
             for r in rows
         ]
@@ -659,6 +723,40 @@ class StateFabric(dg.ConfigurableResource):
                 ],
             )
 
+    def recorded_calls(self, epoch_key: str) -> dict[str, LlmCallRow]:
+        """The successful calls of an epoch by request hash (the latest answer wins)."""
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT * FROM llm_calls WHERE epoch_key = %s AND status = 'ok' AND response IS NOT NULL"
+                " ORDER BY created_at",
+                (epoch_key,),
+            ).fetchall()
+        return {
+            r["request_hash"]: LlmCallRow(
+                r["epoch_key"], r["purpose"], r["agent_name"], r["request"], r["response"], r["prompt_tokens"],
+                r["completion_tokens"], r["latency_s"], r["status"], r["error"],
+            )
+            for r in rows
+        }
+
+    def epoch_fingerprint(self, epoch_id: uuid.UUID) -> str:
+        """A digest of everything an epoch decided (drafts, votes, ratings, chapter), to compare a replay."""
+        queries = [
+            "SELECT agent_name, text, completion_tokens, truncated, penalty FROM drafts"
+            " WHERE epoch_id = %s ORDER BY agent_name",
+            "SELECT voter_agent, target_agent, insight_score, rationale, masked_label, position FROM peer_votes"
+            " WHERE epoch_id = %s ORDER BY voter_agent, target_agent",
+            "SELECT agent_name, rating_before, rating_after, epoch_score, rank FROM elo_ratings"
+            " WHERE epoch_id = %s ORDER BY agent_name",
+            "SELECT chapter_number, title, text, agent_id FROM chapters WHERE epoch_id = %s",
+        ]
+        digest = hashlib.sha256()
+        with self.connection() as conn:
+            for query in queries:
+                for row in conn.execute(query, (epoch_id,)):
+                    digest.update(json.dumps(row, sort_keys=True, default=str).encode())
+        return digest.hexdigest()
+
     def record_telemetry(self, events: Sequence[TelemetryEvent]) -> None:
         """Persist SPICA telemetry; an epoch's event is updated on rerun, never duplicated."""
         if not events:
@@ -675,10 +773,72 @@ class StateFabric(dg.ConfigurableResource):
                 ],
             )
 
+    # ---- integrity (asset checks and the PHASE job) -----------------------------------------------
+
+    _INTEGRITY = {
+        # each query counts violations; zero everywhere is a sound fabric
+        "committed_without_chapter": "SELECT count(*) AS n FROM simulation_epochs e WHERE e.status = 'committed'"
+        " AND NOT EXISTS (SELECT 1 FROM chapters c WHERE c.epoch_id = e.epoch_id) {epoch_and}",
+        "duplicate_chapters": "SELECT count(*) AS n FROM (SELECT c.book, c.chapter_number FROM chapters c"
+        " JOIN simulation_epochs e USING (epoch_id) WHERE TRUE {epoch_and} GROUP BY 1, 2 HAVING count(*) > 1) d",
+        "self_votes": "SELECT count(*) AS n FROM peer_votes v JOIN simulation_epochs e USING (epoch_id)"
+        " WHERE v.voter_agent = v.target_agent {epoch_and}",
+        "incomplete_ballots": "SELECT count(*) AS n FROM (SELECT v.epoch_id, v.voter_agent, count(*) AS votes,"
+        " count(DISTINCT v.target_agent) AS targets FROM peer_votes v GROUP BY 1, 2) b"
+        " JOIN (SELECT epoch_id, count(*) AS drafts FROM drafts GROUP BY 1) d USING (epoch_id)"
+        " JOIN simulation_epochs e USING (epoch_id)"
+        " WHERE (b.votes <> d.drafts - 1 OR b.targets <> b.votes) {epoch_and}",
+        "orphan_votes": "SELECT count(*) AS n FROM peer_votes v JOIN simulation_epochs e USING (epoch_id)"
+        " WHERE NOT EXISTS (SELECT 1 FROM drafts d WHERE d.epoch_id = v.epoch_id"
+        " AND d.agent_id = v.target_agent_id) {epoch_and}",
+        "chapters_of_open_epochs": "SELECT count(*) AS n FROM chapters c JOIN simulation_epochs e USING (epoch_id)"
+        " WHERE e.status NOT IN ('committed', 'collapsed') {epoch_and}",
+    }
+
+    def integrity(self, epoch_id: uuid.UUID | None = None) -> dict[str, int]:
+        """Violation counts over the whole fabric, or one epoch: all zero when the record is sound."""
+        epoch_and = sql.SQL("AND e.epoch_id = {}").format(sql.Literal(epoch_id)) if epoch_id else sql.SQL("")
+        with self.connection() as conn:
+            return {
+                name: conn.execute(sql.SQL(query).format(epoch_and=epoch_and)).fetchone()["n"]
+                for name, query in self._INTEGRITY.items()
+            }
+
+    def forfeits(self, epoch_id: uuid.UUID) -> list[str]:
+        """Rostered agents without a draft in the epoch."""
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT a.name FROM simulation_epochs e JOIN agents a ON a.agent_id = ANY(e.active_agent_ids)"
+                " WHERE e.epoch_id = %s AND NOT EXISTS"
+                " (SELECT 1 FROM drafts d WHERE d.epoch_id = e.epoch_id AND d.agent_id = a.agent_id)"
+                " ORDER BY a.name",
+                (epoch_id,),
+            )
+            return [r["name"] for r in rows]
+
+    def latest_committed_epoch(self, book: str) -> EpochRecord | None:
+        with self.connection() as conn:
+            row = conn.execute(
+                "SELECT * FROM simulation_epochs WHERE book = %s AND status = 'committed'"
+                " ORDER BY epoch_number DESC LIMIT 1",
+                (book,),
+            ).fetchone()
+        return None if row is None else self._epoch_from_row(row)
+
+    def loop_timeline(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest epochs with their start, barrier release and commit times (for status and benches)."""
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT epoch_key, book, epoch_number, status, start_time, released_at, end_time, run_id"
+                " FROM simulation_epochs ORDER BY start_time DESC LIMIT %s",
+                (limit,),
+            ).fetchall()
+        return list(reversed(rows))
+
     def table_counts(self) -> dict[str, int]:
         """Row counts of the fabric's tables (for status output and tests)."""
         tables = ["domains", "agents", "simulation_epochs", "drafts", "peer_votes", "vote_abstentions",
-                  "elo_ratings", "voter_flags", "chapters", "llm_calls", "telemetry"]
+                  "elo_ratings", "voter_flags", "chapters", "book_summaries", "llm_calls", "telemetry"]
         with self.connection() as conn:
             return {
                 t: conn.execute(
@@ -686,6 +846,226 @@ class StateFabric(dg.ConfigurableResource):
                 ).fetchone()["n"]
                 for t in tables
             }
+
+    # ---- memory: embeddings, rolling summaries, retrieval, novelty (docs/memory.md) ---------------
+
+    def prepare_memory(self) -> None:
+        """Record the embedding dimension and build the HNSW indexes for it, once per database.
+
+        The `embedding` columns are untyped; the indexes are partial expression indexes on
+        `embedding::vector(n)` for `n = embedding_dim`, and every memory query filters on the same
+        predicate, so the planner can use them. A fabric configured with another dimension than the
+        one recorded in `memory_settings` (or than the vectors already stored) fails here, clearly.
+        """
+        url, dim = self.url(), self.embedding_dim
+        if (url, dim) in _MEMORY_READY:
+            return
+        with psycopg.connect(url, autocommit=False) as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('dream_memory'))")
+            row = conn.execute("SELECT value FROM memory_settings WHERE name = 'embedding_dim'").fetchone()
+            if row is not None and int(row[0]) != dim:
+                raise EmbeddingDimensionError(
+                    f"DREAM_EMBEDDING_DIM (StateFabric.embedding_dim) is {dim}, but this state fabric's memory is"
+                    f" indexed for {row[0]}-dimensional embeddings (memory_settings.embedding_dim). Set"
+                    f" DREAM_EMBEDDING_DIM={row[0]} to match its embedding model, or use a new database."
+                )
+            if row is None:
+                for table in ("chapters", "drafts"):
+                    other = conn.execute(
+                        sql.SQL(
+                            "SELECT vector_dims(embedding) AS dims, count(*) AS n FROM {} WHERE embedding IS NOT NULL"
+                            " AND vector_dims(embedding) <> %s GROUP BY 1 ORDER BY 2 DESC LIMIT 1"
+                        ).format(sql.Identifier(table)),
+                        (dim,),
+                    ).fetchone()
+                    if other is not None:
+                        raise EmbeddingDimensionError(
+                            f"DREAM_EMBEDDING_DIM (StateFabric.embedding_dim) is {dim}, but {other[1]} stored {table}"
+                            f" embeddings have {other[0]} dimensions. Set DREAM_EMBEDDING_DIM={other[0]}, or use a"
+                            " new database."
+                        )
+                conn.execute(
+                    "INSERT INTO memory_settings (name, value) VALUES ('embedding_dim', %s)", (str(dim),)
+                )
+            for table in ("chapters", "drafts"):
+                index = f"{table}_embedding_hnsw"
+                if conn.execute("SELECT to_regclass(%s)", (index,)).fetchone()[0] is None:
+                    conn.execute(
+                        sql.SQL(
+                            "CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw ((embedding::vector({dim}))"
+                            " vector_cosine_ops) WHERE vector_dims(embedding) = {dim}"
+                        ).format(sql.Identifier(index), sql.Identifier(table), dim=sql.Literal(dim))
+                    )
+            conn.commit()
+        _MEMORY_READY.add((url, dim))
+
+    def check_dimensions(self, vectors: Sequence[Sequence[float]], what: str = "embeddings") -> None:
+        """Raise `EmbeddingDimensionError` unless every vector has `embedding_dim` components."""
+        bad = sorted({len(v) for v in vectors} - {self.embedding_dim})
+        if bad:
+            raise EmbeddingDimensionError(
+                f"the engine returned {'/'.join(map(str, bad))}-dimensional {what}, but DREAM_EMBEDDING_DIM"
+                f" (StateFabric.embedding_dim) is {self.embedding_dim}; set it to the embedding model's dimension"
+            )
+
+    def _nearest(
+        self,
+        conn: psycopg.Connection,
+        query: sql.Composable,
+        vector: Sequence[float],
+        params: Sequence[Any],
+        k: int,
+        scan: str,
+    ) -> list[dict[str, Any]]:
+        """Run a nearest-neighbour `query` whose `{vec}`/`{q}`/`{dim}` are the typed column, the query
+        vector and the dimension. scan: 'auto' (the planner, usually the HNSW index), 'index' (forced),
+        'exact' (no index: a sequential scan). An approximate scan whose filters left fewer than `k`
+        rows is repeated exactly, so a filter never hides a neighbour (pgvector 0.6 has no iterative scan).
+        """
+        self.check_dimensions([vector], "query embeddings")
+        dim = sql.Literal(self.embedding_dim)
+        composed = query.format(
+            vec=sql.SQL("embedding::vector({})").format(dim), q=sql.SQL("%(q)s::vector({})").format(dim), dim=dim
+        )
+        args = {"q": _vector(vector), "k": k, **{f"p{i}": p for i, p in enumerate(params)}}
+        settings = {
+            "auto": ["SET LOCAL hnsw.ef_search = 100"],
+            "index": ["SET LOCAL hnsw.ef_search = 100", "SET LOCAL enable_seqscan = off"],
+            "exact": ["SET LOCAL enable_indexscan = off"],
+        }[scan]
+        with conn.transaction(force_rollback=True):  # SET LOCAL ends with this savepoint
+            for setting in settings:
+                conn.execute(setting)
+            rows = conn.execute(composed, args).fetchall()
+        if scan != "exact" and len(rows) < k:
+            return self._nearest(conn, query, vector, params, k, "exact")
+        return rows
+
+
+    def nearest_chapters(
+        self, book: str, vector: Sequence[float], k: int, *, before_number: int | None = None, scan: str = "auto"
+    ) -> list[tuple[ChapterRow, float]]:
+        """The `k` chapters of `book` (before `before_number`) most similar to `vector`, best first."""
+        if k <= 0:
+            return []
+        before = before_number if before_number is not None else 2**31 - 1
+        with self.connection() as conn:
+            rows = self._nearest(conn, _CHAPTERS_NEAR, vector, [book, before], k, scan)
+        return [(_chapter_from_row(r), float(r["similarity"])) for r in rows]
+
+    def canon_similarity(
+        self, book: str, before_number: int, vectors: Sequence[Sequence[float] | None]
+    ) -> list[float | None]:
+        """For each vector, its highest cosine similarity to a chapter before `before_number` (None: no canon)."""
+        out: list[float | None] = []
+        with self.connection() as conn:
+            for vector in vectors:
+                rows = [] if vector is None else self._nearest(
+                    conn, _CHAPTERS_NEAR, vector, [book, before_number], 1, "auto"
+                )
+                out.append(float(rows[0]["similarity"]) if rows else None)
+        return out
+
+    def book_memory(self, book: str, chapter_number: int, *, top_k: int, outline: int = 12) -> BookMemoryRows:
+        """The rows behind the prompt of chapter `chapter_number`: the latest summary, the last chapter,
+        the `top_k` earlier chapters nearest to the last one, and the latest `outline` chapters.
+
+        Only chapters before `chapter_number` are read, so a rerun of an epoch sees what it saw then.
+        """
+        with self.connection() as conn:
+            latest = conn.execute(
+                "SELECT c.*, a.name AS author, e.epoch_key FROM chapters c JOIN agents a USING (agent_id)"
+                " JOIN simulation_epochs e USING (epoch_id) WHERE c.book = %s AND c.chapter_number < %s"
+                " ORDER BY c.chapter_number DESC LIMIT %s",
+                (book, chapter_number, max(outline, 1)),
+            ).fetchall()
+            summary = conn.execute(
+                "SELECT chapter_number, summary, tokens FROM book_summaries"
+                " WHERE book = %s AND chapter_number < %s ORDER BY chapter_number DESC LIMIT 1",
+                (book, chapter_number),
+            ).fetchone()
+            related: list[dict[str, Any]] = []
+            last_vector = _as_list(latest[0]["embedding"]) if latest else None
+            if top_k > 0 and last_vector is not None and len(last_vector) == self.embedding_dim:
+                related = self._nearest(
+                    conn, _CHAPTERS_NEAR, last_vector, [book, latest[0]["chapter_number"]], top_k, "auto"
+                )
+        return BookMemoryRows(
+            chapter_number=chapter_number,
+            summary=None if summary is None else SummaryRow(summary["chapter_number"], summary["summary"],
+                                                            summary["tokens"]),
+            last=_chapter_from_row(latest[0]) if latest else None,
+            related=tuple((_chapter_from_row(r), float(r["similarity"])) for r in related),
+            outline=tuple(_chapter_from_row(r) for r in reversed(latest[:outline])),
+        )
+
+    def write_summary(self, epoch_id: uuid.UUID, book: str, chapter_number: int, summary: str) -> None:
+        """Write (or rewrite) the rolling summary of `book` after chapter `chapter_number`."""
+        with self.connection() as conn:
+            conn.execute(
+                "INSERT INTO book_summaries (book, chapter_number, epoch_id, summary, tokens)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (book, chapter_number) DO UPDATE SET"
+                " epoch_id = EXCLUDED.epoch_id, summary = EXCLUDED.summary, tokens = EXCLUDED.tokens,"
+                " created_at = now()",
+                (book, chapter_number, epoch_id, summary, len(summary.split())),
+            )
+
+    def latest_summary(self, book: str, before_number: int) -> SummaryRow | None:
+        """The rolling summary as it stood after the latest chapter before `before_number`."""
+        with self.connection() as conn:
+            r = conn.execute(
+                "SELECT chapter_number, summary, tokens FROM book_summaries"
+                " WHERE book = %s AND chapter_number < %s ORDER BY chapter_number DESC LIMIT 1",
+                (book, before_number),
+            ).fetchone()
+        return None if r is None else SummaryRow(r["chapter_number"], r["summary"], r["tokens"])
+
+
+    def nearest_drafts(self, book: str, vector: Sequence[float], k: int, *, scan: str = "auto") -> list[DraftHit]:
+        """The `k` drafts of `book` (any epoch, winners or not) most similar to `vector`, best first."""
+        if k <= 0:
+            return []
+        with self.connection() as conn:
+            rows = self._nearest(conn, _DRAFTS_NEAR, vector, [book], k, scan)
+        return [
+            DraftHit(r["epoch_key"], r["epoch_number"], r["agent_name"], r["text"], float(r["similarity"]),
+                     bool(r["in_canon"]))
+            for r in rows
+        ]
+
+    def memory_plan(self, book: str, vector: Sequence[float], k: int, *, scan: str = "auto") -> str:
+        """EXPLAIN of the chapter nearest-neighbour query (benchmarks: is the HNSW index used?)."""
+        self.check_dimensions([vector], "query embeddings")
+        dim = sql.Literal(self.embedding_dim)
+        query = sql.SQL("EXPLAIN ") + _CHAPTERS_NEAR.format(
+            vec=sql.SQL("embedding::vector({})").format(dim), q=sql.SQL("%(q)s::vector({})").format(dim), dim=dim
+        )
+        settings = {"auto": [], "index": ["SET LOCAL enable_seqscan = off"], "exact": ["SET LOCAL enable_indexscan = off"]}
+        with self.connection() as conn, conn.transaction(force_rollback=True):
+            for setting in settings[scan]:
+                conn.execute(setting)
+            rows = conn.execute(query, {"q": _vector(vector), "k": k, "p0": book, "p1": 2**31 - 1}).fetchall()
+        return "\n".join(next(iter(r.values())) for r in rows)
+
+
+# nearest-neighbour queries of the memory: `{vec}`, `{q}`, `{dim}` are filled in by `StateFabric._nearest`
+_CHAPTERS_NEAR = sql.SQL(
+    "SELECT c.*, a.name AS author, e.epoch_key FROM ("
+    "  SELECT *, 1 - ({vec} <=> {q}) AS similarity FROM chapters"
+    "  WHERE book = %(p0)s AND chapter_number < %(p1)s AND vector_dims(embedding) = {dim}"
+    "  ORDER BY {vec} <=> {q} LIMIT %(k)s"
+    ") c JOIN agents a USING (agent_id) JOIN simulation_epochs e USING (epoch_id)"
+    " ORDER BY c.similarity DESC, c.chapter_number"
+)
+_DRAFTS_NEAR = sql.SQL(
+    "SELECT d.*, e.epoch_key, e.epoch_number, c.chapter_id IS NOT NULL AS in_canon FROM ("
+    "  SELECT *, 1 - ({vec} <=> {q}) AS similarity FROM drafts"
+    "  WHERE epoch_id IN (SELECT epoch_id FROM simulation_epochs WHERE book = %(p0)s)"
+    "  AND vector_dims(embedding) = {dim}"
+    "  ORDER BY {vec} <=> {q} LIMIT %(k)s"
+    ") d JOIN simulation_epochs e USING (epoch_id) LEFT JOIN chapters c USING (draft_id)"
+    " ORDER BY d.similarity DESC, e.epoch_number, d.agent_name"
+)
 
 
 def _vector(values: Sequence[float] | None) -> np.ndarray | None:

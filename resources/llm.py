@@ -19,7 +19,7 @@ import dagster as dg
 import openai
 from pydantic import Field
 
-from resources.fabric import LlmCallRow
+from resources.fabric import LlmCallRow, StateFabric, request_hash
 from resources.locations import state_dir
 
 OFFLINE_API_KEY = "offline-engine"  # the offline engine accepts any key; real servers get DREAM_LLM_API_KEY
@@ -49,6 +49,15 @@ class LLMSession:
     epoch_key: str | None
     temperature: float
     calls: list[LlmCallRow] = field(default_factory=list)
+    recorded: dict[str, LlmCallRow] | None = None  # replay: answers by request hash, no engine traffic
+
+    def _replayed(self, request: dict[str, Any]) -> LlmCallRow | None:
+        if self.recorded is None:
+            return None
+        call = self.recorded.get(request_hash(request))
+        if call is None or call.response is None:
+            raise LLMCallError(f"replay of {self.epoch_key}: no recorded answer for a {request.get('model')} request")
+        return call
 
     async def chat(
         self,
@@ -67,6 +76,9 @@ class LLMSession:
         }
         if response_format is not None:
             request["response_format"] = response_format
+        replayed = self._replayed(request)
+        if replayed is not None:
+            return _completion(openai.types.chat.ChatCompletion.model_validate(replayed.response), replayed.latency_s)
         async with self.limit:
             started = time.perf_counter()
             try:
@@ -76,28 +88,22 @@ class LLMSession:
                 raise LLMCallError(f"{purpose} call for {agent_name or '-'} failed: {_describe(exc)}") from exc
             latency = time.perf_counter() - started
         self._record(purpose, agent_name, request, response, started, latency=latency)
-        choice = response.choices[0] if response.choices else None
-        usage = response.usage
-        return Completion(
-            text=(choice.message.content or "") if choice else "",
-            finish_reason=choice.finish_reason if choice else None,
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-            latency_s=latency,
-        )
+        return _completion(response, latency)
 
     async def embed(self, texts: Sequence[str], *, purpose: str = "embedding") -> list[list[float]]:
         request = {"model": self.embedding_model, "input": list(texts)}
-        async with self.limit:
-            started = time.perf_counter()
-            try:
-                response = await self.client.embeddings.create(**request)
-            except openai.OpenAIError as exc:
-                self._record(purpose, None, {**request, "input": f"<{len(texts)} texts>"}, None, started, error=exc)
-                raise LLMCallError(f"{purpose} call failed: {_describe(exc)}") from exc
-        # the vectors themselves are not worth a ledger row each; their count and usage are
-        self._record(purpose, None, {**request, "input": f"<{len(texts)} texts>"}, None, started,
-                     usage=response.usage)
+        replayed = self._replayed(request)
+        if replayed is not None:
+            response = openai.types.CreateEmbeddingResponse.model_validate(replayed.response)
+        else:
+            async with self.limit:
+                started = time.perf_counter()
+                try:
+                    response = await self.client.embeddings.create(**request)
+                except openai.OpenAIError as exc:
+                    self._record(purpose, None, request, None, started, error=exc)
+                    raise LLMCallError(f"{purpose} call failed: {_describe(exc)}") from exc
+            self._record(purpose, None, request, response, started)  # kept whole: replays need the vectors
         return [item.embedding for item in sorted(response.data, key=lambda d: d.index)]
 
     def _record(
@@ -129,6 +135,18 @@ class LLMSession:
         )
 
 
+def _completion(response: Any, latency: float) -> Completion:
+    choice = response.choices[0] if response.choices else None
+    usage = response.usage
+    return Completion(
+        text=(choice.message.content or "") if choice else "",
+        finish_reason=choice.finish_reason if choice else None,
+        prompt_tokens=usage.prompt_tokens if usage else 0,
+        completion_tokens=usage.completion_tokens if usage else 0,
+        latency_s=latency,
+    )
+
+
 def _describe(exc: BaseException) -> str:
     status = getattr(exc, "status_code", None)
     return f"{type(exc).__name__}" + (f" (HTTP {status})" if status else "") + f": {exc}"[:500]
@@ -147,10 +165,32 @@ class LLMEngine(dg.ConfigurableResource):
     max_retries: int = Field(default=3, ge=0, description="client retries on 429/5xx/connection errors")
     max_concurrency: int = Field(default=8, ge=1, description="engine calls in flight at once")
     max_tokens: int = Field(default=2048, ge=16, description="hard token cap of a draft")
+    # the book's memory in a draft prompt (dream_pipeline/memory.py, docs/memory.md)
+    context_tokens: int = Field(
+        default=1500, ge=200, description="budget of a draft prompt's user message, in whitespace tokens"
+    )
+    context_top_k: int = Field(default=3, ge=0, le=20, description="earlier chapters retrieved by similarity")
+    summary_tokens: int = Field(default=200, ge=20, description="cap of the rolling summary of the book")
     temperature: float = Field(default=0.9, ge=0, le=2)
     vote_format: Literal["json_schema", "json_object"] = Field(
         default="json_schema", description="structured-output mode for ballots; json_object for servers without schemas"
     )
+    fabric: StateFabric | None = Field(
+        default=None, description="where recorded calls are read from to replay a committed epoch"
+    )
+    replay: Literal["auto", "off"] = Field(
+        default="auto",
+        description="auto: a committed epoch re-materialized (a backfill) is answered from its recorded calls",
+    )
+
+    def recorded_calls(self, epoch_key: str | None) -> dict[str, LlmCallRow] | None:
+        """The recorded answers of a committed epoch, if this run should replay it."""
+        if self.replay == "off" or self.fabric is None or epoch_key is None:
+            return None
+        epoch = self.fabric.find_epoch(epoch_key)
+        if epoch is None or epoch.status != "committed":
+            return None
+        return self.fabric.recorded_calls(epoch_key)
 
     def resolved_base_url(self) -> str:
         if self.base_url:
@@ -161,6 +201,7 @@ class LLMEngine(dg.ConfigurableResource):
 
     @asynccontextmanager
     async def session(self, epoch_key: str | None) -> AsyncIterator[LLMSession]:
+        recorded = self.recorded_calls(epoch_key)
         client = openai.AsyncOpenAI(
             base_url=self.resolved_base_url(),
             api_key=self.api_key or OFFLINE_API_KEY,
@@ -169,6 +210,7 @@ class LLMEngine(dg.ConfigurableResource):
         )
         try:
             yield LLMSession(
+                recorded=recorded,
                 client=client,
                 model=self.model,
                 embedding_model=self.embedding_model or self.model,

@@ -59,8 +59,8 @@ def engine_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def llm(engine_url: str) -> LLMEngine:
-    return LLMEngine(base_url=engine_url, max_tokens=900, max_retries=2, timeout_s=30)
+def llm(engine_url: str, fabric: StateFabric) -> LLMEngine:
+    return LLMEngine(base_url=engine_url, max_tokens=900, max_retries=2, timeout_s=30, fabric=fabric)
 
 
 @pytest.fixture

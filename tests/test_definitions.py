@@ -13,7 +13,6 @@ import pytest
 from dream_pipeline.definitions import defs
 from dream_pipeline.partitions import epoch_key, parse_epoch_key
 from schedules.phase_window import PhaseWindow
-from sensors.next_epoch import plan_next_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +25,12 @@ def test_the_full_definitions_resolve():
     graph = defs.resolve_asset_graph()
     assert graph.get(dg.AssetKey("chapter")).parent_keys == {dg.AssetKey("elo_rankings")}
     assert graph.get(dg.AssetKey("drafts")).parent_keys == {dg.AssetKey("roster")}
-    assert defs.resolve_sensor_def("next_epoch_sensor") is not None
+    assert defs.resolve_sensor_def("dream_loop_sensor") is not None
+    assert defs.resolve_sensor_def("epoch_failure_sensor") is not None
+    assert defs.resolve_schedule_def("phase_schedule").cron_schedule == "0 3 * * *"
+    assert defs.resolve_job_def("phase_job") is not None
+    checks = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
+    assert checks == {"every_agent_drafted", "ballots_complete", "one_chapter_per_epoch"}
 
 
 def test_the_workspace_loads_in_dagster_tooling():
@@ -42,26 +46,6 @@ def test_epoch_keys_round_trip_and_reject_garbage():
     for bad in ["space_time", "space_time-1", "Space-00001", "space_time-00001; DROP TABLE"]:
         with pytest.raises(ValueError):
             parse_epoch_key(bad)
-
-
-def test_the_sensor_requests_the_next_epoch_once_outside_phase():
-    decision = plan_next_epoch("space_time-00007", datetime(2026, 1, 1, 12, 0, tzinfo=UTC), PhaseWindow())
-    assert isinstance(decision, dg.SensorResult)
-    [request] = decision.run_requests
-    assert request.partition_key == request.run_key == "space_time-00008"
-    [add] = decision.dynamic_partitions_requests
-    assert add.partitions_def_name == "epochs" and list(add.partition_keys) == ["space_time-00008"]
-
-
-@pytest.mark.parametrize(
-    ("hour", "minute", "blocked"), [(2, 59, False), (3, 0, True), (5, 30, True), (6, 59, True), (7, 0, False)]
-)
-def test_the_sensor_skips_inside_the_phase_window(hour, minute, blocked):
-    now = datetime(2026, 1, 1, hour, minute, tzinfo=UTC)
-    decision = plan_next_epoch("space_time-00007", now, PhaseWindow())
-    assert isinstance(decision, dg.SkipReason) is blocked
-    if blocked:
-        assert "PHASE window 03:00-07:00" in decision.skip_message
 
 
 def test_a_phase_window_can_cross_midnight_in_a_time_zone():

@@ -107,6 +107,6 @@ def test_an_epoch_cannot_start_before_its_predecessor(run_epoch, fabric):
     result = run_epoch(2, raise_on_error=False)
     assert not result.success
     errors = [e.step_failure_data.error.to_string() for e in result.all_events if e.is_step_failure]
-    assert any("epoch 1 is missing" in message for message in errors)
+    assert any("space_time-00001 is not started and no live run can commit it" in m for m in errors)
     with pytest.raises(LookupError):
         fabric.epoch(epoch_key("space_time", 2))

@@ -1,22 +1,56 @@
-"""The roster: opens the epoch with the agents alive at its start (seating the cast on a new book)."""
+"""The roster: waits at the barrier, then opens the epoch with the agents alive at its start."""
 
+from datetime import UTC, datetime
 
 import dagster as dg
 
 from dream_pipeline.assets.common import markdown_table
-from dream_pipeline.partitions import epochs_partitions, parse_epoch_key
+from dream_pipeline.loop_state import last_phase_success, live_runs, run_is_live
+from dream_pipeline.partitions import epoch_key, epochs_partitions, parse_epoch_key
+from resources.epoch_barrier import EpochBarrier
 from resources.fabric import StateFabric
+from schedules.phase_window import phase_window_from_env
 from spica import SpicaBook
 
+OUTCOME_TAG = "dream/outcome"
 
-@dg.asset(partitions_def=epochs_partitions, group_name="epoch", kinds={"postgres"})
-def roster(context: dg.AssetExecutionContext, fabric: StateFabric) -> dg.MaterializeResult:
-    """The 5–7 agents who compete in this epoch; a rerun keeps the roster the epoch started with."""
-    book_name, number = parse_epoch_key(context.partition_key)
+
+class RosterConfig(dg.Config):
+    barrier_timeout_s: float = 6 * 3600.0  # a staged run waits for its whole predecessor epoch
+    phase_gate: bool = True  # a new epoch never starts inside the PHASE window
+
+
+@dg.asset(partitions_def=epochs_partitions, group_name="epoch", kinds={"postgres"}, output_required=False)
+def roster(context: dg.AssetExecutionContext, config: RosterConfig, fabric: StateFabric):
+    """The 5–7 agents who compete in this epoch; a rerun keeps the roster the epoch started with.
+
+    A run staged early waits here until the previous epoch has committed (LISTEN/NOTIFY in the
+    fabric). It ends cleanly, materializing nothing, when PHASE is open or when another live run
+    already owns the epoch."""
+    key = context.partition_key
+    book_name, number = parse_epoch_key(key)
     book = SpicaBook.load(book_name)
     if fabric.ensure_book(book):
         context.log.info(f"new book {book.title!r}: seated {len(book.initial_cast())} agents")
-    epoch = fabric.open_epoch(book.name, context.partition_key, number)
+    instance = context.instance
+    barrier = EpochBarrier(fabric, lambda k: bool(live_runs(instance, k, exclude=context.run_id)))
+    existing = fabric.find_epoch(key)
+    waited = 0.0
+    if existing is None or existing.status != "committed":
+        previous = epoch_key(book_name, number - 1) if number > 1 else None
+        waited = barrier.wait_for_turn(book_name, key, previous, config.barrier_timeout_s)
+    if existing is None and config.phase_gate:
+        window = phase_window_from_env()
+        if window.blocks(datetime.now(UTC), last_phase_success(instance)):
+            context.log.info(f"PHASE window is open: {key} will start after it; ending this run cleanly")
+            instance.add_run_tags(context.run_id, {OUTCOME_TAG: "deferred-phase"})
+            return
+    epoch = fabric.open_epoch(book.name, key, number)
+    owner = barrier.claim(epoch.epoch_id, context.run_id, lambda run_id: run_is_live(instance, run_id))
+    if owner is not None:
+        context.log.info(f"{key} is already owned by live run {owner}; ending this run cleanly")
+        instance.add_run_tags(context.run_id, {OUTCOME_TAG: "duplicate"})
+        return
     agents = fabric.agents(epoch.active_agent_ids)
     ratings = fabric.ratings_before(book.name, number)
     rows = [
@@ -28,12 +62,13 @@ def roster(context: dg.AssetExecutionContext, fabric: StateFabric) -> dg.Materia
         }
         for a in agents
     ]
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         metadata={
             "epoch_id": str(epoch.epoch_id),
             "epoch_number": number,
             "book": book.title,
             "agents": len(agents),
+            "barrier_wait_s": round(waited, 3),
             "roster": dg.MetadataValue.md(markdown_table(rows)),
         }
     )

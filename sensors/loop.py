@@ -1,0 +1,133 @@
+"""The D-REAM loop: epochs back to back, never two at once, paused by PHASE.
+
+`plan_loop` is the whole decision, a pure function of a snapshot (clock included), so a simulated
+day can be tested without waiting for 3 AM. The sensors only gather the snapshot and return the
+decision:
+
+- `dream_loop_sensor` starts an epoch on a cold start (nothing queued or running) and keeps the
+  next ones staged: a staged run waits at the fabric's barrier (LISTEN/NOTIFY) and starts the
+  moment its predecessor commits, so no sensor tick or run launch sits between two epochs.
+- `epoch_failure_sensor` records why an epoch run failed; the loop sensor retries it with backoff.
+
+Two runs can never work on one epoch: the roster step claims the epoch for its run in the fabric.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from dream_pipeline.experiments import enabled_books
+from dream_pipeline.jobs import LOOP_TAG, epoch_job
+from dream_pipeline.loop_state import LIVE_STATUSES, PARTITION_TAG, last_phase_success
+from dream_pipeline.partitions import epoch_key, epochs_partitions, parse_epoch_key
+from resources.fabric import StateFabric
+from schedules.phase_window import PhaseWindow, phase_window_from_env
+
+STAGING_DEPTH = 3  # one running, one waiting at the barrier, one queued behind the tag limit
+BACKOFF_BASE = timedelta(seconds=10)
+BACKOFF_MAX = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class LoopSnapshot:
+    now: datetime
+    books: tuple[str, ...]
+    next_numbers: Mapping[str, int]  # per book: the first epoch not yet committed
+    active: tuple[str, ...] = ()  # epoch keys of queued or running loop runs, oldest first
+    failures: Mapping[str, tuple[int, datetime]] = field(default_factory=dict)  # key -> (count, last end)
+    window: PhaseWindow = PhaseWindow()
+    phase_completed_at: datetime | None = None
+    last_key: str | None = None  # the last epoch the loop requested (sensor cursor)
+    depth: int = STAGING_DEPTH
+
+
+def backoff(failures: int) -> timedelta:
+    """10 s, 20 s, 40 s, … capped at 10 minutes: a failing engine is retried, never abandoned."""
+    return min(BACKOFF_BASE * 2 ** max(failures - 1, 0), BACKOFF_MAX)
+
+
+def next_key(snapshot: LoopSnapshot) -> str:
+    """The epoch after the newest live one (or after the cursor): books in turn, numbers in order."""
+    base = snapshot.active[-1] if snapshot.active else snapshot.last_key
+    books = snapshot.books
+    if base is None or parse_epoch_key(base)[0] not in books:
+        book = books[0]
+    else:
+        book = books[(books.index(parse_epoch_key(base)[0]) + 1) % len(books)]
+    live_numbers = [parse_epoch_key(k)[1] for k in snapshot.active if parse_epoch_key(k)[0] == book]
+    number = max([snapshot.next_numbers.get(book, 1)] + [n + 1 for n in live_numbers])
+    return epoch_key(book, number)
+
+
+def plan_loop(snapshot: LoopSnapshot) -> dg.SensorResult | dg.SkipReason:
+    if snapshot.window.blocks(snapshot.now, snapshot.phase_completed_at):
+        w = snapshot.window
+        return dg.SkipReason(
+            f"PHASE window {w.start:%H:%M}-{w.end:%H:%M} {w.timezone} is open: no new epoch until the "
+            f"PHASE job completes or {w.closes_at(snapshot.now):%H:%M}"
+        )
+    if len(snapshot.active) >= snapshot.depth:
+        return dg.SkipReason(f"{snapshot.active[0]} is running; {', '.join(snapshot.active[1:])} staged")
+    key = next_key(snapshot)
+    failed, last_failure = snapshot.failures.get(key, (0, None))
+    if failed and last_failure is not None and snapshot.now < last_failure + backoff(failed):
+        wait = (last_failure + backoff(failed) - snapshot.now).total_seconds()
+        return dg.SkipReason(f"{key} failed {failed} time(s); retrying in {wait:.0f} s")
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=f"{key}#{failed + 1}", partition_key=key, tags={LOOP_TAG: "epoch"})],
+        dynamic_partitions_requests=[epochs_partitions.build_add_request([key])],
+        cursor=key,
+    )
+
+
+def _active_loop_keys(instance: dg.DagsterInstance) -> tuple[str, ...]:
+    runs = instance.get_runs(dg.RunsFilter(job_name=epoch_job.name, statuses=LIVE_STATUSES))
+    keys = [r.tags.get(PARTITION_TAG) for r in reversed(runs)]  # get_runs is newest first
+    return tuple(dict.fromkeys(k for k in keys if k))
+
+
+def _failures(instance: dg.DagsterInstance, key: str) -> dict[str, tuple[int, datetime]]:
+    records = instance.get_run_records(
+        dg.RunsFilter(tags={PARTITION_TAG: key}, statuses=[dg.DagsterRunStatus.FAILURE]), limit=50
+    )
+    if not records:
+        return {}
+    latest = max(r.end_time or r.create_timestamp.timestamp() for r in records)
+    return {key: (len(records), datetime.fromtimestamp(latest, tz=UTC))}
+
+
+@dg.sensor(
+    job=epoch_job,
+    minimum_interval_seconds=1,  # the daemon still ticks at most every ~5 s; staging hides it
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Keeps epochs running back to back: cold start, staging, retries with backoff, PHASE pause.",
+)
+def dream_loop_sensor(context: dg.SensorEvaluationContext, fabric: StateFabric):
+    books = enabled_books()
+    snapshot = LoopSnapshot(
+        now=datetime.now(UTC),
+        books=books,
+        next_numbers={book: fabric.next_epoch_number(book) for book in books},
+        active=_active_loop_keys(context.instance),
+        window=phase_window_from_env(),
+        phase_completed_at=last_phase_success(context.instance),
+        last_key=context.cursor,
+    )
+    candidate = next_key(snapshot)
+    snapshot = LoopSnapshot(**{**snapshot.__dict__, "failures": _failures(context.instance, candidate)})
+    return plan_loop(snapshot)
+
+
+@dg.run_failure_sensor(
+    monitored_jobs=[epoch_job],
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Records why an epoch run failed (the loop sensor retries it with backoff).",
+)
+def epoch_failure_sensor(context: dg.RunFailureSensorContext, fabric: StateFabric):
+    key = context.dagster_run.tags.get(PARTITION_TAG)
+    if key:
+        fabric.mark_epoch_failed(key, context.failure_event.message or "run failed", run_id=context.dagster_run.run_id)

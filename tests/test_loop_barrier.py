@@ -1,0 +1,90 @@
+"""The barrier between epochs and the claim on an epoch, on the real database."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+import pytest
+
+from resources.epoch_barrier import BarrierTimeout, EpochBarrier, PredecessorLost
+from resources.fabric import ChapterRow, DraftRow
+from spica import SpicaBook
+
+
+def _commit(fabric, key: str, number: int, *, notify: bool = True) -> None:
+    """Drive an epoch to committed through the fabric, as the epoch's last step does."""
+    epoch = fabric.open_epoch("space_time", key, number)
+    agents = fabric.agents(epoch.active_agent_ids)
+    ids = fabric.write_drafts(epoch.epoch_id, [
+        DraftRow(a.instance_id, a.name, f"draft of {a.name}", 1, 1, "stop", False, 0.1) for a in agents
+    ])
+    fabric.commit_chapter(epoch.epoch_id, "space_time", ChapterRow(number, ids[0], agents[0].instance_id, "T", "x",
+                                                                   1.0, 0.0))
+    if notify:
+        fabric.reap(fabric.epoch(key), None, None)
+    else:  # a commit whose notification is lost
+        with psycopg.connect(fabric.url(), autocommit=True) as conn:
+            conn.execute("UPDATE simulation_epochs SET status = 'committed' WHERE epoch_key = %s", (key,))
+
+
+@pytest.fixture
+def book(fabric):
+    fabric.ensure_book(SpicaBook.load())
+    return "space_time"
+
+
+def test_the_first_epoch_goes_straight_through(fabric, book):
+    barrier = EpochBarrier(fabric, epoch_has_live_run=lambda key: False)
+    assert barrier.wait_for_turn(book, "space_time-00001", None, timeout_s=5) >= 0
+
+
+def test_a_lost_predecessor_fails_fast(fabric, book):
+    barrier = EpochBarrier(fabric, epoch_has_live_run=lambda key: False)
+    with pytest.raises(PredecessorLost, match="space_time-00001 is not started"):
+        barrier.wait_for_turn(book, "space_time-00002", "space_time-00001", timeout_s=60)
+    fabric.open_epoch(book, "space_time-00001", 1)
+    with pytest.raises(PredecessorLost, match="space_time-00001 is running"):
+        barrier.wait_for_turn(book, "space_time-00002", "space_time-00001", timeout_s=60)
+
+
+@pytest.mark.parametrize("notify", [True, False], ids=["notified", "notification-lost"])
+def test_a_staged_epoch_waits_until_its_predecessor_commits(fabric, book, notify):
+    fabric.open_epoch(book, "space_time-00001", 1)
+    committed = threading.Event()
+
+    def commit_later():
+        time.sleep(0.5)
+        _commit(fabric, "space_time-00001", 1, notify=notify)
+        committed.set()
+
+    barrier = EpochBarrier(fabric, epoch_has_live_run=lambda key: not committed.is_set(), poll_s=0.2)
+    worker = threading.Thread(target=commit_later)
+    worker.start()
+    barrier.wait_for_turn(book, "space_time-00002", "space_time-00001", timeout_s=30)
+    assert committed.is_set()  # it did not go before the commit
+    worker.join()
+    assert fabric.open_epoch(book, "space_time-00002", 2).epoch_number == 2
+
+
+def test_the_barrier_gives_up_after_its_timeout(fabric, book):
+    fabric.open_epoch(book, "space_time-00001", 1)
+    barrier = EpochBarrier(fabric, epoch_has_live_run=lambda key: True, poll_s=0.1)
+    with pytest.raises(BarrierTimeout, match="space_time-00001 to commit"):
+        barrier.wait_for_turn(book, "space_time-00002", "space_time-00001", timeout_s=0.3)
+
+
+def test_one_live_run_owns_an_epoch(fabric, book):
+    epoch = fabric.open_epoch(book, "space_time-00001", 1)
+    barrier = EpochBarrier(fabric, epoch_has_live_run=lambda key: False)
+    live = {"run-a"}
+    assert barrier.claim(epoch.epoch_id, "run-a", live.__contains__) is None
+    assert barrier.claim(epoch.epoch_id, "run-b", live.__contains__) == "run-a"
+    assert barrier.claim(epoch.epoch_id, "run-a", live.__contains__) is None  # a rerun of the owner
+    live.clear()  # run-a died: its claim is stale
+    assert barrier.claim(epoch.epoch_id, "run-b", live.__contains__) is None
+    fabric.mark_epoch_failed("space_time-00001", "stale run", run_id="run-a")
+    assert fabric.epoch("space_time-00001").status == "running"  # only the owner's failure counts
+    fabric.mark_epoch_failed("space_time-00001", "engine down", run_id="run-b")
+    assert fabric.epoch("space_time-00001").status == "failed"

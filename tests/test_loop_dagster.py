@@ -1,0 +1,52 @@
+"""The loop's steps through Dagster: the PHASE gate, replaying a committed epoch, the PHASE job."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from dream_pipeline.assets import epoch_assets
+from dream_pipeline.partitions import epoch_key
+from dream_pipeline.phase import phase_job
+from resources.llm import LLMEngine
+
+
+def test_a_new_epoch_inside_phase_ends_cleanly_without_opening(run_epoch, fabric, instance, monkeypatch):
+    now = datetime.now(UTC)
+    monkeypatch.setenv("DREAM_PHASE_START", (now - timedelta(minutes=30)).strftime("%H:%M"))
+    monkeypatch.setenv("DREAM_PHASE_END", (now + timedelta(minutes=30)).strftime("%H:%M"))
+    monkeypatch.setenv("DREAM_PHASE_TZ", "UTC")
+    result = run_epoch(1)
+    assert result.success
+    assert result.get_asset_materialization_events() == []
+    assert fabric.find_epoch(epoch_key("space_time", 1)) is None
+    assert instance.get_run_by_id(result.run_id).tags["dream/outcome"] == "deferred-phase"
+    assert fabric.table_counts()["llm_calls"] == 0  # no engine call inside PHASE
+
+
+def test_a_committed_epoch_replays_bit_for_bit_without_the_engine(run_epoch, fabric, instance):
+    assert run_epoch(1).success
+    epoch = fabric.epoch(epoch_key("space_time", 1))
+    before = fabric.epoch_fingerprint(epoch.epoch_id)
+    counts = fabric.table_counts()
+    unreachable = LLMEngine(base_url="http://127.0.0.1:9/v1", max_tokens=900, max_retries=0, timeout_s=2,
+                            fabric=fabric)
+    key = epoch_key("space_time", 1)
+    replay = dg.materialize(
+        epoch_assets,
+        instance=instance, partition_key=key, resources={"fabric": fabric, "llm": unreachable},
+    )
+    assert replay.success
+    assert fabric.epoch_fingerprint(epoch.epoch_id) == before
+    assert fabric.table_counts() == counts  # no new call recorded, no row duplicated
+
+
+def test_the_phase_job_checks_the_fabric_and_replays_the_latest_epoch(run_epoch, fabric, llm, instance):
+    assert run_epoch(1).success and run_epoch(2).success
+    result = phase_job.execute_in_process(instance=instance, resources={"fabric": fabric, "llm": llm})
+    assert result.success
+    events = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+    metadata = {k: v.value for e in events for k, v in e.event_specific_data.metadata.items()}
+    assert metadata["replays"] == {"space_time-00002": "identical"}
+    assert metadata["committed_without_chapter"] == 0 and metadata["incomplete_ballots"] == 0

@@ -1,0 +1,127 @@
+"""The loop's decision, driven by an injected clock: back to back, staged, paused by PHASE, retried."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+
+from dream_pipeline.partitions import epoch_key, parse_epoch_key
+from schedules.phase_window import PhaseWindow
+from sensors.loop import LoopSnapshot, backoff, plan_loop
+
+DAY = datetime(2026, 3, 14, tzinfo=UTC)
+
+
+def at(hour: int, minute: int = 0) -> datetime:
+    return DAY + timedelta(hours=hour, minutes=minute)
+
+
+def snapshot(**changes) -> LoopSnapshot:
+    base = dict(now=at(12), books=("space_time",), next_numbers={"space_time": 4})
+    return LoopSnapshot(**{**base, **changes})
+
+
+def requested(decision) -> str:
+    assert isinstance(decision, dg.SensorResult), getattr(decision, "skip_message", decision)
+    [request] = decision.run_requests
+    return request.partition_key
+
+
+def test_a_cold_start_resumes_the_first_uncommitted_epoch():
+    decision = plan_loop(snapshot())
+    assert requested(decision) == "space_time-00004"
+    assert decision.run_requests[0].run_key == "space_time-00004#1"
+    assert decision.run_requests[0].tags["dream/loop"] == "epoch"
+    assert list(decision.dynamic_partitions_requests[0].partition_keys) == ["space_time-00004"]
+    assert decision.cursor == "space_time-00004"
+
+
+def test_the_next_epochs_are_staged_behind_the_running_one_up_to_the_depth():
+    assert requested(plan_loop(snapshot(active=("space_time-00004",)))) == "space_time-00005"
+    assert requested(plan_loop(snapshot(active=("space_time-00004", "space_time-00005")))) == "space_time-00006"
+    full = plan_loop(snapshot(active=("space_time-00004", "space_time-00005", "space_time-00006")))
+    assert isinstance(full, dg.SkipReason)
+    assert full.skip_message == "space_time-00004 is running; space_time-00005, space_time-00006 staged"
+
+
+def test_books_take_turns_one_epoch_at_a_time():
+    snap = snapshot(books=("space_time", "sea"), next_numbers={"space_time": 4, "sea": 9})
+    assert requested(plan_loop(snap)) == "space_time-00004"
+    assert requested(plan_loop(LoopSnapshot(**{**snap.__dict__, "active": ("space_time-00004",)}))) == "sea-00009"
+    after = LoopSnapshot(**{**snap.__dict__, "active": ("space_time-00004", "sea-00009")})
+    assert requested(plan_loop(after)) == "space_time-00005"
+
+
+def test_a_failed_epoch_is_retried_with_growing_backoff():
+    failed_at = at(12)
+    snap = snapshot(now=failed_at + timedelta(seconds=5), failures={"space_time-00004": (1, failed_at)})
+    wait = plan_loop(snap)
+    assert isinstance(wait, dg.SkipReason) and "retrying in 5 s" in wait.skip_message
+    retry = plan_loop(LoopSnapshot(**{**snap.__dict__, "now": failed_at + backoff(1)}))
+    assert retry.run_requests[0].run_key == "space_time-00004#2"
+    assert backoff(1) < backoff(2) < backoff(3) and backoff(30) == timedelta(minutes=10)
+
+
+@pytest.mark.parametrize(("hour", "minute", "blocked"), [(2, 59, False), (3, 0, True), (6, 59, True), (7, 0, False)])
+def test_phase_blocks_new_epochs_with_a_reason(hour, minute, blocked):
+    decision = plan_loop(snapshot(now=at(hour, minute)))
+    assert isinstance(decision, dg.SkipReason) is blocked
+    if blocked:
+        assert "PHASE window 03:00-07:00 UTC is open" in decision.skip_message
+        assert "until the PHASE job completes or 07:00" in decision.skip_message
+
+
+def test_phase_completion_resumes_the_loop_before_the_window_ends():
+    done = at(4, 10)
+    assert isinstance(plan_loop(snapshot(now=at(4, 9), phase_completed_at=at(3, 59) - timedelta(days=1))), dg.SkipReason)
+    assert requested(plan_loop(snapshot(now=at(4, 11), phase_completed_at=done))) == "space_time-00004"
+
+
+def test_a_simulated_day_runs_back_to_back_and_respects_phase():
+    """Minute ticks over a day; an epoch takes 37 minutes; PHASE runs 03:00–04:30."""
+    window = PhaseWindow()
+    epoch_minutes = 37
+    next_number = 1
+    active: list[str] = []  # [0] is running (if started), the rest wait at the barrier
+    started: dict[str, datetime] = {}
+    finished: dict[str, datetime] = {}
+    cursor = None
+    phase_completed_at = None
+    for minute in range(24 * 60):
+        now = at(0) + timedelta(minutes=minute)
+        if now == at(4, 30):
+            phase_completed_at = now  # the PHASE job completes: the signal to resume
+        if active and active[0] in started and now - started[active[0]] >= timedelta(minutes=epoch_minutes):
+            done = active.pop(0)
+            finished[done] = now
+            next_number = parse_epoch_key(done)[1] + 1
+        if active and active[0] not in started:  # the head passed its barrier
+            if window.blocks(now, phase_completed_at):
+                active.pop(0)  # the roster's PHASE gate ends the staged run cleanly
+            else:
+                started[active[0]] = now
+        decision = plan_loop(LoopSnapshot(
+            now=now, books=("space_time",), next_numbers={"space_time": next_number}, active=tuple(active),
+            window=window, phase_completed_at=phase_completed_at, last_key=cursor,
+        ))
+        if isinstance(decision, dg.SensorResult):
+            key = decision.run_requests[0].partition_key
+            active.append(key)
+            cursor = decision.cursor
+            if len(active) == 1 and not window.blocks(now, phase_completed_at):
+                started[key] = now  # a cold start goes straight through its barrier
+    starts = sorted(started.values())
+    assert not [s for s in starts if at(3) <= s < at(4, 30)], "no epoch starts while PHASE blocks"
+    running_at_three = [k for k, s in started.items() if s < at(3) and finished.get(k, at(23)) > at(3)]
+    assert len(running_at_three) == 1 and finished[running_at_three[0]] > at(3)  # it finished, not cut
+    assert at(4, 30) in starts  # resumed the moment PHASE completed
+    ordered = sorted(started, key=started.get)
+    assert ordered == [epoch_key("space_time", n) for n in range(1, len(ordered) + 1)]  # in order, none twice
+    for prev, nxt in zip(ordered, ordered[1:], strict=False):
+        if prev in finished:
+            assert started[nxt] >= finished[prev]  # never two at once
+            if not (at(3) <= finished[prev] < at(4, 30)):
+                assert started[nxt] == finished[prev]  # zero dead time outside PHASE
+    assert len(ordered) >= 35
