@@ -26,10 +26,12 @@ def dagster_storage_url() -> str:
 
 
 def prepare_dagster_home() -> Path:
-    """Install the dagster.yaml template into DAGSTER_HOME and export what it reads."""
+    """Install the dagster.yaml template (DREAM_DAGSTER_YAML, default deploy/dagster.yaml) into
+    DAGSTER_HOME and export what it reads."""
     home = Path(os.environ.get("DAGSTER_HOME") or state_dir() / "dagster_home")
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PROJECT_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    template = Path(os.environ.get("DREAM_DAGSTER_YAML") or PROJECT_ROOT / "deploy" / "dagster.yaml")
+    shutil.copyfile(template, home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
     os.environ["DREAM_DAGSTER_STORAGE_URL"] = dagster_storage_url()
     return home

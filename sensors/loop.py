@@ -14,6 +14,7 @@ Two runs can never work on one epoch: the roster step claims the epoch for its r
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,7 +28,8 @@ from dream_pipeline.partitions import epoch_key, epochs_partitions, parse_epoch_
 from resources.fabric import StateFabric
 from schedules.phase_window import PhaseWindow, phase_window_from_env
 
-STAGING_DEPTH = 3  # one running, one waiting at the barrier, one queued behind the tag limit
+# one running, two waiting at the barrier, one queued behind the run queue's tag limit (3)
+STAGING_DEPTH = 4
 BACKOFF_BASE = timedelta(seconds=10)
 BACKOFF_MAX = timedelta(minutes=10)
 
@@ -43,6 +45,14 @@ class LoopSnapshot:
     phase_completed_at: datetime | None = None
     last_key: str | None = None  # the last epoch the loop requested (sensor cursor)
     depth: int = STAGING_DEPTH
+
+
+def staging_depth() -> int:
+    """`DREAM_LOOP_STAGING_DEPTH`: loop runs queued or running at once; 1 turns staging off."""
+    raw = os.environ.get("DREAM_LOOP_STAGING_DEPTH", str(STAGING_DEPTH))
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"DREAM_LOOP_STAGING_DEPTH must be a whole number >= 1, got {raw!r}")
+    return int(raw)
 
 
 def backoff(failures: int) -> timedelta:
@@ -116,6 +126,7 @@ def dream_loop_sensor(context: dg.SensorEvaluationContext, fabric: StateFabric):
         window=phase_window_from_env(),
         phase_completed_at=last_phase_success(context.instance),
         last_key=context.cursor,
+        depth=staging_depth(),
     )
     candidate = next_key(snapshot)
     snapshot = LoopSnapshot(**{**snapshot.__dict__, "failures": _failures(context.instance, candidate)})

@@ -41,9 +41,10 @@ def test_a_cold_start_resumes_the_first_uncommitted_epoch():
 def test_the_next_epochs_are_staged_behind_the_running_one_up_to_the_depth():
     assert requested(plan_loop(snapshot(active=("space_time-00004",)))) == "space_time-00005"
     assert requested(plan_loop(snapshot(active=("space_time-00004", "space_time-00005")))) == "space_time-00006"
-    full = plan_loop(snapshot(active=("space_time-00004", "space_time-00005", "space_time-00006")))
+    full = plan_loop(snapshot(active=("space_time-00004", "space_time-00005", "space_time-00006"), depth=3))
     assert isinstance(full, dg.SkipReason)
     assert full.skip_message == "space_time-00004 is running; space_time-00005, space_time-00006 staged"
+    assert isinstance(plan_loop(snapshot(depth=1, active=("space_time-00004",))), dg.SkipReason)
 
 
 def test_books_take_turns_one_epoch_at_a_time():
@@ -125,3 +126,15 @@ def test_a_simulated_day_runs_back_to_back_and_respects_phase():
             if not (at(3) <= finished[prev] < at(4, 30)):
                 assert started[nxt] == finished[prev]  # zero dead time outside PHASE
     assert len(ordered) >= 35
+
+
+def test_dead_time_is_measured_from_commit_to_the_next_release():
+    from dream_pipeline.status import dead_times
+
+    rows = [
+        {"end_time": at(1, 0), "released_at": at(0, 50)},
+        {"end_time": at(1, 10), "released_at": at(1, 0) + timedelta(seconds=2)},
+        {"end_time": None, "released_at": at(1, 10) + timedelta(milliseconds=300)},
+        {"end_time": None, "released_at": None},
+    ]
+    assert dead_times(rows) == [2.0, 0.3]

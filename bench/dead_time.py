@@ -1,0 +1,157 @@
+"""Dead time between epochs under the real Dagster daemon: the staged loop against Dagster's defaults.
+
+Each scenario starts its own embedded PostgreSQL, offline engine (fixed latency) and Dagster daemon
+in a scratch state folder, lets the loop run until enough epochs have committed, then stops it.
+Dead time is measured in the fabric, from epoch N's commit (the Reaper's transaction) to epoch N+1
+passing its barrier (its claim), for consecutive epochs; the first epoch is a cold start and is not
+counted. `epoch_over_critical_path` is an epoch's wall time (barrier to commit) over its LLM critical
+path (slowest draft + slowest ballot), median over epochs.
+
+Scenarios: `staged` (this project: staging depth 4, run queue dequeue every 1 s, tag limit 3) and
+`default` (sensor chaining only: staging off, Dagster's default run coordinator settings).
+
+Run: python -m bench.dead_time [--epochs N] [--full]   (fast: 12 epochs each; --full: 30)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench.common import print_result, print_table
+from dream_pipeline.status import dead_times
+from resources.fabric import StateFabric
+
+DEFAULT_DAGSTER_YAML = """\
+storage:
+  postgres:
+    postgres_url:
+      env: DREAM_DAGSTER_STORAGE_URL
+telemetry:
+  enabled: false
+"""
+
+
+def scenario_env(state: Path, staged: bool, seed: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DREAM_", "DAGSTER_"))}
+    far = datetime.now(UTC) + timedelta(hours=12)  # keep the PHASE window away from the measurement
+    env.update({
+        "DREAM_STATE_DIR": str(state),
+        "DREAM_ENGINE_SEED": str(seed),
+        "DREAM_ENGINE_TTFT_S": "0.3",
+        "DREAM_ENGINE_TOKENS_PER_S": "250",
+        "DREAM_PHASE_START": far.strftime("%H:%M"),
+        "DREAM_PHASE_END": (far + timedelta(minutes=1)).strftime("%H:%M"),
+        "DREAM_PHASE_TZ": "UTC",
+        "DREAM_LOOP_STAGING_DEPTH": "4" if staged else "1",
+    })
+    if not staged:
+        default_yaml = state / "dagster-default.yaml"
+        default_yaml.write_text(DEFAULT_DAGSTER_YAML)
+        env["DREAM_DAGSTER_YAML"] = str(default_yaml)
+    return env
+
+
+def dream(env: dict[str, str], *args: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-m", "dream_pipeline.cli", *args], env=env, check=True, capture_output=True, text=True,
+        timeout=300,
+    ).stdout.strip()
+
+
+def run_scenario(name: str, staged: bool, epochs: int, seed: int) -> dict:
+    state = Path(tempfile.mkdtemp(prefix=f"dream_bench_{name}_"))
+    env = scenario_env(state, staged, seed)
+    fabric = StateFabric(database_url=dream(env, "db", "url"))
+    fabric.migrate()
+    log = open(state / "daemon.log", "w")  # noqa: SIM115 (closed below)
+    daemon = subprocess.Popen([sys.executable, "-m", "dream_pipeline.cli", "daemon"], env=env, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    started = time.monotonic()
+    deadline = started + 120 + epochs * 60
+    try:
+        while time.monotonic() < deadline:
+            committed = [r for r in fabric.loop_timeline(epochs + 10) if r["status"] == "committed"]
+            print(f"  {name}: {len(committed)}/{epochs + 1} epochs committed", end="\r", flush=True)
+            if len(committed) >= epochs + 1:
+                break
+            if daemon.poll() is not None:
+                raise RuntimeError(f"the daemon exited; see {state / 'daemon.log'}")
+            time.sleep(1)
+        else:
+            raise TimeoutError(f"{name}: the loop did not commit {epochs + 1} epochs in time")
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        daemon.wait(timeout=60)
+        log.close()
+    print()
+    timeline = fabric.loop_timeline(epochs + 10)
+    committed = [r for r in timeline if r["status"] == "committed"][: epochs + 1]
+    gaps = dead_times(committed)
+    overlaps = sum(1 for g in gaps if g < 0)
+    ratios = []
+    with fabric.connection() as conn:
+        for row in committed[1:]:
+            path = conn.execute(
+                "SELECT coalesce(max(latency_s) FILTER (WHERE purpose = 'draft'), 0)"
+                " + coalesce(max(latency_s) FILTER (WHERE purpose = 'ballot'), 0) AS s"
+                " FROM llm_calls WHERE epoch_key = %s",
+                (row["epoch_key"],),
+            ).fetchone()["s"]
+            wall = (row["end_time"] - row["released_at"]).total_seconds()
+            if path:
+                ratios.append(wall / path)
+    dream(env, "engine", "stop")
+    dream(env, "db", "stop")
+    shutil.rmtree(state, ignore_errors=True)
+    ordered = sorted(gaps)
+    return {
+        "scenario": name,
+        "epochs": len(gaps),
+        "overlaps": overlaps,
+        "dead_median_s": statistics.median(gaps),
+        "dead_p95_s": ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))],
+        "dead_max_s": max(gaps),
+        "epoch_over_critical_path": statistics.median(ratios) if ratios else float("nan"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--full", action="store_true", help="30 epochs per scenario (default: 12)")
+    parser.add_argument("--epochs", type=int, help="epochs per scenario (overrides --full)")
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--only", choices=["staged", "default"], help="run one scenario")
+    args = parser.parse_args()
+    epochs = args.epochs or (30 if args.full else 12)
+    print(f"dead-time benchmark: {epochs} epochs per scenario under the real daemon")
+    rows = []
+    for name, staged in [("staged", True), ("default", False)]:
+        if args.only in (None, name):
+            rows.append(run_scenario(name, staged, epochs, args.seed))
+    print_table("dead time between consecutive epochs (commit -> next epoch past its barrier)", rows)
+    by = {r["scenario"]: r for r in rows}
+    staged, default = by.get("staged"), by.get("default")
+    print_result({
+        "epochs": (staged or default)["epochs"],
+        "overlaps": sum(r["overlaps"] for r in rows),
+        "dead_time_median_s": round(staged["dead_median_s"], 3) if staged else None,
+        "dead_time_p95_s": round(staged["dead_p95_s"], 3) if staged else None,
+        "dead_time_max_s": round(staged["dead_max_s"], 3) if staged else None,
+        "epoch_over_critical_path": round(staged["epoch_over_critical_path"], 2) if staged else None,
+        "default_dead_time_median_s": round(default["dead_median_s"], 3) if default else None,
+        "default_dead_time_p95_s": round(default["dead_p95_s"], 3) if default else None,
+    })
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""`dream status`: is the loop running or paused, which epochs ran lately, how much dead time between them."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from resources.fabric import StateFabric
+from schedules.phase_window import phase_window_from_env
+
+
+def dead_times(timeline: Sequence[dict[str, Any]]) -> list[float]:
+    """Seconds from each epoch's commit to the next epoch's barrier release, for consecutive epochs."""
+    gaps = []
+    for previous, current in zip(timeline, timeline[1:], strict=False):
+        if previous["end_time"] and current["released_at"]:
+            gaps.append((current["released_at"] - previous["end_time"]).total_seconds())
+    return gaps
+
+
+def render_status(fabric: StateFabric, limit: int = 12, now: datetime | None = None) -> str:
+    import dagster as dg
+
+    from dream_pipeline.instance import dagster_instance
+    from dream_pipeline.jobs import epoch_job
+    from dream_pipeline.loop_state import LIVE_STATUSES, PARTITION_TAG, last_phase_success
+
+    now = now or datetime.now(UTC)
+    instance = dagster_instance()
+    window = phase_window_from_env()
+    live = instance.get_runs(dg.RunsFilter(job_name=epoch_job.name, statuses=LIVE_STATUSES))
+    keys = [r.tags.get(PARTITION_TAG, "?") for r in reversed(live)]
+    if window.blocks(now, last_phase_success(instance)):
+        state = f"paused for PHASE until the PHASE job completes or {window.closes_at(now):%H:%M} {window.timezone}"
+    elif keys:
+        state = f"running {keys[0]}" + (f"; staged: {', '.join(keys[1:])}" if keys[1:] else "")
+    else:
+        state = "idle (no epoch queued or running: is `dream start` or the daemon up?)"
+    timeline = fabric.loop_timeline(limit + 1)
+    gaps = dead_times(timeline)
+    lines = [
+        f"loop   : {state}",
+        f"PHASE  : {window.start:%H:%M}-{window.end:%H:%M} {window.timezone}",
+        "",
+        f"  {'epoch':<18} {'status':<10} {'started':<20} {'run s':>7} {'dead s':>7}",
+    ]
+    gap_by_key = {current["epoch_key"]: gap for current, gap in zip(timeline[1:], gaps, strict=False)}
+    for row in timeline[-limit:]:
+        began = row["released_at"] or row["start_time"]
+        run = (row["end_time"] - began).total_seconds() if row["end_time"] else None
+        gap = gap_by_key.get(row["epoch_key"])
+        lines.append(
+            f"  {row['epoch_key']:<18} {row['status']:<10} {began:%Y-%m-%d %H:%M:%S} "
+            f"{_num(run):>7} {_num(gap):>7}"
+        )
+    if not timeline:
+        lines.append("  (no epoch yet)")
+    if gaps:
+        ordered = sorted(gaps)
+        p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+        lines += ["", f"dead time between epochs: median {statistics.median(gaps):.2f} s, p95 {p95:.2f} s, "
+                      f"max {max(gaps):.2f} s over {len(gaps)} gaps"]
+    return "\n".join(lines)
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
