@@ -17,7 +17,7 @@ DEFAULT_BOOK = "space_time"
 def _fabric():
     from dream_pipeline.settings import fabric_from_env
 
-    return fabric_from_env()
+    return fabric_from_env(resolve=True)
 
 
 # ---- run ---------------------------------------------------------------------------------------
@@ -32,7 +32,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     fabric = _fabric()
     print(f"state fabric : {_redact(fabric.url())}")
-    llm = llm_from_env()
+    llm = llm_from_env(resolve=True)
     print(f"engine       : {llm.resolved_base_url()} (model {llm.model})")
     instance = dagster_instance()
     print(f"dagster home : {os.environ['DAGSTER_HOME']}")
@@ -155,17 +155,112 @@ def cmd_engine(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_ui(args: argparse.Namespace) -> int:
-    """Dagster's webserver and daemon on this project's instance (storage in PostgreSQL)."""
-    from dream_pipeline.instance import prepare_dagster_home
+def _service_commands(args: argparse.Namespace) -> dict[str, list[str]]:
     from resources.locations import PROJECT_ROOT
 
-    home = prepare_dagster_home()
-    print(f"dagster home : {home}\nopen http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+    workspace = str(PROJECT_ROOT / "workspace.yaml")
+    commands = {
+        "daemon": [sys.executable, "-m", "dagster._daemon", "run", "-w", workspace],
+        "webserver": [sys.executable, "-m", "dagster_webserver", "-h", args.host, "-p", str(args.port), "-w", workspace],
+    }
+    if not getattr(args, "no_deck", True):
+        from deck.launcher import deck_command
+
+        commands["deck"] = deck_command(args.host, args.deck_port)
+    return commands
+
+
+def _prepare_services() -> None:
+    """Everything the daemon and the runs share: storage, migrations, the embedded database, the engine."""
+    from dream_pipeline.experiments import enabled_books
+    from dream_pipeline.instance import prepare_dagster_home
+    from dream_pipeline.settings import llm_from_env
+
+    enabled_books()  # a bad experiments file is an error now, not in the daemon's log later
+    _fabric().migrate()
+    prepare_dagster_home()
+    print(f"engine       : {llm_from_env(resolve=True).resolved_base_url()}")
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    """The whole system in the foreground: daemon (the loop), webserver, deck; Ctrl-C stops it all."""
+    import signal
+    import subprocess
+
+    _prepare_services()
+    children = {name: subprocess.Popen(command) for name, command in _service_commands(args).items()}  # noqa: S603
+    print(f"Dagster UI   : http://{args.host}:{args.port}")
+    if "deck" in children:
+        print(f"deck         : http://{args.host}:{args.deck_port}")
+    print("the loop starts within seconds; `dream status` shows it. Ctrl-C stops everything.", flush=True)
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while not stopping:
+            for name, child in children.items():
+                if child.poll() is not None:
+                    print(f"dream: {name} exited with {child.returncode}; stopping", file=sys.stderr)
+                    stopping = True
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    for child in children.values():
+        if child.poll() is None:
+            child.terminate()
+    for name, child in children.items():
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            print(f"dream: {name} did not stop in 20 s; killing it", file=sys.stderr)
+            child.kill()
+    print("stopped (a staged epoch that was waiting is retried by the next start)")
+    return 0
+
+
+def _exec_service(args: argparse.Namespace, name: str) -> int:
+    _prepare_services()
+    command = _service_commands(args)[name]
+    os.execv(command[0], command)  # noqa: S606 (our own interpreter and arguments)
+    return 0  # not reached
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    return _exec_service(args, "daemon")
+
+
+def cmd_webserver(args: argparse.Namespace) -> int:
+    return _exec_service(args, "webserver")
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """`dagster dev` (webserver and daemon together) on this project's instance."""
+    from resources.locations import PROJECT_ROOT
+
+    _prepare_services()
+    print(f"open http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
     command = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
                "-h", args.host, "-p", str(args.port)]
-    os.execvp(command[0], command)  # noqa: S606 (our own interpreter and arguments)
+    os.execv(command[0], command)  # noqa: S606 (our own interpreter and arguments)
     return 0  # not reached
+
+
+def cmd_deck(args: argparse.Namespace) -> int:
+    from deck.launcher import run_deck
+
+    run_deck(args.host, args.port)
+    return 0  # not reached
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from dream_pipeline.status import render_status
+
+    print(render_status(_fabric(), limit=args.epochs))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -200,10 +295,31 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("action", choices=["start", "stop"])
     engine.set_defaults(func=cmd_engine)
 
-    ui = sub.add_parser("ui", help="start the Dagster UI and daemon on this project's instance")
-    ui.add_argument("--host", default="127.0.0.1", help="bind address (default: %(default)s)")
-    ui.add_argument("--port", type=int, default=3000, help="port (default: %(default)s)")
-    ui.set_defaults(func=cmd_ui)
+    start = sub.add_parser("start", help="run the whole system: the continuous loop, the Dagster UI, the deck")
+    start.add_argument("--host", default="127.0.0.1", help="bind address of the UI and deck (default: %(default)s)")
+    start.add_argument("--port", type=int, default=3000, help="Dagster UI port (default: %(default)s)")
+    start.add_argument("--deck-port", type=int, default=8501, help="deck port (default: %(default)s)")
+    start.add_argument("--no-deck", action="store_true", help="do not start the deck")
+    start.set_defaults(func=cmd_start)
+
+    status = sub.add_parser("status", help="the loop's state: running or paused for PHASE, last epochs, dead time")
+    status.add_argument("--epochs", type=int, default=12, help="how many recent epochs to list (default: 12)")
+    status.set_defaults(func=cmd_status)
+
+    for name, func, port, text in [
+        ("daemon", cmd_daemon, 3000, "only the Dagster daemon (the loop), for a systemd unit"),
+        ("webserver", cmd_webserver, 3000, "only the Dagster webserver, for a systemd unit"),
+        ("ui", cmd_ui, 3000, "`dagster dev` (webserver + daemon) on this project's instance"),
+        ("deck", cmd_deck, 8501, "the Epistemic Deck (Streamlit), reading the fabric read-only"),
+    ]:
+        service = sub.add_parser(name, help=text)
+        service.add_argument("--host", default="127.0.0.1", help="bind address (default: %(default)s)")
+        service.add_argument("--port", type=int, default=port, help="port (default: %(default)s)")
+        service.set_defaults(func=func)
+
+    from dream_pipeline.search import add_search_command
+
+    add_search_command(sub)
     return parser
 
 

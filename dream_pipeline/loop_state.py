@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+LOOP_TAG = "dream/loop"  # on runs the loop sensor requests: the run queue limits them, PHASE gates them
 PARTITION_TAG = "dagster/partition"
 PHASE_JOB = "phase_job"
 LIVE_STATUSES = [

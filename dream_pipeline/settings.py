@@ -30,7 +30,7 @@ ENV_SETTINGS = {
 }
 
 
-def _env(name: str, kind: type = str):
+def _env(name: str, kind: type = str, resolve: bool = False):
     if not os.environ.get(name):
         return None
     if kind is int:
@@ -41,32 +41,35 @@ def _env(name: str, kind: type = str):
             return int(raw)
         except ValueError:
             raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-    return dg.EnvVar(name)
+    return os.environ[name] if resolve else dg.EnvVar(name)
 
 
 def _set(**fields):
     return {k: v for k, v in fields.items() if v is not None}
 
 
-def fabric_from_env() -> StateFabric:
+def fabric_from_env(resolve: bool = False) -> StateFabric:
+    """The fabric resource. `resolve=True` reads the values now, for use outside a Dagster run (the CLI);
+    otherwise set variables are `EnvVar`s that Dagster resolves in the run."""
     return StateFabric(
-        **_set(database_url=_env("DREAM_DATABASE_URL"), embedding_dim=_env("DREAM_EMBEDDING_DIM", int))
+        **_set(database_url=_env("DREAM_DATABASE_URL", resolve=resolve),
+               embedding_dim=_env("DREAM_EMBEDDING_DIM", int))
     )
 
 
-def llm_from_env(fabric: StateFabric | None = None) -> LLMEngine:
+def llm_from_env(fabric: StateFabric | None = None, resolve: bool = False) -> LLMEngine:
     """The engine resource; with `fabric`, a committed epoch re-materialized is replayed from its calls."""
     return LLMEngine(
         fabric=fabric,
         **_set(
-            base_url=_env("DREAM_LLM_BASE_URL"),
-            api_key=_env("DREAM_LLM_API_KEY"),
-            model=_env("DREAM_LLM_MODEL"),
-            embedding_model=_env("DREAM_LLM_EMBEDDING_MODEL"),
+            base_url=_env("DREAM_LLM_BASE_URL", resolve=resolve),
+            api_key=_env("DREAM_LLM_API_KEY", resolve=resolve),
+            model=_env("DREAM_LLM_MODEL", resolve=resolve),
+            embedding_model=_env("DREAM_LLM_EMBEDDING_MODEL", resolve=resolve),
             max_tokens=_env("DREAM_MAX_TOKENS", int),
             max_concurrency=_env("DREAM_LLM_MAX_CONCURRENCY", int),
             timeout_s=_float_env("DREAM_LLM_TIMEOUT_S"),
-            vote_format=_env("DREAM_VOTE_FORMAT"),
+            vote_format=_env("DREAM_VOTE_FORMAT", resolve=resolve),
             context_tokens=_env("DREAM_CONTEXT_TOKENS", int),
             context_top_k=_env("DREAM_CONTEXT_TOP_K", int),
             summary_tokens=_env("DREAM_SUMMARY_TOKENS", int),

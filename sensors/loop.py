@@ -22,8 +22,8 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from dream_pipeline.experiments import enabled_books
-from dream_pipeline.jobs import LOOP_TAG, epoch_job
-from dream_pipeline.loop_state import LIVE_STATUSES, PARTITION_TAG, last_phase_success
+from dream_pipeline.jobs import epoch_job
+from dream_pipeline.loop_state import LIVE_STATUSES, LOOP_TAG, PARTITION_TAG, last_phase_success
 from dream_pipeline.partitions import epoch_key, epochs_partitions, parse_epoch_key
 from resources.fabric import StateFabric
 from schedules.phase_window import PhaseWindow, phase_window_from_env

@@ -17,12 +17,15 @@ def test_a_new_epoch_inside_phase_ends_cleanly_without_opening(run_epoch, fabric
     monkeypatch.setenv("DREAM_PHASE_START", (now - timedelta(minutes=30)).strftime("%H:%M"))
     monkeypatch.setenv("DREAM_PHASE_END", (now + timedelta(minutes=30)).strftime("%H:%M"))
     monkeypatch.setenv("DREAM_PHASE_TZ", "UTC")
-    result = run_epoch(1)
+    manual = run_epoch(1, tags={"dream/loop": "manual"})  # a person's run is not gated
+    assert manual.success and manual.get_asset_materialization_events()
+    result = run_epoch(2, tags={"dream/loop": "epoch"})  # the loop's run is
     assert result.success
     assert result.get_asset_materialization_events() == []
-    assert fabric.find_epoch(epoch_key("space_time", 1)) is None
+    calls = fabric.table_counts()["llm_calls"]
+    assert fabric.find_epoch(epoch_key("space_time", 2)) is None
     assert instance.get_run_by_id(result.run_id).tags["dream/outcome"] == "deferred-phase"
-    assert fabric.table_counts()["llm_calls"] == 0  # no engine call inside PHASE
+    assert fabric.table_counts()["llm_calls"] == calls  # no engine call for the deferred epoch
 
 
 def test_a_committed_epoch_replays_bit_for_bit_without_the_engine(run_epoch, fabric, instance):

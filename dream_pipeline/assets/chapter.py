@@ -6,6 +6,7 @@ epoch (no run sits between two epochs) and so that the epoch's commit, the new r
 """
 
 
+import asyncio
 import math
 import random
 
@@ -13,14 +14,16 @@ import dagster as dg
 
 from dream_pipeline.assets.common import EpochScope, epoch_seed, load_scope
 from dream_pipeline.partitions import epochs_partitions
-from dream_pipeline.prompts import chapter_title
+from dream_pipeline.prompts import chapter_title, summary_messages
 from resources.fabric import ChapterRow, StateFabric
+from resources.llm import LLMCallError, LLMEngine
 from spica import SpicaAgent
 
 
 @dg.op(ins={"ranked": dg.In(dg.Nothing)}, out=dg.Out(dg.Nothing))
-def commit_chapter(context: dg.OpExecutionContext, fabric: StateFabric) -> None:
-    """Collapse: write the epoch winner's draft to the canon (a rerun rewrites the same chapter)."""
+def commit_chapter(context: dg.OpExecutionContext, fabric: StateFabric, llm: LLMEngine) -> None:
+    """Collapse: write the epoch winner's draft to the canon (a rerun rewrites the same chapter), then
+    bring the book's rolling summary up to date with it (one recorded engine call)."""
     scope = load_scope(fabric, context.partition_key)
     if scope.epoch.winner_agent_id is None:
         raise dg.Failure(f"{scope.key} has no winner yet: materialize elo_rankings first")
@@ -39,6 +42,32 @@ def commit_chapter(context: dg.OpExecutionContext, fabric: StateFabric) -> None:
         ),
     )
     context.log.info(f"chapter {scope.number} committed: written by the {winner.agent_name}")
+    update_summary(context, fabric, llm, scope)
+
+
+def update_summary(context: dg.OpExecutionContext, fabric: StateFabric, llm: LLMEngine, scope: EpochScope) -> None:
+    """The rolling summary after this epoch's chapter. A failed call leaves the previous summary in
+    use (the next chapter's summary starts from it); it never fails the epoch."""
+    chapter = fabric.chapter_for_epoch(scope.epoch.epoch_id)
+    previous = fabric.latest_summary(scope.book.name, scope.number)
+    messages = summary_messages(scope.book, previous, chapter, llm.summary_tokens)
+
+    async def summarize():
+        async with llm.session(scope.key) as session:
+            try:
+                completion = await session.chat(
+                    purpose="summary", agent_name=None, messages=messages, max_tokens=llm.summary_tokens
+                )
+            except LLMCallError as exc:
+                return None, str(exc), session.calls
+            return completion, None, session.calls
+
+    completion, error, calls = asyncio.run(summarize())
+    fabric.record_llm_calls(calls)
+    if completion is None or not completion.text.strip():
+        context.log.warning(f"the summary was not updated after chapter {scope.number}: {error or 'empty reply'}")
+        return
+    fabric.write_summary(scope.epoch.epoch_id, scope.book.name, scope.number, completion.text.strip())
 
 
 def choose_replacement(scope: EpochScope, loser: SpicaAgent, used_names: set[str], survivors: list[SpicaAgent]) -> SpicaAgent:

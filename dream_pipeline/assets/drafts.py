@@ -1,17 +1,24 @@
-"""The Burst as an asset: parallel drafts under the token cap, with penalties and embeddings."""
+"""The Burst as an asset: parallel drafts under the token cap, with penalties and embeddings.
+
+Every agent gets the same bounded prompt built from the book's memory (summary, last chapter,
+related chapters: docs/memory.md); each draft's similarity to the canon costs points when it mostly
+repeats it, and drafts of the epoch that nearly coincide are flagged.
+"""
 
 
 import asyncio
+import time
 
 import dagster as dg
 
 from dream_pipeline.assets.common import load_scope, markdown_table
 from dream_pipeline.assets.roster import roster
 from dream_pipeline.burst import DraftResult, run_burst
+from dream_pipeline.memory import novelty_penalty, peer_similarities
 from dream_pipeline.partitions import epochs_partitions
-from dream_pipeline.prompts import OUTLINE_CHAPTERS, draft_messages
+from dream_pipeline.prompts import OUTLINE_CHAPTERS, draft_context, draft_messages
 from dream_pipeline.tournament import TRUNCATION_PENALTY, latency_penalty
-from resources.fabric import DraftRow, StateFabric
+from resources.fabric import DraftRow, EmbeddingDimensionError, StateFabric
 from resources.llm import LLMCallError, LLMEngine
 
 
@@ -19,12 +26,15 @@ from resources.llm import LLMCallError, LLMEngine
 def drafts(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngine) -> dg.MaterializeResult:
     """Every rostered agent's draft of the next chapter; truncated drafts carry the −5 penalty."""
     scope = load_scope(fabric, context.partition_key)
-    previous = fabric.chapters(scope.book.name, limit=OUTLINE_CHAPTERS, before_number=scope.number)
+    started = time.perf_counter()
+    memory = fabric.book_memory(scope.book.name, scope.number, top_k=llm.context_top_k, outline=OUTLINE_CHAPTERS)
+    prompt = draft_context(scope.book, memory, llm.context_tokens)
+    context_ms = (time.perf_counter() - started) * 1000
 
     async def burst() -> tuple[list[DraftResult], list[list[float]] | None, list]:
         async with llm.session(scope.key) as session:
             results = await run_burst(
-                session, scope.agents, lambda a: draft_messages(a, scope.book, scope.number, previous), llm.max_tokens
+                session, scope.agents, lambda a: draft_messages(a, prompt), llm.max_tokens
             )
             texts = [r.completion.text for r in results if r.completion]
             try:
@@ -44,31 +54,51 @@ def drafts(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngin
         fabric.mark_epoch_failed(scope.key, f"only {len(written)} drafts")
         raise dg.Failure(f"{scope.key}: only {len(written)} of {len(results)} agents produced a draft")
 
+    if vectors:
+        try:
+            fabric.check_dimensions(vectors, "draft embeddings")
+        except EmbeddingDimensionError as exc:
+            fabric.mark_epoch_failed(scope.key, str(exc))
+            raise dg.Failure(str(exc)) from exc
+    canon = fabric.canon_similarity(scope.book.name, scope.number, vectors) if vectors else [None] * len(written)
+    peers = peer_similarities([r.agent.name for r in written], vectors) if vectors else {}
+
     fastest = min(r.completion.latency_s for r in written)
     rows = []
     for i, r in enumerate(written):
         lat_pen = latency_penalty(r.completion.latency_s, fastest)
+        nov_pen = novelty_penalty(canon[i])
+        peer = peers.get(r.agent.name)
         rows.append(
             DraftRow(
                 agent_id=r.agent.instance_id, agent_name=r.agent.name, text=r.completion.text,
                 prompt_tokens=r.completion.prompt_tokens, completion_tokens=r.completion.completion_tokens,
                 finish_reason=r.completion.finish_reason, truncated=r.truncated, latency_s=r.completion.latency_s,
-                latency_penalty=lat_pen, penalty=lat_pen + (TRUNCATION_PENALTY if r.truncated else 0.0),
+                latency_penalty=lat_pen,
+                penalty=lat_pen + (TRUNCATION_PENALTY if r.truncated else 0.0) + nov_pen,
                 embedding=vectors[i] if vectors else None,
+                canon_similarity=canon[i], novelty_penalty=nov_pen,
+                peer_similarity=peer.similarity if peer else None,
+                near_duplicate_of=peer.closest if peer and peer.near_duplicate else None,
             )
         )
     fabric.write_drafts(scope.epoch.epoch_id, rows)
+    by_agent = {d.agent_name: d for d in rows}
     for r in results:
-        c = r.completion
+        c, d = r.completion, by_agent.get(r.agent.name)
         r.agent.record_telemetry(
             "draft", epoch_key=scope.key, forfeit=r.forfeit_reason, truncated=r.truncated,
             completion_tokens=c.completion_tokens if c else 0, latency_s=c.latency_s if c else None,
+            prompt_tokens=c.prompt_tokens if c else None, context=prompt.stats(),
+            canon_similarity=d.canon_similarity if d else None, novelty_penalty=d.novelty_penalty if d else 0.0,
+            peer_similarity=d.peer_similarity if d else None, near_duplicate_of=d.near_duplicate_of if d else None,
         )
     fabric.record_telemetry([e for r in results for e in r.agent.drain_telemetry()])
 
     table = [
-        {"agent": d.agent_name, "tokens": d.completion_tokens, "truncated": d.truncated,
-         "latency_s": d.latency_s, "penalty": d.penalty}
+        {"agent": d.agent_name, "tokens": d.completion_tokens, "prompt_tokens": d.prompt_tokens,
+         "truncated": d.truncated, "latency_s": d.latency_s, "canon_sim": d.canon_similarity,
+         "novelty_pen": d.novelty_penalty, "near_duplicate_of": d.near_duplicate_of or "", "penalty": d.penalty}
         for d in rows
     ]
     return dg.MaterializeResult(
@@ -78,6 +108,18 @@ def drafts(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngin
             "truncated": sum(d.truncated for d in rows),
             "max_tokens": llm.max_tokens,
             "completion_tokens": sum(d.completion_tokens for d in rows),
+            "context_tokens": prompt.tokens,
+            "context_budget": prompt.budget,
+            "prompt_tokens_max": max(d.prompt_tokens for d in rows),
+            "context_related_chapters": ", ".join(map(str, prompt.related)) or "none",
+            "context_summary_through": prompt.summary_through or 0,
+            "context_trimmed": "; ".join(prompt.trimmed) or "nothing",
+            "context_build_ms": round(context_ms, 3),
+            "max_canon_similarity": max((d.canon_similarity for d in rows if d.canon_similarity is not None),
+                                        default=0.0),
+            "novelty_penalized": sum(d.novelty_penalty > 0 for d in rows),
+            "near_duplicates": ", ".join(f"{d.agent_name}~{d.near_duplicate_of}" for d in rows
+                                         if d.near_duplicate_of) or "none",
             "drafts_table": dg.MetadataValue.md(markdown_table(table, floatfmt=".2f")),
         }
     )

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from dream_pipeline.assets.common import markdown_table
-from dream_pipeline.loop_state import last_phase_success, live_runs, run_is_live
+from dream_pipeline.loop_state import LOOP_TAG, last_phase_success, live_runs, run_is_live
 from dream_pipeline.partitions import epoch_key, epochs_partitions, parse_epoch_key
 from resources.epoch_barrier import EpochBarrier
 from resources.fabric import StateFabric
@@ -17,7 +17,7 @@ OUTCOME_TAG = "dream/outcome"
 
 class RosterConfig(dg.Config):
     barrier_timeout_s: float = 6 * 3600.0  # a staged run waits for its whole predecessor epoch
-    phase_gate: bool = True  # a new epoch never starts inside the PHASE window
+    phase_gate: bool = True  # a new epoch of the loop never starts inside the PHASE window
 
 
 @dg.asset(partitions_def=epochs_partitions, group_name="epoch", kinds={"postgres"}, output_required=False)
@@ -39,7 +39,8 @@ def roster(context: dg.AssetExecutionContext, config: RosterConfig, fabric: Stat
     if existing is None or existing.status != "committed":
         previous = epoch_key(book_name, number - 1) if number > 1 else None
         waited = barrier.wait_for_turn(book_name, key, previous, config.barrier_timeout_s)
-    if existing is None and config.phase_gate:
+    # PHASE gates the loop's own runs; an epoch a person asks for (`dream run`, a backfill) just runs
+    if existing is None and config.phase_gate and context.run.tags.get(LOOP_TAG) == "epoch":
         window = phase_window_from_env()
         if window.blocks(datetime.now(UTC), last_phase_success(instance)):
             context.log.info(f"PHASE window is open: {key} will start after it; ending this run cleanly")

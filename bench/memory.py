@@ -1,0 +1,167 @@
+"""Does the book's memory keep a prompt flat as the book grows?
+
+Fills a scratch fabric with chapters of synthetic prose from the offline engine (each committed as
+the pipeline commits one: epoch, winning draft with its embedding, chapter, rolling summary through
+the engine, Reaper commit) and, when the book reaches 10, 100 and N chapters, measures for the next
+chapter: the prompt's tokens (as the engine counts them), the time to build its context (fabric
+reads + pure builder, median of repeats), and the nearest-neighbour query on chapters with the HNSW
+index and without it (`enable_indexscan = off`, a sequential scan), median of repeats.
+
+Run: python -m bench.memory [--full] [--chapters N]   (fast: N = 200; --full: N = 1000)
+The RESULT keys name chapter 1,000; in fast mode the largest size stands in for it (printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+
+from bench.common import print_result, print_table, scratch_fabric
+from dream_pipeline.partitions import epoch_key
+from dream_pipeline.prompts import (
+    OUTLINE_CHAPTERS,
+    chapter_title,
+    draft_context,
+    draft_messages,
+    summary_messages,
+)
+from offline_engine import EngineConfig, running_engine
+from resources.fabric import ChapterRow, DraftRow, StateFabric
+from resources.llm import LLMEngine, LLMSession
+from spica import SpicaBook
+
+BOOK = "space_time"
+REPEATS = 15
+WINDOW = 10  # prompts averaged per book size
+
+
+def _median_ms(fn, repeats: int = REPEATS) -> float:
+    fn()  # warm: connection, plan, caches
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
+async def _chapter_texts(session: LLMSession, book: SpicaBook, count: int) -> list[str]:
+    cast = book.initial_cast() + [book.recruit(p, replaced=book.initial_cast()[0]) for p in book.reserve()]
+    replies = await asyncio.gather(*(
+        session.chat(purpose="bench_chapter", agent_name=None, max_tokens=700, messages=[
+            {"role": "system", "content": cast[n % len(cast)].system_prompt()},
+            {"role": "user", "content": f"Write chapter {n + 1} of the book."},
+        ])
+        for n in range(count)
+    ))
+    return [r.text for r in replies]
+
+
+async def _fill(fabric: StateFabric, llm: LLMEngine, count: int, checkpoints: list[int], measure) -> None:
+    book = SpicaBook.load()
+    fabric.ensure_book(book)
+    async with llm.session(None) as session:
+        started = time.perf_counter()
+        texts = await _chapter_texts(session, book, count)
+        vectors: list[list[float]] = []
+        for i in range(0, count, 100):
+            vectors += await session.embed(texts[i:i + 100], purpose="bench_embedding")
+        print(f"generated and embedded {count} chapters in {time.perf_counter() - started:.1f} s", flush=True)
+        started = time.perf_counter()
+        previous = None
+        for n in range(1, count + 1):
+            epoch = fabric.open_epoch(BOOK, epoch_key(BOOK, n), n)
+            agent = fabric.agents(epoch.active_agent_ids)[n % len(epoch.active_agent_ids)]
+            text = texts[n - 1]
+            [draft_id] = fabric.write_drafts(epoch.epoch_id, [DraftRow(
+                agent.instance_id, agent.name, text, 0, len(text.split()), "stop", False, 0.0,
+                embedding=vectors[n - 1])])
+            chapter = ChapterRow(n, draft_id, agent.instance_id, chapter_title(text, n), text, None, None,
+                                 vectors[n - 1], author=agent.name)
+            fabric.commit_chapter(epoch.epoch_id, BOOK, chapter)
+            reply = await session.chat(purpose="summary", agent_name=None, max_tokens=llm.summary_tokens,
+                                       messages=summary_messages(book, previous, chapter, llm.summary_tokens))
+            fabric.write_summary(epoch.epoch_id, BOOK, n, reply.text.strip())
+            previous = fabric.latest_summary(BOOK, n + 1)
+            fabric.reap(epoch, None, None)
+            session.calls.clear()  # the bench keeps no ledger
+            if n in checkpoints:
+                print(f"  {n} chapters committed ({time.perf_counter() - started:.1f} s); measuring", flush=True)
+                await measure(n, session, vectors[n - 1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="1,000 chapters (default: 200)")
+    parser.add_argument("--chapters", type=int, default=None, help="book size (overrides --full)")
+    args = parser.parse_args()
+    count = args.chapters or (1000 if args.full else 200)
+    checkpoints = sorted({10, 100, count} & set(range(1, count + 1)))
+    if count < 100:
+        raise SystemExit("--chapters must be at least 100")
+
+    fabric = scratch_fabric("dream_bench_memory")
+    print(f"book memory benchmark: {count} chapters"
+          + ("" if count == 1000 else f" (fast mode: chapter {count} stands in for chapter 1,000)"))
+    rows: dict[int, dict] = {}
+    book = SpicaBook.load()
+    with running_engine(EngineConfig(seed=11)) as url:
+        llm = LLMEngine(base_url=url, max_concurrency=16, max_retries=2, timeout_s=60)
+        agent = book.initial_cast()[0]
+
+        async def measure(n: int, session: LLMSession, last_vector: list[float]) -> None:
+            def context(m: int):
+                memory = fabric.book_memory(BOOK, m + 1, top_k=llm.context_top_k, outline=OUTLINE_CHAPTERS)
+                return draft_context(book, memory, llm.context_tokens)
+
+            # prompt size: mean over the prompts for the chapters after the last WINDOW sizes up to n
+            # (the fabric reads only chapters before the one prompted for), so one short chapter is no trend
+            window = range(max(1, n - WINDOW + 1), n + 1)
+            replies = await asyncio.gather(*(
+                session.chat(purpose="bench_draft", agent_name=agent.name, max_tokens=16,
+                             messages=draft_messages(agent, context(m)))
+                for m in window
+            ))
+            built = context(n)
+            fabric.analyze_memory()
+            knn = {}
+            for scan in ("index", "exact"):
+                stats = [fabric.nearest_query_stats(BOOK, last_vector, llm.context_top_k, before_number=n + 1,
+                                                    scan=scan) for _ in range(30)]
+                knn[scan] = statistics.median(ms for _, ms in stats)
+                knn[scan + "_used_hnsw"] = stats[0][0]
+            uses_hnsw, _ = fabric.nearest_query_stats(BOOK, last_vector, llm.context_top_k, before_number=n + 1)
+            rows[n] = {
+                "chapters": n,
+                "prompt_tokens": statistics.mean(r.prompt_tokens for r in replies),
+                "context_tokens": built.tokens,
+                "related": ",".join(map(str, built.related)),
+                "context_ms": _median_ms(lambda: context(n)),
+                "knn_ms_indexed": knn["index"],
+                "knn_ms_unindexed": knn["exact"],
+                "indexed_run_used_hnsw": knn["index_used_hnsw"],
+                "planner_picks_hnsw": uses_hnsw,
+            }
+
+        asyncio.run(_fill(fabric, llm, count, checkpoints, measure))
+
+    print_table(f"Next chapter's prompt at each book size (budget {llm.context_tokens} tokens, top-k "
+                f"{llm.context_top_k}; prompt tokens: mean of the last {WINDOW} prompts; context_ms: median of "
+                f"{REPEATS} builds incl. the fabric reads; knn: server execution time, median of 30)",
+                list(rows.values()))
+    mid, top = rows[100], rows[count]
+    figures = {
+        "chapters": count,
+        "prompt_tokens_ratio_1000_vs_100": round(top["prompt_tokens"] / mid["prompt_tokens"], 3),
+        "context_ms_ratio_1000_vs_100": round(top["context_ms"] / mid["context_ms"], 3),
+        "knn_ms_indexed": round(top["knn_ms_indexed"], 3),
+        "knn_ms_unindexed": round(top["knn_ms_unindexed"], 3),
+    }
+    print(f"\nflat line goal: both ratios within 10% of 1 (chapter {count} vs chapter 100)")
+    print_result(figures)
+
+
+if __name__ == "__main__":
+    main()
