@@ -956,8 +956,9 @@ class StateFabric(dg.ConfigurableResource):
         out: list[float | None] = []
         with self.connection() as conn:
             for vector in vectors:
+                # exact, like the prompt's retrieval: a decision must come out the same in a replay
                 rows = [] if vector is None else self._nearest(
-                    conn, _CHAPTERS_NEAR, vector, [book, before_number], 1, "auto"
+                    conn, _CHAPTERS_NEAR, vector, [book, before_number], 1, "exact"
                 )
                 out.append(float(rows[0]["similarity"]) if rows else None)
         return out
@@ -983,8 +984,10 @@ class StateFabric(dg.ConfigurableResource):
             related: list[dict[str, Any]] = []
             last_vector = _as_list(latest[0]["embedding"]) if latest else None
             if top_k > 0 and last_vector is not None and len(last_vector) == self.embedding_dim:
+                # exact search: HNSW is approximate, and a replay of this epoch after later chapters
+                # exist must retrieve the same chapters (its request hash depends on them)
                 related = self._nearest(
-                    conn, _CHAPTERS_NEAR, last_vector, [book, latest[0]["chapter_number"]], top_k, "auto"
+                    conn, _CHAPTERS_NEAR, last_vector, [book, latest[0]["chapter_number"]], top_k, "exact"
                 )
         return BookMemoryRows(
             chapter_number=chapter_number,
