@@ -49,13 +49,14 @@ class LLMSession:
     epoch_key: str | None
     temperature: float
     calls: list[LlmCallRow] = field(default_factory=list)
-    recorded: dict[str, LlmCallRow] | None = None  # replay: answers by request hash, no engine traffic
+    recorded: dict[str, LlmCallRow] | None = None  # answers already recorded for this epoch, by request hash
+    strict_replay: bool = False  # a committed epoch: every answer must come from the record
 
     def _replayed(self, request: dict[str, Any]) -> LlmCallRow | None:
         if self.recorded is None:
             return None
         call = self.recorded.get(request_hash(request))
-        if call is None or call.response is None:
+        if call is None and self.strict_replay:
             raise LLMCallError(f"replay of {self.epoch_key}: no recorded answer for a {request.get('model')} request")
         return call
 
@@ -180,17 +181,22 @@ class LLMEngine(dg.ConfigurableResource):
     )
     replay: Literal["auto", "off"] = Field(
         default="auto",
-        description="auto: a committed epoch re-materialized (a backfill) is answered from its recorded calls",
+        description="auto: recorded answers are reused (strictly for a committed epoch: a backfill replays it)",
     )
 
-    def recorded_calls(self, epoch_key: str | None) -> dict[str, LlmCallRow] | None:
-        """The recorded answers of a committed epoch, if this run should replay it."""
+    def recorded_calls(self, epoch_key: str | None) -> tuple[dict[str, LlmCallRow] | None, bool]:
+        """The answers already recorded for the epoch, and whether the replay is strict.
+
+        A committed epoch (a backfill) is replayed strictly: no engine traffic at all. An epoch that
+        was interrupted (killed, crashed) reuses what it already paid for and asks the engine only
+        for the rest, so its next run finishes it with the same drafts and ballots.
+        """
         if self.replay == "off" or self.fabric is None or epoch_key is None:
-            return None
+            return None, False
         epoch = self.fabric.find_epoch(epoch_key)
-        if epoch is None or epoch.status != "committed":
-            return None
-        return self.fabric.recorded_calls(epoch_key)
+        if epoch is None:
+            return None, False
+        return self.fabric.recorded_calls(epoch_key), epoch.status == "committed"
 
     def resolved_base_url(self) -> str:
         if self.base_url:
@@ -201,7 +207,7 @@ class LLMEngine(dg.ConfigurableResource):
 
     @asynccontextmanager
     async def session(self, epoch_key: str | None) -> AsyncIterator[LLMSession]:
-        recorded = self.recorded_calls(epoch_key)
+        recorded, strict = self.recorded_calls(epoch_key)
         client = openai.AsyncOpenAI(
             base_url=self.resolved_base_url(),
             api_key=self.api_key or OFFLINE_API_KEY,
@@ -211,6 +217,7 @@ class LLMEngine(dg.ConfigurableResource):
         try:
             yield LLMSession(
                 recorded=recorded,
+                strict_replay=strict,
                 client=client,
                 model=self.model,
                 embedding_model=self.embedding_model or self.model,

@@ -23,7 +23,13 @@ import dagster as dg
 
 from dream_pipeline.experiments import enabled_books
 from dream_pipeline.jobs import epoch_job
-from dream_pipeline.loop_state import LIVE_STATUSES, LOOP_TAG, PARTITION_TAG, last_phase_success
+from dream_pipeline.loop_state import (
+    LIVE_STATUSES,
+    LOOP_TAG,
+    PARTITION_TAG,
+    fail_gone_runs,
+    last_phase_success,
+)
 from dream_pipeline.partitions import epoch_key, epochs_partitions, parse_epoch_key
 from resources.fabric import StateFabric
 from schedules.phase_window import PhaseWindow, phase_window_from_env
@@ -96,6 +102,7 @@ def plan_loop(snapshot: LoopSnapshot) -> dg.SensorResult | dg.SkipReason:
 
 def _active_loop_keys(instance: dg.DagsterInstance) -> tuple[str, ...]:
     runs = instance.get_runs(dg.RunsFilter(job_name=epoch_job.name, statuses=LIVE_STATUSES))
+    runs = fail_gone_runs(instance, runs)  # a killed worker must not hold the loop forever
     keys = [r.tags.get(PARTITION_TAG) for r in reversed(runs)]  # get_runs is newest first
     return tuple(dict.fromkeys(k for k in keys if k))
 

@@ -5,7 +5,14 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from dream_pipeline.assets.common import markdown_table
-from dream_pipeline.loop_state import LOOP_TAG, last_phase_success, live_runs, run_is_live
+from dream_pipeline.loop_state import (
+    LOOP_TAG,
+    WORKER_TAG,
+    last_phase_success,
+    live_runs,
+    run_is_live,
+    worker_identity,
+)
 from dream_pipeline.partitions import epoch_key, epochs_partitions, parse_epoch_key
 from resources.epoch_barrier import EpochBarrier
 from resources.fabric import StateFabric
@@ -33,6 +40,7 @@ def roster(context: dg.AssetExecutionContext, config: RosterConfig, fabric: Stat
     if fabric.ensure_book(book):
         context.log.info(f"new book {book.title!r}: seated {len(book.initial_cast())} agents")
     instance = context.instance
+    instance.add_run_tags(context.run_id, {WORKER_TAG: worker_identity()})  # lets the loop see a killed run
     barrier = EpochBarrier(fabric, lambda k: bool(live_runs(instance, k, exclude=context.run_id)))
     existing = fabric.find_epoch(key)
     waited = 0.0
