@@ -16,20 +16,11 @@ Run: python -m bench.dead_time [--epochs N] [--full]   (fast: 12 epochs each; --
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import signal
 import statistics
-import subprocess
-import sys
-import tempfile
-import time
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from bench.common import print_result, print_table
+from bench.loop_harness import LoopHarness
 from dream_pipeline.status import dead_times
-from resources.fabric import StateFabric
 
 DEFAULT_DAGSTER_YAML = """\
 storage:
@@ -41,83 +32,39 @@ telemetry:
 """
 
 
-def scenario_env(state: Path, staged: bool, seed: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DREAM_", "DAGSTER_"))}
-    far = datetime.now(UTC) + timedelta(hours=12)  # keep the PHASE window away from the measurement
-    env.update({
-        "DREAM_STATE_DIR": str(state),
+def run_scenario(name: str, staged: bool, epochs: int, seed: int) -> dict:
+    env = {
         "DREAM_ENGINE_SEED": str(seed),
         "DREAM_ENGINE_TTFT_S": "0.3",
         "DREAM_ENGINE_TOKENS_PER_S": "250",
-        "DREAM_PHASE_START": far.strftime("%H:%M"),
-        "DREAM_PHASE_END": (far + timedelta(minutes=1)).strftime("%H:%M"),
-        "DREAM_PHASE_TZ": "UTC",
         "DREAM_LOOP_STAGING_DEPTH": "4" if staged else "1",
-    })
-    if not staged:
-        default_yaml = state / "dagster-default.yaml"
-        default_yaml.write_text(DEFAULT_DAGSTER_YAML)
-        env["DREAM_DAGSTER_YAML"] = str(default_yaml)
-    return env
-
-
-def dream(env: dict[str, str], *args: str) -> str:
-    return subprocess.run(
-        [sys.executable, "-m", "dream_pipeline.cli", *args], env=env, check=True, capture_output=True, text=True,
-        timeout=300,
-    ).stdout.strip()
-
-
-def run_scenario(name: str, staged: bool, epochs: int, seed: int) -> dict:
-    state = Path(tempfile.mkdtemp(prefix=f"dream_bench_{name}_"))
-    env = scenario_env(state, staged, seed)
-    fabric = StateFabric(database_url=dream(env, "db", "url"))
-    fabric.migrate()
-    log = open(state / "daemon.log", "w")  # noqa: SIM115 (closed below)
-    daemon = subprocess.Popen([sys.executable, "-m", "dream_pipeline.cli", "daemon"], env=env, stdout=log,
-                              stderr=subprocess.STDOUT, start_new_session=True)
-    started = time.monotonic()
-    deadline = started + 120 + epochs * 60
-    try:
-        while time.monotonic() < deadline:
-            committed = [r for r in fabric.loop_timeline(epochs + 10) if r["status"] == "committed"]
-            print(f"  {name}: {len(committed)}/{epochs + 1} epochs committed", end="\r", flush=True)
-            if len(committed) >= epochs + 1:
-                break
-            if daemon.poll() is not None:
-                raise RuntimeError(f"the daemon exited; see {state / 'daemon.log'}")
-            time.sleep(1)
-        else:
-            raise TimeoutError(f"{name}: the loop did not commit {epochs + 1} epochs in time")
-    finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        daemon.wait(timeout=60)
-        log.close()
-    print()
-    timeline = fabric.loop_timeline(epochs + 10)
-    committed = [r for r in timeline if r["status"] == "committed"][: epochs + 1]
-    gaps = dead_times(committed)
-    overlaps = sum(1 for g in gaps if g < 0)
-    ratios = []
-    with fabric.connection() as conn:
-        for row in committed[1:]:
-            path = conn.execute(
-                "SELECT coalesce(max(latency_s) FILTER (WHERE purpose = 'draft'), 0)"
-                " + coalesce(max(latency_s) FILTER (WHERE purpose = 'ballot'), 0) AS s"
-                " FROM llm_calls WHERE epoch_key = %s",
-                (row["epoch_key"],),
-            ).fetchone()["s"]
-            wall = (row["end_time"] - row["released_at"]).total_seconds()
-            if path:
-                ratios.append(wall / path)
-    dream(env, "engine", "stop")
-    dream(env, "db", "stop")
-    shutil.rmtree(state, ignore_errors=True)
+    }
+    with LoopHarness(name, env) as loop:
+        if not staged:
+            default_yaml = loop.state / "dagster-default.yaml"
+            default_yaml.write_text(DEFAULT_DAGSTER_YAML)
+            loop.env["DREAM_DAGSTER_YAML"] = str(default_yaml)
+        loop.start_daemon()
+        loop.wait_for(epochs + 1, timeout_s=120 + epochs * 60)
+        loop.stop_daemon()
+        committed = loop.committed()[: epochs + 1]
+        gaps = dead_times(committed)
+        ratios = []
+        with loop.fabric.connection() as conn:
+            for row in committed[1:]:
+                path = conn.execute(
+                    "SELECT coalesce(max(latency_s) FILTER (WHERE purpose = 'draft'), 0)"
+                    " + coalesce(max(latency_s) FILTER (WHERE purpose = 'ballot'), 0) AS s"
+                    " FROM llm_calls WHERE epoch_key = %s",
+                    (row["epoch_key"],),
+                ).fetchone()["s"]
+                if path:
+                    ratios.append((row["end_time"] - row["released_at"]).total_seconds() / path)
     ordered = sorted(gaps)
     return {
         "scenario": name,
         "epochs": len(gaps),
-        "overlaps": overlaps,
+        "overlaps": sum(1 for g in gaps if g < 0),
         "dead_median_s": statistics.median(gaps),
         "dead_p95_s": ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))],
         "dead_max_s": max(gaps),

@@ -1,0 +1,155 @@
+"""Faults the loop must survive, injected into a real loop under the real Dagster daemon.
+
+The offline engine answers 30 % of requests with a fault (429 with Retry-After, 500, 503, a stall past
+the client's timeout, an empty completion, malformed JSON ballots); run workers are SIGKILLed mid-epoch
+three times; the database is stopped and restarted once, and so is the Dagster daemon. The loop must finish every epoch by itself,
+and the fabric must come out with no duplicate, orphan or half-written row.
+
+Run: python -m bench.faults [--epochs N] [--full]   (fast: 8 epochs; --full: 20)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import time
+import urllib.request
+from collections import Counter
+
+import psutil
+
+from bench.common import print_result, print_table
+from bench.loop_harness import LoopHarness
+
+
+def engine_stats(loop: LoopHarness) -> dict:
+    info = json.loads((loop.state / "engine.json").read_text())
+    url = f"http://127.0.0.1:{info['port']}/v1/engine/stats"
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (our own engine on loopback)
+        return json.loads(response.read())
+
+
+def run_workers(loop: LoopHarness) -> list[psutil.Process]:
+    """The processes executing this loop's epoch runs (children of its daemon's code server)."""
+    if loop.daemon is None:
+        return []
+    try:
+        tree = psutil.Process(loop.daemon.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return [p for p in tree if "execute_run" in " ".join(_cmdline(p))]
+
+
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--full", action="store_true", help="20 epochs (default: 8)")
+    parser.add_argument("--epochs", type=int, help="epochs to complete (overrides --full)")
+    parser.add_argument("--kills", type=int, default=3)
+    args = parser.parse_args()
+    epochs = args.epochs or (20 if args.full else 8)
+    env = {
+        "DREAM_ENGINE_SEED": "11",
+        "DREAM_ENGINE_TTFT_S": "0.2",
+        "DREAM_ENGINE_TOKENS_PER_S": "400",
+        "DREAM_ENGINE_FAULT_RATE": "0.3",
+        "DREAM_ENGINE_STALL_S": "4",
+        "DREAM_LLM_TIMEOUT_S": "3",
+    }
+    print(f"fault benchmark: {epochs} epochs, 30% engine faults, {args.kills} SIGKILLs, one database restart")
+    kills: list[str] = []
+    restarts = 0
+    daemon_restarts = 0
+    started = time.monotonic()
+    with LoopHarness("faults", env) as loop:
+        loop.start_daemon()
+        kill_at = {max(1, round(epochs * (i + 1) / (args.kills + 1))) for i in range(args.kills)}
+        restart_at = max(1, epochs // 2) if epochs > 2 else None
+        daemon_restart_at = max(1, (3 * epochs) // 4)
+
+        def inject(done: int) -> None:
+            nonlocal restarts, daemon_restarts
+            if done >= daemon_restart_at and daemon_restarts == 0:
+                loop.stop_daemon()
+                loop.start_daemon()
+                daemon_restarts += 1
+            if done in kill_at:
+                workers = run_workers(loop)
+                if workers:
+                    victim = workers[0]
+                    os.kill(victim.pid, signal.SIGKILL)
+                    kills.append(f"pid {victim.pid} after {done} epochs")
+                    kill_at.discard(done)
+            if restart_at is not None and done >= restart_at and restarts == 0 and done not in kill_at:
+                loop.dream("db", "stop")
+                time.sleep(2)
+                loop.dream("db", "url")  # starts it again
+                restarts += 1
+
+        loop.wait_for(epochs, timeout_s=300 + epochs * 120, on_tick=inject)
+        loop.stop_daemon()
+        elapsed = time.monotonic() - started
+        stats = engine_stats(loop)
+        fabric = loop.fabric
+        integrity = fabric.integrity()
+        with fabric.connection() as conn:
+            replaced_twice = conn.execute(
+                "SELECT count(*) AS n FROM (SELECT replaced_agent_id FROM agents"
+                " WHERE replaced_agent_id IS NOT NULL GROUP BY 1 HAVING count(*) > 1) r"
+            ).fetchone()["n"]
+            forfeits = conn.execute(
+                "SELECT count(*) AS n FROM simulation_epochs e JOIN agents a ON a.agent_id = ANY(e.active_agent_ids)"
+                " WHERE e.status = 'committed' AND NOT EXISTS (SELECT 1 FROM drafts d"
+                " WHERE d.epoch_id = e.epoch_id AND d.agent_id = a.agent_id)"
+            ).fetchone()["n"]
+            abstentions = conn.execute("SELECT count(*) AS n FROM vote_abstentions").fetchone()["n"]
+            failed_calls = Counter(
+                r["error"].split(":")[0]
+                for r in conn.execute("SELECT error FROM llm_calls WHERE status = 'error'")
+            )
+            failures = conn.execute(
+                "SELECT count(*) AS n FROM simulation_epochs WHERE timings ? 'failure'"
+            ).fetchone()["n"]
+            half = conn.execute(
+                "SELECT count(*) AS n FROM simulation_epochs WHERE status IN ('collapsed', 'running')"
+                " AND epoch_number <= %s",
+                (len(loop.committed()),),
+            ).fetchone()["n"]
+        committed = len(loop.committed())
+
+    faults = {k: v for k, v in stats.get("faults", {}).items() if v and k != "total"}
+    print_table("engine faults injected (offline engine's count)", [{"kind": k, "count": v} for k, v in faults.items()])
+    print_table("calls that failed after the client's retries", [{"error": k, "count": v} for k, v in failed_calls.items()])
+    print_table("process faults", [{"kind": "SIGKILL", "detail": k} for k in kills]
+                + [{"kind": "database restart", "detail": f"{restarts} time(s)"},
+                   {"kind": "daemon restart", "detail": f"{daemon_restarts} time(s)"}])
+    summary = {
+        "epochs_planned": epochs,
+        "epochs_completed": committed,
+        "wall_s": round(elapsed, 1),
+        "faults_injected": sum(faults.values()),
+        "engine_requests": stats.get("requests", {}).get("total"),
+        "kills": len(kills),
+        "db_restarts": restarts,
+        "daemon_restarts": daemon_restarts,
+        "epochs_with_a_failed_run": failures,
+        "forfeits": forfeits,
+        "abstentions": abstentions,
+        "duplicates": integrity["duplicate_chapters"] + replaced_twice,
+        "orphans": integrity["orphan_votes"] + integrity["chapters_of_open_epochs"],
+        "half_commits": integrity["committed_without_chapter"] + integrity["incomplete_ballots"] + half,
+    }
+    print_table("result", [summary])
+    print_result(summary)
+
+
+if __name__ == "__main__":
+    main()

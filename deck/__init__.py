@@ -1,0 +1,1 @@
+"""The Epistemic Deck: a Streamlit app to watch the tournament live and read the book."""

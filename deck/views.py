@@ -1,0 +1,472 @@
+"""The deck's views: each reads what it shows through `deck.queries` and nothing else.
+
+Every view opens its own read-only connection for the duration of one render, says so plainly when
+the fabric has nothing for it yet, and shows agent-written text only through `st.text`, data frames,
+chart tooltips or `md_escape`d Markdown.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from deck import charts, queries
+from deck.safe_text import dot_quote, md_escape
+
+REFRESH_SECONDS = 3
+CHAPTERS_PER_PAGE = 5
+AGENTS_PER_PAGE = 25
+DEFAULT_WINDOW = 50
+START_HINT = "Start the loop with `dream run` (or `make run`); the deck follows it as epochs arrive."
+
+
+@dataclass(frozen=True)
+class View:
+    slug: str
+    title: str
+    render: Callable[[str, str | None], None]  # (database url, book or None when the fabric is empty)
+
+
+def _no_book(what: str) -> None:
+    st.info(f"The state fabric is empty: no book has been started yet, so there is {what}. {START_HINT}")
+
+
+def _fmt(value: Any, spec: str = ".1f", empty: str = "—") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return empty
+    return format(value, spec)
+
+
+def _epoch_window(last_epoch: int, key: str, default: int = DEFAULT_WINDOW,
+                  limit: int | None = None) -> tuple[int, int]:
+    """A (first, last) epoch slider over the whole book, defaulting to the latest `default` epochs."""
+    if last_epoch <= 1:
+        return 1, 1
+    first, last = st.slider(
+        "Epochs", min_value=1, max_value=last_epoch, value=(max(1, last_epoch - default + 1), last_epoch),
+        key=key, help=None if limit is None else f"At most {limit:,} epochs are read at once (the latest ones).",
+    )
+    if limit is not None and last - first + 1 > limit:
+        first, last = queries.clamp_window(first, last, limit)
+        st.caption(f"Showing the latest {limit:,} epochs of the selection: {first:,}–{last:,}.")
+    return first, last
+
+
+# ---- the voting matrix, live --------------------------------------------------------------------
+
+
+def voting_matrix(url: str, book: str | None) -> None:
+    st.header("The voting matrix, live")
+    if book is None:
+        _no_book("no ballot to show")
+        return
+    controls = st.columns([1, 1, 2], vertical_alignment="bottom")
+    follow = controls[0].toggle("Follow the live epoch", value=True, key="matrix_follow")
+    number = controls[1].number_input("Epoch", min_value=1, value=1, step=1, key="matrix_epoch",
+                                      disabled=follow)
+    controls[2].caption(f"Refreshes every {REFRESH_SECONDS} s while the page is open. Hover a cell for the "
+                        "score and the rationale.")
+    _live_matrix(url, book, None if follow else int(number))
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def _live_matrix(url: str, book: str, number: int | None) -> None:
+    with queries.connect(url) as conn:
+        epoch = queries.latest_epoch(conn, book) if number is None else queries.epoch(conn, book, number)
+        if epoch is None:
+            if number is None:
+                st.info(f"No epoch of {book!r} has started yet. {START_HINT}")
+            else:
+                st.warning(f"Epoch {number} of {book!r} has not started.")
+            return
+        cells = queries.vote_cells(conn, epoch["epoch_id"])
+        roster = queries.roster(conn, epoch["epoch_id"])
+    committed = epoch["status"] == "committed"
+    drafted = int(roster["drafted"].sum()) if not roster.empty else 0
+    abstained = roster.dropna(subset=["abstention"]) if not roster.empty else roster
+    expected = drafted * (drafted - 1) - len(abstained) * max(drafted - 1, 0)
+
+    m = st.columns(4)
+    m[0].metric("Epoch", f"{epoch['epoch_number']:,}", help=epoch["epoch_key"])
+    m[1].metric("Status", epoch["status"])
+    m[2].metric("Votes in", f"{len(cells)} / {max(expected, len(cells))}")
+    m[3].metric("Abstentions", len(abstained))
+    if committed:
+        separated = {True: "the bottom was separated", False: "within the noise", None: "separation not recorded"}
+        loser = f"{md_escape(epoch['loser'])} eliminated ({separated[epoch['bottom_separated']]})" \
+            if epoch["loser"] else "no one eliminated (everyone in grace)"
+        st.markdown(f"Chapter won by **{md_escape(epoch['winner'])}**; {loser}.")
+    else:
+        st.caption("The epoch is not committed yet: each voter's columns are the drafts in the order it read "
+                   "them, under the masks it saw. The authors are revealed when the epoch commits.")
+
+    voters = list(roster["agent"]) if not roster.empty else sorted(cells["voter"].unique())
+    if cells.empty:
+        st.info("No ballot has arrived for this epoch yet: the matrix fills in as the votes are written.")
+        return
+    cells = cells.copy()
+    if committed:
+        cells["column"] = cells["target"]
+        columns = voters
+    else:
+        cells["column"] = [f"read #{p + 1}" for p in cells["position"]]
+        columns = [f"read #{i + 1}" for i in range(max(len(voters) - 1, int(cells["position"].max()) + 1))]
+    st.altair_chart(charts.vote_heatmap(cells, voters, columns, committed=committed), width="stretch")
+
+    seen = cells.pivot(index="voter", columns="position", values="masked_label")
+    if committed:
+        targets = cells.pivot(index="voter", columns="position", values="target")
+        seen = seen.combine(targets, lambda a, b: a.astype(str) + " → " + b.astype(str))
+    seen.columns = [f"read #{p + 1}" for p in seen.columns]
+    st.subheader("The masks each voter saw" + (" and who was behind them" if committed else ""))
+    st.dataframe(seen, width="stretch")
+    if not abstained.empty:
+        st.caption("Abstentions (ballots that never parsed): " +
+                   ", ".join(f"{md_escape(r.agent)} ({md_escape(r.abstention)})" for r in abstained.itertuples()))
+
+
+# ---- on the chopping block ----------------------------------------------------------------------
+
+
+def chopping_block(url: str, book: str | None) -> None:
+    st.header("On the chopping block")
+    if book is None:
+        _no_book("no standing yet")
+        return
+    with queries.connect(url) as conn:
+        latest = queries.latest_epoch(conn, book)
+        rated = queries.latest_rated_epoch(conn, book)
+        frame = queries.standings(conn, book, rated["epoch_id"] if rated else None)
+        eliminations = queries.recent_eliminations(conn, book)
+    current = queries.current_epoch_number(latest)
+    if frame.empty:
+        st.info(f"{book!r} has no living agent yet. {START_HINT}")
+        return
+    frame = classify_standings(frame, current)
+    bottom = frame.loc[frame["status"] == "at the bottom", "agent"]
+    m = st.columns([1, 1, 2, 1])
+    m[0].metric("Epoch being played", f"{current:,}")
+    m[1].metric("Ratings after epoch", f"{rated['epoch_number']:,}" if rated else "—")
+    m[2].metric("At the bottom", bottom.iloc[0] if not bottom.empty else "—")
+    m[3].metric("Bottom separated", _separation_now(frame),
+                help="Whether the bottom agent's interval lies below every other candidate's lower bound.")
+    if rated is None:
+        st.info("No epoch has been rated yet: the standings appear after the first epoch's votes are counted.")
+    st.caption("Bars: Bradley–Terry 95 % bootstrap interval over the recent window; dot: its rating; "
+               "diamond: Elo. The lowest Elo outside grace is eliminated; *separated* means its interval lies "
+               "below everyone else's. Newcomers are safe in their first epoch (grace).")
+    plotted = frame.dropna(subset=["bt_rating"])
+    if not plotted.empty:
+        st.altair_chart(charts.standings_intervals(plotted), width="stretch")
+    table = frame[["agent", "status", "elo", "bt_rating", "bt_lower", "bt_upper", "epoch_score", "epochs",
+                   "chapters", "origin", "joined_epoch"]]
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "elo": st.column_config.NumberColumn("Elo", format="%.1f"),
+        "bt_rating": st.column_config.NumberColumn("BT", format="%.1f"),
+        "bt_lower": st.column_config.NumberColumn("BT lower", format="%.1f"),
+        "bt_upper": st.column_config.NumberColumn("BT upper", format="%.1f"),
+        "epoch_score": st.column_config.NumberColumn("last epoch score", format="%.2f"),
+        "joined_epoch": st.column_config.NumberColumn("joined", format="%d"),
+    })
+    st.subheader("Recent eliminations")
+    if eliminations.empty:
+        st.caption("No one has been eliminated yet.")
+    else:
+        st.dataframe(eliminations, hide_index=True, width="stretch")
+
+
+def classify_standings(frame: pd.DataFrame, current_epoch: int) -> pd.DataFrame:
+    """Add `status`: grace (a newcomer in its first epoch), at the bottom (the lowest Elo outside grace),
+    not rated yet, or safe."""
+    frame = frame.copy()
+    grace = (frame["origin"] != "cast") & (frame["joined_epoch"] == current_epoch)
+    status = pd.Series("safe", index=frame.index)
+    status[frame["elo"].isna()] = "not rated yet"
+    status[grace] = "grace"
+    candidates = frame[~grace & frame["elo"].notna()]
+    if not candidates.empty:
+        status[candidates.sort_values(["elo", "agent"]).index[0]] = "at the bottom"
+    frame["status"] = status
+    return frame
+
+
+def _separation_now(frame: pd.DataFrame) -> str:
+    bottom = frame[frame["status"] == "at the bottom"]
+    others = frame[(frame["status"] == "safe") & frame["bt_lower"].notna()]
+    if bottom.empty or others.empty or pd.isna(bottom["bt_upper"].iloc[0]):
+        return "—"
+    return "yes" if bottom["bt_upper"].iloc[0] < others["bt_lower"].min() else "no"
+
+
+# ---- ratings over time --------------------------------------------------------------------------
+
+
+def ratings_over_time(url: str, book: str | None) -> None:
+    st.header("Ratings over time")
+    if book is None:
+        _no_book("no rating history")
+        return
+    with queries.connect(url) as conn:
+        latest = queries.latest_epoch(conn, book)
+        if latest is None:
+            st.info(f"No epoch of {book!r} has run yet. {START_HINT}")
+            return
+        c = st.columns([3, 1])
+        with c[0]:
+            first, last = _epoch_window(latest["epoch_number"], "ratings_window", default=100)
+        max_agents = int(c[1].number_input("Agents shown", min_value=1, max_value=40, value=12, key="ratings_agents"))
+        history = queries.rating_history(conn, book, first, last, max_agents=max_agents)
+        events = queries.arrivals_and_eliminations(conn, book, first, last)
+    if history.empty:
+        st.info("No ratings in these epochs yet: they appear once an epoch's votes are counted.")
+        return
+    shown, total = history["agent"].nunique(), int(history["agents_in_window"].iloc[0])
+    bucket = max(1, -(-(last - first + 1) // 300))
+    note = f"; each point averages {bucket} epochs" if bucket > 1 else ""
+    st.caption(f"{shown} of {total} agents rated in epochs {first:,}–{last:,} (those still rated at the end and "
+               f"the longest-lived first){note}. ▲ arrival, ✕ elimination.")
+    marks = event_marks(history, events)
+    legend = shown <= 15
+    st.altair_chart(charts.rating_lines(history, marks, field="elo", title="Elo", legend=legend), width="stretch")
+    bt = history.dropna(subset=["bt"])
+    if not bt.empty:
+        st.altair_chart(
+            charts.rating_lines(bt, event_marks(bt, events, field="bt"), field="bt",
+                                title="Bradley–Terry (95 % interval)", band=("bt_lower", "bt_upper"), legend=legend),
+            width="stretch",
+        )
+    st.subheader("Arrivals and eliminations")
+    st.dataframe(events.head(50), hide_index=True, width="stretch")
+
+
+def event_marks(history: pd.DataFrame, events: pd.DataFrame, field: str = "elo") -> pd.DataFrame:
+    """Place each arrival and elimination of a plotted agent on its line (its value at or before then)."""
+    columns = ["agent", "epoch", "event", "detail", field]
+    if events.empty or history.empty:
+        return pd.DataFrame(columns=columns)
+    plotted = events[events["agent"].isin(set(history["agent"]))].sort_values("epoch")
+    if plotted.empty:
+        return pd.DataFrame(columns=columns)
+    line = history[["agent", "epoch", field]].sort_values("epoch")
+    placed = pd.merge_asof(plotted, line, on="epoch", by="agent", direction="nearest")
+    return placed.dropna(subset=[field])[columns]
+
+
+# ---- the book and the multiverse ----------------------------------------------------------------
+
+
+def the_book(url: str, book: str | None) -> None:
+    st.header("The book")
+    if book is None:
+        _no_book("no chapter yet")
+        return
+    with queries.connect(url) as conn:
+        count = queries.chapter_count(conn, book)
+        if count == 0:
+            st.info(f"{book!r} has no chapter yet: the first epoch's winning draft becomes chapter 1. {START_HINT}")
+            return
+        pages = -(-count // CHAPTERS_PER_PAGE)
+        page = int(st.number_input(f"Page (1 = the latest chapters; {pages:,} pages)", min_value=1,
+                                   max_value=pages, value=1, step=1, key="book_page"))
+        first, last = book_page(count, page)
+        frame = queries.chapters(conn, book, first, last)
+        st.caption(f"Chapters {first:,}–{last:,} of {count:,}, in reading order.")
+        for ch in frame.itertuples():
+            st.subheader(f"Chapter {ch.chapter_number}: {md_escape(ch.title)}")
+            st.caption(f"by the {md_escape(ch.author)} · epoch {ch.epoch_number:,} · won by "
+                       f"{_fmt(ch.margin, '.2f')} · epoch score {_fmt(ch.epoch_score, '.2f')}")
+            st.text(ch.text)
+            if ch.drafts > 1 and st.toggle(f"The multiverse: the {ch.drafts} drafts of epoch {ch.epoch_number:,} "
+                                           "side by side, with their scores", key=f"multiverse_{ch.chapter_number}"):
+                show_multiverse(queries.multiverse(conn, ch.epoch_id))
+            st.divider()
+
+
+def book_page(count: int, page: int, size: int = CHAPTERS_PER_PAGE) -> tuple[int, int]:
+    """Chapter numbers on `page`, counted back from the latest chapter (page 1 ends with it)."""
+    last = max(1, count - (page - 1) * size)
+    return max(1, last - size + 1), last
+
+
+def show_multiverse(drafts: pd.DataFrame, per_row: int = 3) -> None:
+    for start in range(0, len(drafts), per_row):
+        row = drafts.iloc[start:start + per_row]
+        for col, d in zip(st.columns(per_row, border=True), row.itertuples(), strict=False):
+            with col:
+                crown = " — the canon" if d.canon else ""
+                st.markdown(f"**{md_escape(d.agent)}**{crown}")
+                st.caption(f"epoch score {_fmt(d.epoch_score, '.2f')} · mean vote {_fmt(d.mean_score, '.2f')} "
+                           f"({d.votes} votes) · penalty {_fmt(d.penalty, '.2f')}"
+                           + (" · truncated" if d.truncated else ""))
+                st.text(d.text)
+
+
+# ---- lineage ------------------------------------------------------------------------------------
+
+
+def lineage(url: str, book: str | None) -> None:
+    st.header("Lineage")
+    if book is None:
+        _no_book("no agent yet")
+        return
+    with queries.connect(url) as conn:
+        total = queries.agent_count(conn, book)
+        if total == 0:
+            st.info(f"{book!r} has no agent yet. {START_HINT}")
+            return
+        summary = queries.lineage_summary(conn, book)
+        pages = -(-total // AGENTS_PER_PAGE)
+        c = st.columns(len(summary) + 1)
+        c[0].metric("Agents", f"{total:,}")
+        for col, r in zip(c[1:], summary.itertuples(), strict=True):
+            col.metric(r.origin, f"{r.agents:,}", help=f"{r.alive} alive; deepest generation {r.max_generation}")
+        page = int(st.number_input(f"Page of arrivals (of {pages:,}; the latest first)", min_value=1,
+                                   max_value=pages, value=1, step=1, key="lineage_page"))
+        frame = queries.lineage(conn, book, (page - 1) * AGENTS_PER_PAGE, AGENTS_PER_PAGE)
+        st.caption("Solid arrow: replaced (the newcomer took the eliminated agent's seat); dashed: mutation of "
+                   "a parent persona. Grey: retired.")
+        st.graphviz_chart(lineage_dot(frame))
+        st.dataframe(frame, hide_index=True, width="stretch")
+        st.subheader("One agent's ancestry")
+        prefix = st.text_input("Filter names", key="lineage_filter", placeholder="e.g. Physicist")
+        names = queries.agent_names(conn, book, prefix)
+        if not names:
+            st.caption("No agent matches.")
+            return
+        chosen = st.selectbox("Agent", names, key="lineage_agent")
+        edges = queries.ancestry(conn, book, chosen)
+    if edges.empty:
+        st.caption(f"{md_escape(chosen)} was in the original cast and has no successor yet.")
+    else:
+        st.graphviz_chart(ancestry_dot(edges))
+
+
+def _node(name: str, alive: bool, origin: str) -> str:
+    style = {"cast": "box", "reserve": "ellipse", "mutation": "hexagon"}.get(origin, "ellipse")
+    fill = "#dbe9f6" if alive else "#eeeeee"
+    return f"{dot_quote(name)} [shape={style}, style=filled, fillcolor=\"{fill}\"];"
+
+
+def lineage_dot(frame: pd.DataFrame) -> str:
+    """Graphviz source of a page of arrivals: replaced → newcomer, parent → mutation."""
+    lines = ["digraph lineage {", "rankdir=LR;", 'node [fontname="Helvetica", fontsize=11];']
+    for r in frame.itertuples():
+        lines.append(_node(r.agent, bool(r.alive), r.origin))
+        if isinstance(r.replaced, str):
+            lines.append(f"{dot_quote(r.replaced)} -> {dot_quote(r.agent)} [label=\"epoch {r.joined_epoch - 1}\"];")
+        if isinstance(r.parent, str):
+            lines.append(f"{dot_quote(r.parent)} -> {dot_quote(r.agent)} [style=dashed];")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def ancestry_dot(edges: pd.DataFrame) -> str:
+    lines = ["digraph ancestry {", "rankdir=LR;", 'node [fontname="Helvetica", fontsize=11];']
+    for r in edges.itertuples():
+        lines.append(_node(r.source, bool(r.source_alive), r.source_origin))
+        lines.append(_node(r.agent, bool(r.agent_alive), r.agent_origin))
+        style = "dashed" if r.kind == "parent" else "solid"
+        lines.append(f"{dot_quote(r.source)} -> {dot_quote(r.agent)} [style={style}];")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+# ---- telemetry ----------------------------------------------------------------------------------
+
+
+def telemetry(url: str, book: str | None) -> None:
+    st.header("Telemetry")
+    if book is None:
+        _no_book("no telemetry yet")
+        return
+    with queries.connect(url) as conn:
+        latest = queries.latest_epoch(conn, book)
+        if latest is None:
+            st.info(f"No epoch of {book!r} has run yet. {START_HINT}")
+            return
+        summary = queries.timing_summary(conn, book) or {}
+        first, last = _epoch_window(latest["epoch_number"], "telemetry_window", limit=queries.MAX_WINDOW)
+        epochs = queries.epoch_telemetry(conn, book, first, last)
+        agents = queries.agent_telemetry(conn, book, first, last)
+        flagged = queries.flags(conn, book, first, last)
+    m = st.columns(4)
+    m[0].metric("Epochs finished", f"{summary.get('finished') or 0:,}")
+    m[1].metric("Mean epoch", f"{_fmt(summary.get('mean_duration_s'), '.2f')} s",
+                help=f"p95 {_fmt(summary.get('p95_duration_s'), '.2f')} s")
+    m[2].metric("Mean dead time", f"{_fmt(summary.get('mean_dead_s'), '.2f')} s",
+                help=f"between one epoch's end and the next one's start; p95 {_fmt(summary.get('p95_dead_s'), '.2f')} s")
+    m[3].metric("Total dead time", f"{_fmt(summary.get('total_dead_s'), ',.0f')} s")
+    if not epochs.empty:
+        st.subheader("Per epoch")
+        st.altair_chart(charts.epoch_timings(epochs), width="stretch")
+        st.dataframe(epochs, hide_index=True, width="stretch")
+    st.subheader("Per agent")
+    st.caption(f"Epochs {first:,}–{last:,}: drafts, tokens, latency, truncations, abstentions, voter flags "
+               "and engine calls (including retries and failures).")
+    st.dataframe(agents, hide_index=True, width="stretch")
+    st.subheader("Voter flags")
+    if flagged.empty:
+        st.caption("No outlier voter or possible clique flagged in these epochs.")
+    else:
+        st.dataframe(flagged, hide_index=True, width="stretch")
+
+
+# ---- similar drafts -----------------------------------------------------------------------------
+
+
+def similar_drafts(url: str, book: str | None) -> None:
+    st.header("Similar drafts")
+    if book is None:
+        _no_book("no draft yet")
+        return
+    with queries.connect(url) as conn:
+        latest = queries.latest_epoch(conn, book)
+        if latest is None:
+            st.info(f"No epoch of {book!r} has run yet. {START_HINT}")
+            return
+        number = int(st.number_input("Epoch", min_value=1, max_value=latest["epoch_number"],
+                                     value=latest["epoch_number"], step=1, key="similar_epoch"))
+        drafts = queries.epoch_drafts(conn, book, number)
+        if drafts.empty:
+            st.info(f"Epoch {number} has no draft yet.")
+            return
+        labels = {r.draft_id: r.agent + (" (the canon)" if r.canon else "") for r in drafts.itertuples()}
+        chosen = st.selectbox("Draft", list(labels), format_func=labels.get, key=f"similar_draft_{number}")
+        picked = queries.draft(conn, chosen)
+        nearest = queries.similar_drafts(conn, chosen)
+        chapters = queries.similar_chapters(conn, chosen)
+    with st.expander(f"The draft by {md_escape(picked['agent'])}, epoch {picked['epoch_number']:,}"):
+        st.text(picked["text"])
+    if picked["dims"] is None:
+        st.warning("This draft has no embedding (the engine returned none), so it has no neighbours.")
+        return
+    st.caption(f"Cosine distance (pgvector `<=>`) between {picked['dims']}-dimensional embeddings; drafts "
+               "embedded at another size or without an embedding are left out.")
+    st.subheader("Nearest drafts")
+    if nearest.empty:
+        st.caption("No other draft has a comparable embedding yet.")
+    else:
+        st.dataframe(nearest.drop(columns=["draft_id"]), hide_index=True, width="stretch",
+                     column_config={"distance": st.column_config.NumberColumn(format="%.4f")})
+    st.subheader("Nearest chapters of the canon")
+    if chapters.empty:
+        st.caption("No chapter has a comparable embedding yet.")
+    else:
+        st.dataframe(chapters, hide_index=True, width="stretch",
+                     column_config={"distance": st.column_config.NumberColumn(format="%.4f")})
+
+
+VIEWS = [
+    View("matrix", "Voting matrix (live)", voting_matrix),
+    View("chopping-block", "On the chopping block", chopping_block),
+    View("ratings", "Ratings over time", ratings_over_time),
+    View("book", "The book", the_book),
+    View("lineage", "Lineage", lineage),
+    View("telemetry", "Telemetry", telemetry),
+    View("similar", "Similar drafts", similar_drafts),
+]

@@ -1,0 +1,283 @@
+"""The Epistemic Deck through Streamlit's AppTest: every view against a fabric filled by real epochs
+(two committed, a third voted but not committed), the empty fabric, and the read-only role."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import psycopg
+import pyarrow as pa
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from deck import queries
+from deck.launcher import deck_command
+from deck.safe_text import md_escape
+from dream_pipeline.assets import epoch_assets
+from dream_pipeline.partitions import epoch_key
+from resources.fabric import StateFabric
+from resources.llm import LLMEngine
+
+APP = str(Path(__file__).resolve().parents[1] / "deck" / "app.py")
+HOSTILE_TITLE = "**Bold** <script>alert('title')</script> :red[x] $x$"
+HOSTILE_TEXT = "# Not a heading\n<script>window.__pwned = 1</script>\n<b>not bold</b> [link](javascript:alert(1))"
+# quiet logs, and no PHASE gate: the tests must not depend on the time of day they run at
+RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "ERROR"}}},
+              "ops": {"roster": {"config": {"phase_gate": False}}}}
+VIEWS = ["matrix", "chopping-block", "ratings", "book", "lineage", "telemetry", "similar"]
+
+
+def deck_url(database_url: str) -> str:
+    """The test database as the read-only role (DREAM_TEST_DECK_DATABASE_URL for an external server)."""
+    return os.environ.get("DREAM_TEST_DECK_DATABASE_URL") or queries.reader_url(database_url)
+
+
+def open_view(view: str, **state) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["view"] = view
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def chart_data(at: AppTest, index: int = 0) -> pd.DataFrame:
+    """The rows behind the `index`-th Altair chart, as the browser receives them."""
+    proto = at.get("vega_lite_chart")[index].proto
+    frames = [pa.ipc.open_stream(io.BytesIO(d.data.data)).read_all().to_pandas() for d in proto.datasets]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+@pytest.fixture
+def deck_env(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = deck_url(database_url)
+    monkeypatch.setenv(queries.URL_VARIABLE, url)
+    return url
+
+
+# ---- the empty fabric first (the filled one below is module-scoped) -----------------------------
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_every_view_explains_an_empty_fabric(view, fabric, deck_env):
+    at = open_view(view)
+    assert at.header, "every view has a title"
+    assert any("fabric is empty" in i.value and "dream run" in i.value for i in at.info)
+    assert not at.get("vega_lite_chart") and not at.dataframe
+
+
+def test_external_fabric_without_a_deck_url_says_what_to_set(monkeypatch):
+    monkeypatch.delenv(queries.URL_VARIABLE, raising=False)
+    monkeypatch.setenv("DREAM_DATABASE_URL", "postgresql://someone@db.example/dream")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert any(queries.URL_VARIABLE in e.value for e in at.error)
+
+
+def test_reader_url_swaps_the_user_and_drops_the_password():
+    assert queries.reader_url("postgresql://postgres@/dream?host=/x/pgdata") == \
+        "postgresql://dream_reader@/dream?host=/x/pgdata"
+    assert queries.reader_url("postgresql://owner:secret@db:5432/dream") == "postgresql://dream_reader@db:5432/dream"
+
+
+def test_deck_command_serves_headless_on_localhost_without_usage_statistics():
+    command = deck_command()
+    assert command[1:4] == ["-m", "streamlit", "run"] and command[4].endswith("deck/app.py")
+    flags = dict(zip(command[5::2], command[6::2], strict=True))
+    assert flags == {"--server.address": "127.0.0.1", "--server.port": "8501", "--server.headless": "true",
+                     "--browser.gatherUsageStats": "false"}
+    assert deck_command("::1", 9000)[5:9] == ["--server.address", "::1", "--server.port", "9000"]
+
+
+# ---- the read-only role -------------------------------------------------------------------------
+
+
+WRITES = [
+    "INSERT INTO domains (domain_id, instance_id, kind, manifest) VALUES ('x', gen_random_uuid(), 'book', '{}')",
+    "UPDATE agents SET alive = FALSE",
+    "DELETE FROM chapters",
+    "CREATE TABLE deck_was_here (x int)",
+    "TRUNCATE peer_votes",
+]
+
+
+@pytest.mark.parametrize("statement", WRITES)
+def test_the_reader_role_cannot_write(statement, fabric, database_url):
+    url = deck_url(database_url)
+    # the role itself: even with the session's read-only default switched off, it has no privilege to write
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET default_transaction_read_only = off")
+        assert conn.execute("SELECT count(*) FROM simulation_epochs").fetchone()[0] == 0
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement)
+    # and the deck's own connection refuses writes before privileges are even checked
+    with queries.connect(url) as conn, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        conn.execute(statement)
+
+
+def test_the_reader_migration_is_idempotent(fabric, database_url):
+    script = (Path(__file__).resolve().parents[1] / "sql" / "004_deck_reader.sql").read_text()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(script)
+        conn.execute(script)
+        role = conn.execute(
+            "SELECT rolcanlogin, rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = 'dream_reader'"
+        ).fetchone()
+    assert role == (True, False, False, False)
+
+
+# ---- a fabric filled by real epochs -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def filled(database_url: str, engine_url: str) -> dict:
+    """Epochs 1–2 committed and epoch 3 voted but not committed, through Dagster against the offline
+    engine; chapter 1 carries a hostile title and text; two drafts of epoch 1 have a missing and a
+    differently sized embedding."""
+    fabric = StateFabric(database_url=database_url)
+    with fabric.connection() as conn:
+        conn.execute("TRUNCATE domains, agents, simulation_epochs, llm_calls, telemetry CASCADE")
+    llm = LLMEngine(base_url=engine_url, max_tokens=900, max_retries=2, timeout_s=30)
+    with dg.instance_for_test() as instance:
+        for number in (1, 2, 3):
+            key = epoch_key("space_time", number)
+            instance.add_dynamic_partitions("epochs", [key])
+            selection = ["roster", "drafts", "peer_votes"] if number == 3 else None
+            result = dg.materialize(epoch_assets, instance=instance, partition_key=key, selection=selection,
+                                    resources={"fabric": fabric, "llm": llm}, run_config=RUN_CONFIG)
+            assert result.success
+    first = fabric.epoch(epoch_key("space_time", 1))
+    drafts = fabric.drafts(first.epoch_id)
+    winner = next(d for d in drafts if d.agent_id == first.winner_agent_id)
+    losers = [d for d in drafts if d.agent_id != first.winner_agent_id]
+    with fabric.connection() as conn:
+        conn.execute("UPDATE chapters SET title = %s, text = %s WHERE epoch_id = %s",
+                     (HOSTILE_TITLE, HOSTILE_TEXT, first.epoch_id))
+        conn.execute("UPDATE drafts SET text = %s WHERE draft_id = %s", (HOSTILE_TEXT, winner.draft_id))
+        conn.execute("UPDATE drafts SET embedding = NULL WHERE draft_id = %s", (losers[0].draft_id,))
+        conn.execute("UPDATE drafts SET embedding = '[1,2,3]' WHERE draft_id = %s", (losers[1].draft_id,))
+    return {"fabric": fabric, "no_embedding": losers[0], "small_embedding": losers[1], "winner": winner}
+
+
+def test_the_live_matrix_masks_targets_until_the_epoch_commits(filled, deck_env):
+    at = open_view("matrix")
+    assert [m.value for m in at.metric][:2] == ["3", "running"]
+    cells = chart_data(at)
+    assert len(cells) == 20 and cells["target"].isna().all()  # 5 voters × 4 drafts, authors not sent
+    assert set(cells["column"]) == {"read #1", "read #2", "read #3", "read #4"}
+    assert cells["masked_label"].str.startswith("Anonymous_").all()
+    assert cells["rationale"].str.len().gt(0).all() and cells["score"].between(1, 10).all()
+    masks = at.dataframe[0].value
+    assert masks.stack().str.startswith("Anonymous_").all() and "→" not in masks.to_string()
+
+
+def test_the_matrix_of_a_committed_epoch_names_the_authors(filled, deck_env):
+    at = open_view("matrix", matrix_follow=False, matrix_epoch=2)
+    assert [m.value for m in at.metric][:3] == ["2", "committed", "20 / 20"]
+    cells = chart_data(at)
+    assert set(cells["column"]) == set(cells["voter"]) and (cells["column"] != cells["voter"]).all()
+    assert any("Chapter won by" in m.value for m in at.markdown)
+    assert "→" in at.dataframe[0].value.to_string()
+
+
+def test_the_chopping_block_shows_intervals_the_bottom_and_grace(filled, deck_env):
+    at = open_view("chopping-block")
+    table = at.dataframe[0].value
+    assert len(table) == 5
+    assert (table["status"] == "at the bottom").sum() == 1
+    newcomer = table[table["joined_epoch"] == 3]
+    assert list(newcomer["status"]) == ["grace"]  # joined for epoch 3, which is being played
+    rated = table.dropna(subset=["bt_rating"])
+    assert ((rated["bt_lower"] <= rated["bt_rating"]) & (rated["bt_rating"] <= rated["bt_upper"])).all()
+    assert {m.label: m.value for m in at.metric}["Epoch being played"] == "3"
+    assert len(at.dataframe[1].value) == 2  # the eliminations of epochs 1–2
+
+
+def test_ratings_over_time_plot_elo_and_bradley_terry_with_events(filled, deck_env):
+    at = open_view("ratings")
+    elo, bt = chart_data(at, 0), chart_data(at, 1)
+    assert set(elo["epoch"].dropna()) == {1, 2}
+    assert {"bt_lower", "bt_upper"} <= set(bt.columns)
+    events = at.dataframe[0].value
+    assert (events["event"] == "elimination").sum() == 2 and (events["event"] == "arrival").sum() == 2
+    assert {"arrival", "elimination"} <= set(elo["event"].dropna())
+
+
+def test_the_book_reads_chapters_and_opens_the_multiverse(filled, deck_env):
+    at = open_view("book")
+    titles = [s.value for s in at.subheader]
+    assert len(titles) == 2 and titles[0].startswith("Chapter 1:")
+    assert len(at.text) == 2
+    at.toggle(key="multiverse_2").set_value(True).run()
+    assert not at.exception
+    assert len(at.text) == 2 + 5  # the five drafts of epoch 2 beside the chapters
+    assert sum("the canon" in m.value for m in at.markdown) == 1
+
+
+def test_hostile_text_in_the_book_is_shown_as_text(filled, deck_env):
+    at = open_view("book")
+    assert HOSTILE_TEXT in [t.value for t in at.text]  # verbatim, through st.text
+    assert at.subheader[0].value == f"Chapter 1: {md_escape(HOSTILE_TITLE)}"
+    assert not at.get("html")
+    for m in [*at.markdown, *at.subheader, *at.caption]:
+        assert "<script" not in m.value.replace("\\<script", "")
+    at.toggle(key="multiverse_1").set_value(True).run()
+    assert [t.value for t in at.text].count(HOSTILE_TEXT) == 2  # the chapter and its draft
+
+
+def test_lineage_shows_who_replaced_whom(filled, deck_env):
+    at = open_view("lineage")
+    table = at.dataframe[0].value
+    assert len(table) == 7  # the cast of five and two replacements
+    newcomers = table[table["origin"] != "cast"]
+    assert newcomers["replaced"].notna().all()
+    dot = at.get("graphviz_chart")[0].proto.spec
+    for r in newcomers.itertuples():
+        assert f'"{r.replaced}" -> "{r.agent}"' in dot
+    at.selectbox(key="lineage_agent").set_value(newcomers["agent"].iloc[0]).run()
+    assert len(at.get("graphviz_chart")) == 2
+
+
+def test_telemetry_per_epoch_and_per_agent(filled, deck_env):
+    at = open_view("telemetry")
+    per_epoch, per_agent = at.dataframe[0].value, at.dataframe[1].value
+    assert list(per_epoch["epoch"]) == [1, 2, 3]
+    assert (per_epoch["drafts"] == 5).all() and (per_epoch["calls"] > 0).all()
+    assert per_epoch.loc[per_epoch["epoch"] > 1, "dead_time_s"].notna().all()
+    assert per_epoch["duration_s"].iloc[:2].gt(0).all() and pd.isna(per_epoch["duration_s"].iloc[2])
+    assert per_agent["drafts"].sum() == 15 and per_agent["completion_tokens"].gt(0).all()
+    assert {m.label: m.value for m in at.metric}["Epochs finished"] == "2"
+
+
+def test_similar_drafts_by_cosine_distance(filled, deck_env):
+    at = open_view("similar", similar_epoch=1)
+    at.selectbox(key="similar_draft_1").set_value(filled["winner"].draft_id).run()
+    nearest = at.dataframe[0].value
+    assert len(nearest) == 10 and nearest["distance"].is_monotonic_increasing and nearest["distance"].ge(0).all()
+    shown = set(zip(nearest["epoch"], nearest["agent"], strict=True))
+    assert (1, filled["no_embedding"].agent_name) not in shown  # no embedding: left out
+    assert (1, filled["small_embedding"].agent_name) not in shown  # another size: left out, no error
+    assert len(at.dataframe[1].value) >= 1  # nearest chapters
+
+
+def test_a_draft_without_an_embedding_says_so(filled, deck_env):
+    at = open_view("similar", similar_epoch=1)
+    at.selectbox(key="similar_draft_1").set_value(filled["no_embedding"].draft_id).run()
+    assert any("no embedding" in w.value for w in at.warning)
+    at.selectbox(key="similar_draft_1").set_value(filled["small_embedding"].draft_id).run()
+    assert not at.exception  # a 3-dimensional vector among 256-dimensional ones: no size-mismatch error
+    assert any("No other draft" in c.value for c in at.caption)
+
+
+def test_the_views_read_only_through_the_query_module():
+    deck = Path(__file__).resolve().parents[1] / "deck"
+    for path in deck.glob("*.py"):
+        source = path.read_text()
+        assert "unsafe_allow_html=" not in source and "st.html(" not in source, path.name
+        if path.name != "queries.py":
+            assert "psycopg.connect" not in source and ".execute(" not in source, path.name

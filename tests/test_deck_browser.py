@@ -1,0 +1,170 @@
+"""The deck in a real browser: served on 127.0.0.1 by Streamlit, opened in Debian's headless chromium
+through selenium. The voting matrix and the book render, a draft containing `<script>` shows as text
+and never runs, and every view leaves a screenshot under docs/screenshots/ (shown in the README)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deck import queries
+from deck.launcher import deck_command
+from dream_pipeline.partitions import epoch_key
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+PLANTED = "A line of prose, then <script>window.__pwned = 1; document.title = 'pwned'</script> and **no bold**."
+# quiet logs, and no PHASE gate: the tests must not depend on the time of day they run at
+RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "ERROR"}}},
+              "ops": {"roster": {"config": {"phase_gate": False}}}}
+VIEWS = {  # view → its heading and the element that shows it has rendered
+    "matrix": ("The voting matrix, live", '[data-testid="stVegaLiteChart"]'),
+    "chopping-block": ("On the chopping block", '[data-testid="stVegaLiteChart"]'),
+    "ratings": ("Ratings over time", '[data-testid="stVegaLiteChart"]'),
+    "book": ("The book", '[data-testid="stText"]'),
+    "lineage": ("Lineage", '[data-testid="stGraphVizChart"] svg'),
+    "telemetry": ("Telemetry", '[data-testid="stVegaLiteChart"]'),
+    "similar": ("Similar drafts", '[data-testid="stDataFrame"]'),
+}
+
+
+def _require_browser() -> None:
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not shutil.which(p)]
+    if missing:
+        message = f"{', '.join(missing)} missing: apt-get install chromium chromium-driver (.ci/run does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI installs them; never skip the browser test there
+        pytest.skip(message)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def served_deck(fabric, database_url: str, run_epoch, tmp_path: Path) -> Iterator[str]:
+    """Three real epochs, a `<script>` planted in the last chapter and its draft, the deck on localhost."""
+    _require_browser()
+    for number in (1, 2, 3):
+        assert run_epoch(number, run_config=RUN_CONFIG).success
+    last = fabric.epoch(epoch_key("space_time", 3))
+    with fabric.connection() as conn:
+        conn.execute("UPDATE chapters SET text = %s WHERE epoch_id = %s", (PLANTED, last.epoch_id))
+        conn.execute("UPDATE drafts SET text = %s WHERE epoch_id = %s AND agent_id = %s",
+                     (PLANTED, last.epoch_id, last.winner_agent_id))
+    port = _free_port()
+    env = dict(os.environ, **{queries.URL_VARIABLE: os.environ.get("DREAM_TEST_DECK_DATABASE_URL")
+                              or queries.reader_url(database_url)})
+    command = [sys.executable, *deck_command("127.0.0.1", port)[1:], "--server.fileWatcherType", "none"]
+    log = (tmp_path / "streamlit.log").open("w")
+    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                              cwd=Path(__file__).resolve().parents[1])
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as reply:  # noqa: S310 — localhost
+                    if reply.status == 200:
+                        break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((tmp_path / "streamlit.log").read_text()) from None
+                time.sleep(0.2)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        log.close()
+
+
+@pytest.fixture
+def browser(tmp_path: Path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--hide-scrollbars", "--force-device-scale-factor=1", "--window-size=1280,900",
+                 f"--user-data-dir={tmp_path / 'chromium'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.set_window_size(1280, 900)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _show(driver, view: str) -> None:
+    """Switch to `view` with the sidebar (one page load for the whole tour) and wait until it has drawn."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from deck.views import VIEWS as DECK_VIEWS
+
+    heading, selector = VIEWS[view]
+    label = next(v.title for v in DECK_VIEWS if v.slug == view)
+    wait = WebDriverWait(driver, 45, poll_frequency=0.1)
+    radio = wait.until(lambda d: d.find_element(
+        By.XPATH, f'//*[@data-testid="stSidebar"]//label[.//p[normalize-space()="{label}"]]'))
+    radio.click()
+
+    def drawn(d) -> bool:
+        headings = [h.text for h in d.find_elements(By.CSS_SELECTOR, '[data-testid="stHeading"] h2')]
+        return heading in headings and bool(d.find_elements(By.CSS_SELECTOR, selector))
+
+    wait.until(drawn)
+    time.sleep(0.6)  # charts draw just after their element appears
+
+
+def test_the_deck_in_a_real_browser(served_deck, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.get(f"{served_deck}/?view=matrix")
+    for view in VIEWS:
+        _show(browser, view)
+        body = browser.find_element(By.TAG_NAME, "body").text
+        assert "Traceback" not in body and not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+        assert browser.current_url.endswith(f"view={view}")  # every view has its own address
+        if view == "matrix":
+            chart = browser.find_element(By.CSS_SELECTOR, VIEWS["matrix"][1])
+            assert chart.size["height"] > 150 and chart.find_elements(By.CSS_SELECTOR, "canvas, svg")
+            assert "committed" in body and "The masks each voter saw" in body
+        if view == "book":
+            assert "Chapter 3" in body and "Chapter 1" in body
+            planted = [e for e in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stText"]')
+                       if e.text == PLANTED]
+            assert planted  # the script is visible as text, exactly as written
+            # open the multiverse of the last epoch: its five drafts side by side, the planted one as text too
+            toggle = browser.find_element(By.XPATH, '//label[.//p[contains(., "drafts of epoch 3 side by side")]]')
+            toggle.click()
+            WebDriverWait(browser, 30).until(lambda d: len(
+                [e for e in d.find_elements(By.CSS_SELECTOR, '[data-testid="stText"]') if e.text == PLANTED]) == 2)
+            assert len(browser.find_elements(By.CSS_SELECTOR, '[data-testid="stText"]')) == 3 + 5
+            assert browser.execute_script("return window.__pwned === undefined")
+            heading = browser.find_element(By.XPATH, '//h3[contains(., "Chapter 3")]')
+            browser.execute_script("arguments[0].scrollIntoView({block: 'start'})", heading)
+            time.sleep(0.5)
+            assert browser.execute_script("return window.__pwned === undefined")
+            assert browser.title != "pwned"
+            assert not browser.execute_script(
+                "return [...document.querySelectorAll('script')].some(s => s.textContent.includes('__pwned'))")
+        browser.save_screenshot(str(SCREENSHOTS / f"{view}.png"))
+    assert sorted(p.stem for p in SCREENSHOTS.glob("*.png")) == sorted(VIEWS)
