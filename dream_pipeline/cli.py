@@ -20,6 +20,13 @@ def _fabric():
     return fabric_from_env(resolve=True)
 
 
+def _preflight(need_engine: bool = True) -> None:
+    """Bad settings stop `dream` here with one line naming them (exit code 2), not mid-run."""
+    from dream_pipeline.preflight import preflight
+
+    preflight(need_engine=need_engine)
+
+
 # ---- run ---------------------------------------------------------------------------------------
 
 
@@ -30,6 +37,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dream_pipeline.report import render_chapters, render_outline, render_standings
     from dream_pipeline.settings import llm_from_env
 
+    _preflight()
     fabric = _fabric()
     print(f"state fabric : {_redact(fabric.url())}")
     llm = llm_from_env(resolve=True)
@@ -188,7 +196,11 @@ def cmd_start(args: argparse.Namespace) -> int:
     import subprocess
 
     _prepare_services()
-    children = {name: subprocess.Popen(command) for name, command in _service_commands(args).items()}  # noqa: S603
+    children = {
+        # each service in its own process group, so stopping it also stops what it spawned (code servers, runs)
+        name: subprocess.Popen(command, start_new_session=True)  # noqa: S603
+        for name, command in _service_commands(args).items()
+    }
     print(f"Dagster UI   : http://{args.host}:{args.port}")
     if "deck" in children:
         print(f"deck         : http://{args.host}:{args.deck_port}")
@@ -200,26 +212,33 @@ def cmd_start(args: argparse.Namespace) -> int:
         stopping = True
 
     signal.signal(signal.SIGTERM, stop)
-    try:
-        while not stopping:
-            for name, child in children.items():
-                if child.poll() is not None:
-                    print(f"dream: {name} exited with {child.returncode}; stopping", file=sys.stderr)
-                    stopping = True
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
+    signal.signal(signal.SIGINT, stop)
+    while not stopping:
+        for name, child in children.items():
+            if child.poll() is not None and not stopping:
+                print(f"dream: {name} exited with {child.returncode}; stopping", file=sys.stderr)
+                stopping = True
+        time.sleep(0.5)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave orphans behind
+    print("stopping …", flush=True)
     for child in children.values():
-        if child.poll() is None:
-            child.terminate()
+        _signal_group(child, signal.SIGTERM)
+    deadline = time.monotonic() + 20
     for name, child in children.items():
         try:
-            child.wait(timeout=20)
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             print(f"dream: {name} did not stop in 20 s; killing it", file=sys.stderr)
-            child.kill()
-    print("stopped (a staged epoch that was waiting is retried by the next start)")
+        _signal_group(child, signal.SIGKILL)  # whatever is left of its group
+    print("stopped (epochs that were interrupted are resumed by the next start)")
     return 0
+
+
+def _signal_group(child, signum) -> None:
+    try:
+        os.killpg(child.pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 def _exec_service(args: argparse.Namespace, name: str) -> int:
@@ -230,10 +249,12 @@ def _exec_service(args: argparse.Namespace, name: str) -> int:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
+    _preflight()
     return _exec_service(args, "daemon")
 
 
 def cmd_webserver(args: argparse.Namespace) -> int:
+    _preflight(need_engine=False)  # the UI launches runs, the daemon's runs call the engine
     return _exec_service(args, "webserver")
 
 
@@ -241,6 +262,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     """`dagster dev` (webserver and daemon together) on this project's instance."""
     from resources.locations import PROJECT_ROOT
 
+    _preflight()
     _prepare_services()
     print(f"open http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
     command = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
@@ -328,8 +350,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "epochs", 1) < 1:
         print("dream: --epochs must be at least 1", file=sys.stderr)
         return 2
+    from dream_pipeline.settings import ConfigError
+
     try:
         return args.func(args)
+    except ConfigError as exc:
+        print(f"dream: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\ninterrupted; the next `dream run` resumes the unfinished epoch", file=sys.stderr)
         return 130

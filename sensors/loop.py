@@ -47,6 +47,7 @@ class LoopSnapshot:
     next_numbers: Mapping[str, int]  # per book: the first epoch not yet committed
     active: tuple[str, ...] = ()  # epoch keys of queued or running loop runs, oldest first
     failures: Mapping[str, tuple[int, datetime]] = field(default_factory=dict)  # key -> (count, last end)
+    previous_runs: Mapping[str, int] = field(default_factory=dict)  # key -> runs it already had (run keys)
     window: PhaseWindow = PhaseWindow()
     phase_completed_at: datetime | None = None
     last_key: str | None = None  # the last epoch the loop requested (sensor cursor)
@@ -74,8 +75,11 @@ def next_key(snapshot: LoopSnapshot) -> str:
         book = books[0]
     else:
         book = books[(books.index(parse_epoch_key(base)[0]) + 1) % len(books)]
-    live_numbers = [parse_epoch_key(k)[1] for k in snapshot.active if parse_epoch_key(k)[0] == book]
-    number = max([snapshot.next_numbers.get(book, 1)] + [n + 1 for n in live_numbers])
+    # the first epoch of the book without a live run, from its first uncommitted one: a gap (a run that
+    # died ahead of staged ones) is filled before anything further is staged
+    number = snapshot.next_numbers.get(book, 1)
+    while epoch_key(book, number) in snapshot.active:
+        number += 1
     return epoch_key(book, number)
 
 
@@ -94,7 +98,9 @@ def plan_loop(snapshot: LoopSnapshot) -> dg.SensorResult | dg.SkipReason:
         wait = (last_failure + backoff(failed) - snapshot.now).total_seconds()
         return dg.SkipReason(f"{key} failed {failed} time(s); retrying in {wait:.0f} s")
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=f"{key}#{failed + 1}", partition_key=key, tags={LOOP_TAG: "epoch"})],
+        run_requests=[dg.RunRequest(
+            run_key=f"{key}#{snapshot.previous_runs.get(key, 0) + 1}", partition_key=key, tags={LOOP_TAG: "epoch"}
+        )],
         dynamic_partitions_requests=[epochs_partitions.build_add_request([key])],
         cursor=key,
     )
@@ -107,14 +113,15 @@ def _active_loop_keys(instance: dg.DagsterInstance) -> tuple[str, ...]:
     return tuple(dict.fromkeys(k for k in keys if k))
 
 
-def _failures(instance: dg.DagsterInstance, key: str) -> dict[str, tuple[int, datetime]]:
-    records = instance.get_run_records(
-        dg.RunsFilter(tags={PARTITION_TAG: key}, statuses=[dg.DagsterRunStatus.FAILURE]), limit=50
-    )
-    if not records:
-        return {}
-    latest = max(r.end_time or r.create_timestamp.timestamp() for r in records)
-    return {key: (len(records), datetime.fromtimestamp(latest, tz=UTC))}
+def _history(instance: dg.DagsterInstance, key: str) -> tuple[dict[str, tuple[int, datetime]], dict[str, int]]:
+    """The epoch's failed runs (count, last end) and how many runs it had at all (for a fresh run key)."""
+    records = instance.get_run_records(dg.RunsFilter(tags={PARTITION_TAG: key}), limit=200)
+    failed = [r for r in records if r.dagster_run.status == dg.DagsterRunStatus.FAILURE]
+    runs = {key: len(records)} if records else {}
+    if not failed:
+        return {}, runs
+    latest = max(r.end_time or r.create_timestamp.timestamp() for r in failed)
+    return {key: (len(failed), datetime.fromtimestamp(latest, tz=UTC))}, runs
 
 
 @dg.sensor(
@@ -135,9 +142,8 @@ def dream_loop_sensor(context: dg.SensorEvaluationContext, fabric: StateFabric):
         last_key=context.cursor,
         depth=staging_depth(),
     )
-    candidate = next_key(snapshot)
-    snapshot = LoopSnapshot(**{**snapshot.__dict__, "failures": _failures(context.instance, candidate)})
-    return plan_loop(snapshot)
+    failures, previous_runs = _history(context.instance, next_key(snapshot))
+    return plan_loop(LoopSnapshot(**{**snapshot.__dict__, "failures": failures, "previous_runs": previous_runs}))
 
 
 @dg.run_failure_sensor(

@@ -47,6 +47,12 @@ def test_the_next_epochs_are_staged_behind_the_running_one_up_to_the_depth():
     assert isinstance(plan_loop(snapshot(depth=1, active=("space_time-00004",))), dg.SkipReason)
 
 
+def test_a_gap_left_by_a_dead_run_is_filled_before_staging_further():
+    # 00004 died while 00005 and 00006 were staged: its first uncommitted epoch comes first
+    snap = snapshot(active=("space_time-00005", "space_time-00006"))
+    assert requested(plan_loop(snap)) == "space_time-00004"
+
+
 def test_books_take_turns_one_epoch_at_a_time():
     snap = snapshot(books=("space_time", "sea"), next_numbers={"space_time": 4, "sea": 9})
     assert requested(plan_loop(snap)) == "space_time-00004"
@@ -60,8 +66,9 @@ def test_a_failed_epoch_is_retried_with_growing_backoff():
     snap = snapshot(now=failed_at + timedelta(seconds=5), failures={"space_time-00004": (1, failed_at)})
     wait = plan_loop(snap)
     assert isinstance(wait, dg.SkipReason) and "retrying in 5 s" in wait.skip_message
-    retry = plan_loop(LoopSnapshot(**{**snap.__dict__, "now": failed_at + backoff(1)}))
-    assert retry.run_requests[0].run_key == "space_time-00004#2"
+    retry = plan_loop(LoopSnapshot(**{**snap.__dict__, "now": failed_at + backoff(1),
+                                       "previous_runs": {"space_time-00004": 3}}))
+    assert retry.run_requests[0].run_key == "space_time-00004#4"  # a fresh key for every run of the epoch
     assert backoff(1) < backoff(2) < backoff(3) and backoff(30) == timedelta(minutes=10)
 
 

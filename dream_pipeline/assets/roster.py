@@ -14,7 +14,7 @@ from dream_pipeline.loop_state import (
     worker_identity,
 )
 from dream_pipeline.partitions import epoch_key, epochs_partitions, parse_epoch_key
-from resources.epoch_barrier import EpochBarrier
+from resources.epoch_barrier import EpochBarrier, PredecessorLost
 from resources.fabric import StateFabric
 from schedules.phase_window import phase_window_from_env
 from spica import SpicaBook
@@ -44,11 +44,20 @@ def roster(context: dg.AssetExecutionContext, config: RosterConfig, fabric: Stat
     barrier = EpochBarrier(fabric, lambda k: bool(live_runs(instance, k, exclude=context.run_id)))
     existing = fabric.find_epoch(key)
     waited = 0.0
+    loop_run = context.run.tags.get(LOOP_TAG) == "epoch"
     if existing is None or existing.status != "committed":
         previous = epoch_key(book_name, number - 1) if number > 1 else None
-        waited = barrier.wait_for_turn(book_name, key, previous, config.barrier_timeout_s)
+        try:
+            waited = barrier.wait_for_turn(book_name, key, previous, config.barrier_timeout_s)
+        except PredecessorLost as lost:
+            if not loop_run:
+                raise
+            # a staged run whose predecessor died: end cleanly at once; the loop runs the predecessor again
+            context.log.info(f"{lost}; ending this staged run")
+            instance.add_run_tags(context.run_id, {OUTCOME_TAG: "predecessor-lost"})
+            return
     # PHASE gates the loop's own runs; an epoch a person asks for (`dream run`, a backfill) just runs
-    if existing is None and config.phase_gate and context.run.tags.get(LOOP_TAG) == "epoch":
+    if existing is None and config.phase_gate and loop_run:
         window = phase_window_from_env()
         if window.blocks(datetime.now(UTC), last_phase_success(instance)):
             context.log.info(f"PHASE window is open: {key} will start after it; ending this run cleanly")
