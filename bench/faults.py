@@ -32,21 +32,21 @@ def engine_stats(loop: LoopHarness) -> dict:
 
 
 def run_workers(loop: LoopHarness) -> list[psutil.Process]:
-    """The processes executing this loop's epoch runs (children of its daemon's code server)."""
-    if loop.daemon is None:
-        return []
-    try:
-        tree = psutil.Process(loop.daemon.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-    return [p for p in tree if "execute_run" in " ".join(_cmdline(p))]
-
-
-def _cmdline(process: psutil.Process) -> list[str]:
-    try:
-        return process.cmdline()
-    except psutil.Error:
-        return []
+    """The processes executing this loop's epoch runs, oldest first (the oldest is the epoch in progress;
+    younger ones are staged runs waiting at the barrier). Found by their DAGSTER_HOME, since the run
+    launcher may start them outside the daemon's process tree."""
+    home = str(loop.state)
+    workers = []
+    for process in psutil.process_iter(["cmdline", "create_time"]):
+        if "execute_run" not in " ".join(process.info["cmdline"] or []):
+            continue
+        try:
+            environ = process.environ()
+            if home in (environ.get("DREAM_STATE_DIR"), environ.get("DAGSTER_HOME", "")[: len(home)]):
+                workers.append(process)
+        except psutil.Error:
+            continue
+    return sorted(workers, key=lambda p: p.info["create_time"])
 
 
 def main() -> None:
@@ -71,9 +71,12 @@ def main() -> None:
     started = time.monotonic()
     with LoopHarness("faults", env) as loop:
         loop.start_daemon()
-        kill_at = {max(1, round(epochs * (i + 1) / (args.kills + 1))) for i in range(args.kills)}
+        # Kill k fires a few seconds after its epoch threshold is crossed, each later than the last, so the
+        # kills land at different moments of an epoch (drafting, voting, committing).
+        kill_plan = [(max(1, round(epochs * (i + 1) / (args.kills + 1))), 1.0 + 5.0 * i) for i in range(args.kills)]
         restart_at = max(1, epochs // 2) if epochs > 2 else None
         daemon_restart_at = max(1, (3 * epochs) // 4)
+        crossed: dict[int, float] = {}
 
         def inject(done: int) -> None:
             nonlocal restarts, daemon_restarts
@@ -81,14 +84,16 @@ def main() -> None:
                 loop.stop_daemon()
                 loop.start_daemon()
                 daemon_restarts += 1
-            if done in kill_at:
-                workers = run_workers(loop)
+            if kill_plan and done >= kill_plan[0][0]:
+                threshold, delay = kill_plan[0]
+                first_seen = crossed.setdefault(threshold, time.monotonic())
+                workers = run_workers(loop) if time.monotonic() - first_seen >= delay else []
                 if workers:
                     victim = workers[0]
                     os.kill(victim.pid, signal.SIGKILL)
-                    kills.append(f"pid {victim.pid} after {done} epochs")
-                    kill_at.discard(done)
-            if restart_at is not None and done >= restart_at and restarts == 0 and done not in kill_at:
+                    kills.append(f"pid {victim.pid}, {time.monotonic() - first_seen:.0f} s after epoch {done}")
+                    kill_plan.pop(0)
+            if restart_at is not None and done >= restart_at and restarts == 0:
                 loop.dream("db", "stop")
                 time.sleep(2)
                 loop.dream("db", "url")  # starts it again

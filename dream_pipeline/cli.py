@@ -31,13 +31,13 @@ def _preflight(need_engine: bool = True) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    _preflight()  # before importing the definitions, which read settings too
     from dream_pipeline.definitions import defs
     from dream_pipeline.instance import dagster_instance
     from dream_pipeline.partitions import epoch_key
     from dream_pipeline.report import render_chapters, render_outline, render_standings
     from dream_pipeline.settings import llm_from_env
 
-    _preflight()
     fabric = _fabric()
     print(f"state fabric : {_redact(fabric.url())}")
     llm = llm_from_env(resolve=True)
@@ -195,6 +195,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     import signal
     import subprocess
 
+    _preflight()
     _prepare_services()
     children = {
         # each service in its own process group, so stopping it also stops what it spawned (code servers, runs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from dream_pipeline.tournament import (
     parse_ballot,
     render_ballot_prompt,
 )
+from dream_pipeline.tournament.sanitize import storable_text, unstorable_count
 from resources.llm import LLMCallError, LLMSession
 from spica import SpicaAgent
 
@@ -63,13 +65,29 @@ async def collect_ballots(
                     max_tokens=BALLOT_MAX_TOKENS, response_format=fmt,
                 )
             except LLMCallError as exc:
-                return BallotResult(voter.name, (), attempt, abstention_reason=f"engine_error: {exc}")
+                return BallotResult(voter.name, (), attempt, abstention_reason=storable_text(f"engine_error: {exc}"))
             reply = completion.text
             try:
-                return BallotResult(voter.name, tuple(parse_ballot(reply, presentation)), attempt)
+                votes = parse_ballot(reply, presentation)
             except BallotError as exc:
-                repair = f"{exc.reason}: {exc}"
-        return BallotResult(voter.name, (), BALLOT_ATTEMPTS, abstention_reason=repair, raw_reply=reply)
+                repair = storable_text(f"{exc.reason}: {exc}")
+                continue
+            return BallotResult(voter.name, _storable_votes(voter, votes, session.epoch_key), attempt)
+        _note_replaced(voter, session.epoch_key, unstorable_count(reply or ""))
+        raw = storable_text(reply) if reply is not None else None
+        return BallotResult(voter.name, (), BALLOT_ATTEMPTS, abstention_reason=repair, raw_reply=raw)
 
     voters_with_ballots = [v for v in voters if v.name in presentations and presentations[v.name].items]
     return list(await asyncio.gather(*(ballot(v) for v in voters_with_ballots)))
+
+
+def _storable_votes(voter: SpicaAgent, votes: Sequence[Vote], epoch_key: str | None) -> tuple[Vote, ...]:
+    """Rationales enter the system here: verbatim but for NUL and lone surrogates (also when the reply
+    wrote them as JSON escapes such as ``\\u0000``), which become U+FFFD (`tournament/sanitize.py`)."""
+    _note_replaced(voter, epoch_key, sum(unstorable_count(v.rationale) for v in votes))
+    return tuple(dataclasses.replace(v, rationale=storable_text(v.rationale)) for v in votes)
+
+
+def _note_replaced(voter: SpicaAgent, epoch_key: str | None, characters: int) -> None:
+    if characters:
+        voter.record_telemetry("ballot_text_replaced", epoch_key=epoch_key, characters=characters)

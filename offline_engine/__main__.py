@@ -47,6 +47,8 @@ def build_parser(defaults: EngineConfig) -> argparse.ArgumentParser:
     p.add_argument("--stall-s", type=float, default=defaults.stall_s, help="how long a 'timeout' fault stalls")
     p.add_argument("--quality", action="append", type=_arg_type(parse_quality, "quality"), default=None,
                    metavar="KEYWORD=Q", help="hidden quality in [0,1] of a persona keyword (repeatable)")
+    p.add_argument("--no-json-mode", dest="json_mode", action="store_false", default=defaults.json_mode,
+                   help="answer HTTP 400 to JSON response_format requests (a server without JSON mode)")
     return p
 
 
@@ -63,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             embedding_dim=args.embedding_dim, long_draft_rate=args.long_draft_rate, fault_rate=args.fault_rate,
             fault_kinds=args.fault_kinds, api_key=defaults.api_key, stall_s=args.stall_s,
             qualities=dict(args.quality) if args.quality is not None else defaults.qualities,
+            json_mode=args.json_mode,
         )
     except ValueError as exc:
         print(f"offline_engine: {exc}", file=sys.stderr)

@@ -38,7 +38,8 @@ class EngineConfig:
     `qualities` maps a persona keyword (e.g. "physicist") to a hidden quality in [0, 1] that
     simulated reviewers partly reward; a dict is accepted and stored as sorted pairs so the
     config stays hashable. Personas without an entry get a quality derived from the seed.
-    `stall_s` is how long the "timeout" fault stalls before answering.
+    `stall_s` is how long the "timeout" fault stalls before answering. `json_mode=False` simulates a
+    server without structured output: a request with a JSON `response_format` gets HTTP 400.
     """
 
     seed: int = 0
@@ -52,6 +53,7 @@ class EngineConfig:
     api_key: str | None = None
     qualities: tuple[tuple[str, float], ...] = field(default_factory=tuple)
     stall_s: float = 30.0
+    json_mode: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "qualities", _clean_qualities(self.qualities))
@@ -75,6 +77,8 @@ class EngineConfig:
             raise ValueError(f"unknown fault kinds {unknown}; known: {', '.join(FAULT_KINDS)}")
         if self.fault_rate > 0 and not self.fault_kinds:
             raise ValueError("fault_rate > 0 needs at least one fault kind")
+        if not isinstance(self.json_mode, bool):
+            raise ValueError(f"json_mode must be a bool, got {self.json_mode!r}")
         if not self.model:
             raise ValueError("model must be a non-empty string")
 
@@ -110,6 +114,8 @@ class EngineConfig:
         ]
         for key, q in self.qualities:
             args += ["--quality", f"{key}={q!r}"]
+        if not self.json_mode:
+            args.append("--no-json-mode")
         return args
 
     @classmethod
@@ -117,7 +123,8 @@ class EngineConfig:
         """Read `DREAM_ENGINE_*` variables; unset ones keep their defaults.
 
         Recognised: SEED, TTFT_S, TOKENS_PER_S, FAULT_RATE, LONG_DRAFT_RATE, and also MODEL,
-        EMBEDDING_DIM, FAULT_KINDS (comma separated), API_KEY, STALL_S. `overrides` win.
+        EMBEDDING_DIM, FAULT_KINDS (comma separated), API_KEY, STALL_S, JSON_MODE (1/0, true/false).
+        `overrides` win.
         """
         env = os.environ if environ is None else environ
         kwargs: dict[str, Any] = {}
@@ -132,6 +139,7 @@ class EngineConfig:
             "MODEL": ("model", str),
             "API_KEY": ("api_key", str),
             "FAULT_KINDS": ("fault_kinds", parse_fault_kinds),
+            "JSON_MODE": ("json_mode", parse_bool),
         }
         for suffix, (name, parse) in parsers.items():
             var = ENV_PREFIX + suffix
@@ -153,6 +161,15 @@ def parse_fault_kinds(raw: str) -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"unknown fault kinds {unknown}; known: {', '.join(FAULT_KINDS)}")
     return kinds
+
+
+def parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected 1/0, true/false, yes/no or on/off, got {raw!r}")
 
 
 def parse_quality(raw: str) -> tuple[str, float]:

@@ -258,6 +258,10 @@ def build_app(config: EngineConfig) -> Starlette:
             req = ChatRequest.parse(await _json_body(request))
         except RequestError as exc:
             return error_response(400, str(exc), param=exc.param)
+        if req.json_mode and not config.json_mode:
+            return error_response(400, f"response_format of type {req.response_format['type']!r} is not supported "
+                                  "by this server (the offline engine runs with --no-json-mode)",
+                                  param="response_format")
         engine.stats.served += 1
         engine.stats.requests["chat.completions"] += 1
         fault = engine.draw_fault()

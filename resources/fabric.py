@@ -25,6 +25,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import Field
 
+from dream_pipeline.tournament.sanitize import storable_json, storable_text
 from resources import embedded_postgres
 from resources.locations import sql_dir
 from spica import Lineage, SpicaAgent, SpicaBook, TelemetryEvent
@@ -706,6 +707,8 @@ class StateFabric(dg.ConfigurableResource):
     # ---- calls and telemetry --------------------------------------------------------------------
 
     def record_llm_calls(self, calls: Sequence[LlmCallRow]) -> None:
+        """The ledger keeps each request and answer as sent, except what PostgreSQL cannot hold (NUL, lone
+        surrogates: `storable_json`), which the pipeline replaces the same way, so a replay reproduces it."""
         if not calls:
             return
         with self.connection() as conn, conn.cursor() as cur:
@@ -715,9 +718,9 @@ class StateFabric(dg.ConfigurableResource):
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 [
                     (
-                        c.epoch_key, c.purpose, c.agent_name, c.request_hash, Jsonb(c.request),
-                        None if c.response is None else Jsonb(c.response), c.prompt_tokens,
-                        c.completion_tokens, c.latency_s, c.status, c.error,
+                        c.epoch_key, c.purpose, c.agent_name, c.request_hash, Jsonb(storable_json(c.request)),
+                        None if c.response is None else Jsonb(storable_json(c.response)), c.prompt_tokens,
+                        c.completion_tokens, c.latency_s, c.status, None if c.error is None else storable_text(c.error),
                     )
                     for c in calls
                 ],

@@ -85,12 +85,12 @@ def test_reader_url_swaps_the_user_and_drops_the_password():
     assert queries.reader_url("postgresql://owner:secret@db:5432/dream") == "postgresql://dream_reader@db:5432/dream"
 
 
-def test_deck_command_serves_headless_on_localhost_without_usage_statistics():
+def test_deck_command_serves_headless_on_localhost_as_a_viewer_without_usage_statistics():
     command = deck_command()
     assert command[1:4] == ["-m", "streamlit", "run"] and command[4].endswith("deck/app.py")
     flags = dict(zip(command[5::2], command[6::2], strict=True))
     assert flags == {"--server.address": "127.0.0.1", "--server.port": "8501", "--server.headless": "true",
-                     "--browser.gatherUsageStats": "false"}
+                     "--browser.gatherUsageStats": "false", "--client.toolbarMode": "viewer"}
     assert deck_command("::1", 9000)[5:9] == ["--server.address", "::1", "--server.port", "9000"]
 
 

@@ -15,6 +15,7 @@ import dagster as dg
 from dream_pipeline.assets.common import EpochScope, epoch_seed, load_scope
 from dream_pipeline.partitions import epochs_partitions
 from dream_pipeline.prompts import chapter_title, summary_messages
+from dream_pipeline.tournament.sanitize import storable_text
 from resources.fabric import ChapterRow, StateFabric
 from resources.llm import LLMCallError, LLMEngine
 from spica import SpicaAgent
@@ -67,7 +68,7 @@ def update_summary(context: dg.OpExecutionContext, fabric: StateFabric, llm: LLM
     if completion is None or not completion.text.strip():
         context.log.warning(f"the summary was not updated after chapter {scope.number}: {error or 'empty reply'}")
         return
-    fabric.write_summary(scope.epoch.epoch_id, scope.book.name, scope.number, completion.text.strip())
+    fabric.write_summary(scope.epoch.epoch_id, scope.book.name, scope.number, storable_text(completion.text.strip()))
 
 
 def choose_replacement(scope: EpochScope, loser: SpicaAgent, used_names: set[str], survivors: list[SpicaAgent]) -> SpicaAgent:

@@ -23,6 +23,8 @@ __all__ = [
     "plan_presentations",
     "render_ballot_prompt",
     "mask_roles_for",
+    "BALLOT_DRAFT_MAX_CHARS",
+    "ballot_excerpt",
 ]
 
 MASK_ROLES: tuple[str, ...] = (
@@ -179,10 +181,24 @@ def neutralise_draft_tags(text: str) -> str:
     return _TAG_OPENING.sub("&lt;", text)
 
 
+# A voter reads at most this much of one draft: a draft written under the token cap (2048 tokens, about
+# 12,000 characters of prose) is shown whole; a runaway one (a megabyte from a broken server) is cut.
+BALLOT_DRAFT_MAX_CHARS = 50_000
+BALLOT_CUT_MARKER = "\n[… {hidden} more characters of this draft are not shown on the ballot]"
+
+
+def ballot_excerpt(text: str, limit: int = BALLOT_DRAFT_MAX_CHARS) -> str:
+    """``text`` as a voter sees it: whole up to ``limit`` characters, else its first ``limit`` and a marker."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + BALLOT_CUT_MARKER.format(hidden=f"{len(text) - limit:,}")
+
+
 def render_ballot_prompt(presentation: Presentation, drafts: Mapping[str, str]) -> str:
-    """The user message for one voter: instructions, then each draft as ``<draft id="LABEL">``...``</draft>``."""
+    """The user message for one voter: instructions, then each draft as ``<draft id="LABEL">``...``</draft>``
+    (a draft longer than ``BALLOT_DRAFT_MAX_CHARS`` is cut, with a marker saying how much is hidden)."""
     blocks = [
-        f'<draft id="{item.label}">\n{neutralise_draft_tags(drafts[item.author])}\n</draft>'
+        f'<draft id="{item.label}">\n{neutralise_draft_tags(ballot_excerpt(drafts[item.author]))}\n</draft>'
         for item in presentation.items
     ]
     return BALLOT_INSTRUCTIONS + "\n\n" + "\n\n".join(blocks) + "\n"
