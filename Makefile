@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 EPOCHS ?= 3
 
-.PHONY: run test lint screenshots clean-state
+.PHONY: run test lint bench clean-state
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11+ is required: install it, or set PYTHON=/path/to/python3.11"; exit 1; }
@@ -24,10 +24,6 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
-
-# refresh the deck's screenshots in docs/screenshots (the browser test takes them)
-screenshots: $(STAMP)
-	DECK_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest tests/test_deck_browser.py
 
 clean-state: $(STAMP)
 	-$(BIN)/dream engine stop

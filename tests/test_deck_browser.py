@@ -1,7 +1,6 @@
 """The deck in a real browser: served on 127.0.0.1 by Streamlit, opened in Debian's headless chromium
 through selenium. The voting matrix and the book render, a draft containing `<script>` shows as text
-and never runs, and every view leaves a screenshot: in the test's temporary folder, or under
-docs/screenshots/ (shown in the README) with `make screenshots`, which sets DECK_SCREENSHOTS_DIR."""
+and never runs, and every view leaves a screenshot under docs/screenshots/ (shown in the README)."""
 
 from __future__ import annotations
 
@@ -23,6 +22,7 @@ from dream_pipeline.partitions import epoch_key
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 PLANTED = "A line of prose, then <script>window.__pwned = 1; document.title = 'pwned'</script> and **no bold**."
 # quiet logs, and no PHASE gate: the tests must not depend on the time of day they run at
 RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "ERROR"}}},
@@ -132,14 +132,11 @@ def _show(driver, view: str) -> None:
     time.sleep(0.6)  # charts draw just after their element appears
 
 
-def test_the_deck_in_a_real_browser(served_deck, browser, tmp_path: Path):
+def test_the_deck_in_a_real_browser(served_deck, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    screenshots = Path(os.environ.get("DECK_SCREENSHOTS_DIR") or tmp_path / "screenshots")
-    screenshots.mkdir(parents=True, exist_ok=True)
-    for stale in screenshots.glob("*.png"):
-        stale.unlink()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     browser.get(f"{served_deck}/?view=matrix")
     for view in VIEWS:
         _show(browser, view)
@@ -169,5 +166,5 @@ def test_the_deck_in_a_real_browser(served_deck, browser, tmp_path: Path):
             assert browser.title != "pwned"
             assert not browser.execute_script(
                 "return [...document.querySelectorAll('script')].some(s => s.textContent.includes('__pwned'))")
-        browser.save_screenshot(str(screenshots / f"{view}.png"))
-    assert sorted(p.stem for p in screenshots.glob("*.png")) == sorted(VIEWS)
+        browser.save_screenshot(str(SCREENSHOTS / f"{view}.png"))
+    assert sorted(p.stem for p in SCREENSHOTS.glob("*.png")) == sorted(VIEWS)
