@@ -33,12 +33,12 @@ def engine_stats(loop: LoopHarness) -> dict:
 
 def run_workers(loop: LoopHarness) -> list[psutil.Process]:
     """The processes executing this loop's epoch runs, oldest first (the oldest is the epoch in progress;
-    younger ones are staged runs waiting at the barrier). Found by their DAGSTER_HOME, since the run
-    launcher may start them outside the daemon's process tree."""
+    younger ones are staged runs waiting at the barrier). The code server starts each run as a
+    `multiprocessing` spawn child, so a worker is a `spawn_main` process of this loop's state folder."""
     home = str(loop.state)
     workers = []
     for process in psutil.process_iter(["cmdline", "create_time"]):
-        if "execute_run" not in " ".join(process.info["cmdline"] or []):
+        if "spawn_main" not in " ".join(process.info["cmdline"] or []):
             continue
         try:
             environ = process.environ()
