@@ -97,7 +97,9 @@ def _failure(result) -> str:
             error = event.step_failure_data.error
             while error.cause is not None:  # Dagster wraps the step's own exception
                 error = error.cause
-            return error.message.strip().splitlines()[-1]
+            line = error.message.strip().splitlines()[-1]
+            # a dg.Failure is the pipeline's own one-line explanation: no class name in front of it
+            return line.split(": ", 1)[-1] if error.cls_name == "Failure" else line
     return "run failed"
 
 
@@ -341,8 +343,10 @@ def build_parser() -> argparse.ArgumentParser:
         service.set_defaults(func=func)
 
     from dream_pipeline.search import add_search_command
+    from dream_pipeline.worlds_cli import add_world_commands
 
     add_search_command(sub)
+    add_world_commands(sub)
     return parser
 
 

@@ -1,4 +1,5 @@
-"""Everything Dagster loads: the epoch assets and checks, the jobs, the loop sensors, PHASE, the resources."""
+"""Everything Dagster loads: the epoch assets and checks, the jobs (epoch, PHASE, re-roll, promotion),
+the loop sensors, the PHASE schedule, the resources."""
 
 import dagster as dg
 
@@ -7,6 +8,7 @@ from dream_pipeline.checks import epoch_checks
 from dream_pipeline.jobs import epoch_job
 from dream_pipeline.phase import phase_job
 from dream_pipeline.settings import fabric_from_env, llm_from_env
+from dream_pipeline.worlds_jobs import promote_job, reroll_job
 from schedules.phase_schedule import phase_schedule
 from sensors import dream_loop_sensor, epoch_failure_sensor
 
@@ -15,7 +17,7 @@ fabric = fabric_from_env()
 defs = dg.Definitions(
     assets=epoch_assets,
     asset_checks=epoch_checks,
-    jobs=[epoch_job, phase_job],
+    jobs=[epoch_job, phase_job, reroll_job, promote_job],
     sensors=[dream_loop_sensor, epoch_failure_sensor],
     schedules=[phase_schedule],
     resources={"fabric": fabric, "llm": llm_from_env(fabric)},

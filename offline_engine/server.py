@@ -113,6 +113,7 @@ class ChatRequest:
     response_format: dict[str, Any] | None
     stream: bool
     include_usage: bool
+    seed: int | None = None  # the request's own seed (OpenAI's `seed`): another seed, another answer
 
     @property
     def json_mode(self) -> bool:
@@ -129,9 +130,12 @@ class ChatRequest:
         return sum(count_tokens(_text_of(m.get("content"))) for m in self.messages)
 
     def digest(self) -> str:
+        identity = {"model": self.model, "messages": self.messages, "max_tokens": self.max_tokens,
+                    "response_format": self.response_format}
+        if self.seed is not None:  # absent, the digest is what it always was
+            identity["seed"] = self.seed
         canonical = json.dumps(
-            {"model": self.model, "messages": self.messages, "max_tokens": self.max_tokens,
-             "response_format": self.response_format},
+            identity,
             sort_keys=True, separators=(",", ":"), ensure_ascii=False,
         )
         return hashlib.sha256(canonical.encode()).hexdigest()
@@ -162,7 +166,10 @@ class ChatRequest:
         options = body.get("stream_options") or {}
         if not isinstance(options, dict):
             raise RequestError("'stream_options' must be an object", "stream_options")
-        return cls(model, messages, max_tokens, rf, stream, bool(options.get("include_usage")))
+        seed = body.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise RequestError(f"'seed' must be an integer, got {seed!r}", "seed")
+        return cls(model, messages, max_tokens, rf, stream, bool(options.get("include_usage")), seed)
 
 
 class Engine:

@@ -37,6 +37,10 @@ class EpochOrderError(RuntimeError):
     """An epoch was started before its predecessor committed."""
 
 
+class PromotionError(RuntimeError):
+    """An alternate world that cannot become the canon (not the latest epoch, not a complete world)."""
+
+
 class EmbeddingDimensionError(ValueError):
     """Embeddings of another dimension than the configured one (DREAM_EMBEDDING_DIM)."""
 
@@ -51,6 +55,7 @@ class EpochRecord:
     active_agent_ids: tuple[uuid.UUID, ...]
     winner_agent_id: uuid.UUID | None = None
     loser_agent_id: uuid.UUID | None = None
+    world_seed: int | None = None  # the engine seed of the promoted alternate world; None: the first roll
 
 
 @dataclass(frozen=True)
@@ -199,6 +204,19 @@ class DraftHit:
     text: str
     similarity: float
     in_canon: bool
+
+
+@dataclass(frozen=True)
+class WorldRow:
+    """An alternate world of an epoch (docs/worlds.md)."""
+
+    world_key: str
+    epoch_key: str
+    world_number: int
+    seed: int | None
+    status: str  # rolling, complete, failed, promoted, superseded
+    reason: str | None
+    document: dict[str, Any]
 
 
 @functools.cache
@@ -359,6 +377,7 @@ class StateFabric(dg.ConfigurableResource):
             active_agent_ids=tuple(row["active_agent_ids"]),
             winner_agent_id=row["winner_agent_id"],
             loser_agent_id=row["loser_agent_id"],
+            world_seed=row.get("world_seed"),
         )
 
     def open_epoch(self, book: str, epoch_key: str, epoch_number: int) -> EpochRecord:
@@ -776,6 +795,123 @@ class StateFabric(dg.ConfigurableResource):
                 ],
             )
 
+    # ---- alternate worlds (docs/worlds.md) ---------------------------------------------------------
+
+    def reserve_world(self, epoch_key: str) -> tuple[int, str]:
+        """The next world number of a committed epoch and its key, reserved (status 'rolling')."""
+        with self.connection() as conn:
+            epoch = conn.execute(
+                "SELECT epoch_id, status FROM simulation_epochs WHERE epoch_key = %s FOR UPDATE", (epoch_key,)
+            ).fetchone()
+            if epoch is None or epoch["status"] != "committed":
+                state = epoch["status"] if epoch else "not opened"
+                raise PromotionError(f"{epoch_key} is {state}: only a committed epoch has alternate worlds")
+            number = conn.execute(
+                "SELECT coalesce(max(world_number), 0) + 1 AS n FROM alternate_worlds WHERE epoch_id = %s",
+                (epoch["epoch_id"],),
+            ).fetchone()["n"]
+            world_key = f"{epoch_key}~{number}"
+            conn.execute(
+                "INSERT INTO alternate_worlds (world_key, epoch_id, world_number, status) VALUES (%s, %s, %s, 'rolling')",
+                (world_key, epoch["epoch_id"], number),
+            )
+        return number, world_key
+
+    def finish_world(self, world_key: str, *, seed: int, status: str, document: dict[str, Any],
+                     reason: str | None = None) -> None:
+        with self.connection() as conn:
+            conn.execute(
+                "UPDATE alternate_worlds SET seed = %s, status = %s, document = %s, reason = %s WHERE world_key = %s",
+                (seed, status, Jsonb(storable_json(document)), None if reason is None else storable_text(reason),
+                 world_key),
+            )
+
+    def worlds(self, epoch_key: str) -> list[WorldRow]:
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT w.*, e.epoch_key FROM alternate_worlds w JOIN simulation_epochs e USING (epoch_id)"
+                " WHERE e.epoch_key = %s ORDER BY w.world_number",
+                (epoch_key,),
+            ).fetchall()
+        return [
+            WorldRow(r["world_key"], r["epoch_key"], r["world_number"], r["seed"], r["status"], r["reason"],
+                     r["document"])
+            for r in rows
+        ]
+
+    def promote_world(self, epoch_key: str, world_number: int, superseded: dict[str, Any]) -> EpochRecord:
+        """Make world `world_number` the canon of the book's latest epoch, in one transaction.
+
+        The epoch is unwound to where its first run began: the Reaper's act is undone (the eliminated
+        agent lives again; its replacement, who never played, is removed), the canon's rows are
+        deleted, and the canon is kept as a 'superseded' world (`superseded`: its document) whose
+        engine calls move to its world key. The promoted world's calls move to the epoch's key and its
+        seed becomes the epoch's, so the next run of the epoch rebuilds exactly that world from the
+        record, and the Reaper acts on its result. Refused unless this is the latest epoch of its book.
+        """
+        with self.connection() as conn:
+            epoch = conn.execute(
+                "SELECT * FROM simulation_epochs WHERE epoch_key = %s FOR UPDATE", (epoch_key,)
+            ).fetchone()
+            if epoch is None or epoch["status"] != "committed":
+                state = epoch["status"] if epoch else "not opened"
+                raise PromotionError(f"{epoch_key} is {state}: only a committed epoch can take another world")
+            later = conn.execute(
+                "SELECT epoch_key FROM simulation_epochs WHERE book = %s AND epoch_number > %s"
+                " ORDER BY epoch_number LIMIT 1",
+                (epoch["book"], epoch["epoch_number"]),
+            ).fetchone()
+            if later is not None:
+                raise PromotionError(
+                    f"only the latest epoch can be promoted, and {later['epoch_key']} has opened after {epoch_key}"
+                    " (stop the loop, or promote before the next epoch starts)"
+                )
+            world = conn.execute(
+                "SELECT * FROM alternate_worlds WHERE epoch_id = %s AND world_number = %s FOR UPDATE",
+                (epoch["epoch_id"], world_number),
+            ).fetchone()
+            if world is None or world["status"] != "complete":
+                state = world["status"] if world else "missing"
+                raise PromotionError(f"world {world_number} of {epoch_key} is {state}: only a complete world can be promoted")
+
+            loser = epoch["loser_agent_id"]
+            if loser is not None:  # undo the Reaper
+                conn.execute(
+                    "DELETE FROM agents WHERE replaced_agent_id = %s AND joined_epoch = %s",
+                    (loser, epoch["epoch_number"] + 1),
+                )
+                conn.execute(
+                    "UPDATE agents SET alive = TRUE, retired_epoch = NULL, retired_at = NULL WHERE agent_id = %s",
+                    (loser,),
+                )
+            number = conn.execute(
+                "SELECT max(world_number) + 1 AS n FROM alternate_worlds WHERE epoch_id = %s", (epoch["epoch_id"],)
+            ).fetchone()["n"]
+            superseded_key = f"{epoch_key}~{number}"
+            conn.execute(
+                "INSERT INTO alternate_worlds (world_key, epoch_id, world_number, seed, status, document)"
+                " VALUES (%s, %s, %s, %s, 'superseded', %s)",
+                (superseded_key, epoch["epoch_id"], number, epoch["world_seed"], Jsonb(storable_json(superseded))),
+            )
+            conn.execute("UPDATE llm_calls SET epoch_key = %s WHERE epoch_key = %s", (superseded_key, epoch_key))
+            conn.execute("UPDATE llm_calls SET epoch_key = %s WHERE epoch_key = %s", (epoch_key, world["world_key"]))
+            for table in ("chapters", "book_summaries", "peer_votes", "vote_abstentions", "elo_ratings",
+                          "voter_flags", "drafts"):
+                conn.execute(sql.SQL("DELETE FROM {} WHERE epoch_id = %s").format(sql.Identifier(table)),
+                             (epoch["epoch_id"],))
+            conn.execute(
+                "UPDATE alternate_worlds SET status = 'promoted', promoted_at = now() WHERE world_key = %s",
+                (world["world_key"],),
+            )
+            row = conn.execute(
+                "UPDATE simulation_epochs SET status = 'running', winner_agent_id = NULL, loser_agent_id = NULL,"
+                " bottom_separated = NULL, end_time = NULL, run_id = NULL, world_seed = %s,"
+                " timings = timings || jsonb_build_object('promoted_world', %s::int)"
+                " WHERE epoch_id = %s RETURNING *",
+                (world["seed"], world_number, epoch["epoch_id"]),
+            ).fetchone()
+        return self._epoch_from_row(row)
+
     # ---- integrity (asset checks and the PHASE job) -----------------------------------------------
 
     _INTEGRITY = {
@@ -841,7 +977,8 @@ class StateFabric(dg.ConfigurableResource):
     def table_counts(self) -> dict[str, int]:
         """Row counts of the fabric's tables (for status output and tests)."""
         tables = ["domains", "agents", "simulation_epochs", "drafts", "peer_votes", "vote_abstentions",
-                  "elo_ratings", "voter_flags", "chapters", "book_summaries", "llm_calls", "telemetry"]
+                  "elo_ratings", "voter_flags", "chapters", "book_summaries", "alternate_worlds", "llm_calls",
+                  "telemetry"]
         with self.connection() as conn:
             return {
                 t: conn.execute(

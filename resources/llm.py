@@ -51,6 +51,7 @@ class LLMSession:
     calls: list[LlmCallRow] = field(default_factory=list)
     recorded: dict[str, LlmCallRow] | None = None  # answers already recorded for this epoch, by request hash
     strict_replay: bool = False  # a committed epoch: every answer must come from the record
+    seed: int | None = None  # sent as the request's `seed`: set for an alternate world (a re-roll)
 
     def _replayed(self, request: dict[str, Any]) -> LlmCallRow | None:
         if self.recorded is None:
@@ -75,6 +76,8 @@ class LLMSession:
             "max_tokens": max_tokens,
             "temperature": self.temperature,
         }
+        if self.seed is not None:
+            request["seed"] = self.seed
         if response_format is not None:
             request["response_format"] = response_format
         replayed = self._replayed(request)
@@ -184,19 +187,22 @@ class LLMEngine(dg.ConfigurableResource):
         description="auto: recorded answers are reused (strictly for a committed epoch: a backfill replays it)",
     )
 
-    def recorded_calls(self, epoch_key: str | None) -> tuple[dict[str, LlmCallRow] | None, bool]:
-        """The answers already recorded for the epoch, and whether the replay is strict.
+    def recorded_calls(self, epoch_key: str | None) -> tuple[dict[str, LlmCallRow] | None, bool, int | None]:
+        """The answers already recorded for the epoch, whether the replay is strict, and the epoch's
+        world seed (set when an alternate world was promoted: its requests carried that seed).
 
         A committed epoch (a backfill) is replayed strictly: no engine traffic at all. An epoch that
         was interrupted (killed, crashed) reuses what it already paid for and asks the engine only
         for the rest, so its next run finishes it with the same drafts and ballots.
         """
-        if self.replay == "off" or self.fabric is None or epoch_key is None:
-            return None, False
+        if self.fabric is None or epoch_key is None:
+            return None, False, None
         epoch = self.fabric.find_epoch(epoch_key)
         if epoch is None:
-            return None, False
-        return self.fabric.recorded_calls(epoch_key), epoch.status == "committed"
+            return None, False, None
+        if self.replay == "off":
+            return None, False, epoch.world_seed
+        return self.fabric.recorded_calls(epoch_key), epoch.status == "committed", epoch.world_seed
 
     def resolved_base_url(self) -> str:
         if self.base_url:
@@ -206,8 +212,10 @@ class LLMEngine(dg.ConfigurableResource):
         return ensure_engine(state_dir(), EngineConfig.from_env())
 
     @asynccontextmanager
-    async def session(self, epoch_key: str | None) -> AsyncIterator[LLMSession]:
-        recorded, strict = self.recorded_calls(epoch_key)
+    async def session(self, epoch_key: str | None, *, seed: int | None = None) -> AsyncIterator[LLMSession]:
+        """Calls for one epoch step, recorded under `epoch_key`. `seed` (an alternate world's) is sent
+        with every chat request; by default it is the epoch's own world seed, if any."""
+        recorded, strict, world_seed = self.recorded_calls(epoch_key)
         client = openai.AsyncOpenAI(
             base_url=self.resolved_base_url(),
             api_key=self.api_key or OFFLINE_API_KEY,
@@ -218,6 +226,7 @@ class LLMEngine(dg.ConfigurableResource):
             yield LLMSession(
                 recorded=recorded,
                 strict_replay=strict,
+                seed=seed if seed is not None else world_seed,
                 client=client,
                 model=self.model,
                 embedding_model=self.embedding_model or self.model,

@@ -50,6 +50,26 @@ def test_run_writes_a_book_and_a_second_run_continues_it(state_dir: Path):
     assert book.returncode == 0 and "Chapter 3" in book.stdout
 
 
+def test_reroll_worlds_and_promote_from_the_command_line(state_dir: Path):
+    """After the run above: epoch 3 is the latest. A re-roll adds a world; an older epoch cannot be promoted."""
+    reroll = dream(state_dir, "reroll")
+    assert reroll.returncode == 0, reroll.stderr
+    assert re.search(r"space_time-00003~1: '.+' by the \w+; eliminated: \w+", reroll.stdout)
+    worlds = dream(state_dir, "worlds", "3")
+    assert worlds.returncode == 0, worlds.stderr
+    assert re.search(r"^canon\s+committed\s+\w+", worlds.stdout, re.M)
+    assert re.search(r"^1\s+complete\s+\w+", worlds.stdout, re.M)
+    refused = dream(state_dir, "promote", "2", "1")
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == ("dream: only the latest epoch can be promoted, and space_time-00003 has opened"
+                                      " after space_time-00002 (stop the loop, or promote before the next epoch starts)")
+    promoted = dream(state_dir, "promote", "3", "1")
+    assert promoted.returncode == 0, promoted.stderr
+    assert re.search(r"world 1 is now the canon of space_time-00003: chapter 3 '.+' by the \w+", promoted.stdout)
+    after = dream(state_dir, "worlds", "3").stdout
+    assert re.search(r"^1\s+promoted", after, re.M) and re.search(r"^2\s+superseded", after, re.M)
+
+
 def test_db_url_is_a_url_psycopg_accepts(state_dir: Path):
     import psycopg
 

@@ -186,6 +186,16 @@ def test_same_seed_same_text_other_seed_other_text(client: openai.OpenAI, other_
         != first.choices[0].message.content
 
 
+def test_a_request_seed_gives_another_answer_and_the_same_one_again(client: openai.OpenAI) -> None:
+    unseeded = chat(client, max_tokens=200).choices[0].message.content
+    seeded = chat(client, max_tokens=200, seed=12345).choices[0].message.content
+    assert seeded != unseeded  # a re-roll's seed: another answer to the same prompt
+    assert chat(client, max_tokens=200, seed=12345).choices[0].message.content == seeded
+    assert chat(client, max_tokens=200, seed=54321).choices[0].message.content != seeded
+    with pytest.raises(openai.BadRequestError, match="'seed' must be an integer"):
+        chat(client, max_tokens=20, extra_body={"seed": "x"})
+
+
 def cosine(a: list[float], b: list[float]) -> float:
     return sum(x * y for x, y in zip(a, b, strict=True))
 

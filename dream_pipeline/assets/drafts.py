@@ -8,13 +8,14 @@ repeats it, and drafts of the epoch that nearly coincide are flagged.
 
 import asyncio
 import time
+from dataclasses import dataclass
 
 import dagster as dg
 
-from dream_pipeline.assets.common import load_scope, markdown_table
+from dream_pipeline.assets.common import EpochScope, load_scope, markdown_table
 from dream_pipeline.assets.roster import roster
 from dream_pipeline.burst import DraftResult, run_burst
-from dream_pipeline.memory import novelty_penalty, peer_similarities
+from dream_pipeline.memory import BookContext, novelty_penalty, peer_similarities
 from dream_pipeline.partitions import epochs_partitions
 from dream_pipeline.prompts import OUTLINE_CHAPTERS, draft_context, draft_messages
 from dream_pipeline.tournament import TRUNCATION_PENALTY, latency_penalty
@@ -22,17 +23,31 @@ from resources.fabric import DraftRow, EmbeddingDimensionError, StateFabric
 from resources.llm import LLMCallError, LLMEngine
 
 
-@dg.asset(partitions_def=epochs_partitions, group_name="epoch", deps=[roster], kinds={"openai", "postgres"})
-def drafts(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngine) -> dg.MaterializeResult:
-    """Every rostered agent's draft of the next chapter; truncated drafts carry the −5 penalty."""
-    scope = load_scope(fabric, context.partition_key)
+@dataclass(frozen=True)
+class Burst:
+    """What one burst produced: every agent's result, the rows to store, the prompt they all got."""
+
+    results: list[DraftResult]
+    rows: list[DraftRow]
+    prompt: BookContext
+    context_ms: float
+    embedding_error: str | None
+
+
+def compose_drafts(scope: EpochScope, fabric: StateFabric, llm: LLMEngine, *, session_key: str,
+                   seed: int | None = None) -> Burst:
+    """Draft, embed and score novelty for every agent of `scope`, storing nothing but the engine calls.
+
+    Shared by the `drafts` asset (the canon, `session_key` = the epoch) and a re-roll (an alternate
+    world: its own key and seed). Raises EmbeddingDimensionError on a dimension mismatch.
+    """
     started = time.perf_counter()
     memory = fabric.book_memory(scope.book.name, scope.number, top_k=llm.context_top_k, outline=OUTLINE_CHAPTERS)
     prompt = draft_context(scope.book, memory, llm.context_tokens)
     context_ms = (time.perf_counter() - started) * 1000
 
-    async def burst() -> tuple[list[DraftResult], list[list[float]] | None, list]:
-        async with llm.session(scope.key) as session:
+    async def burst() -> tuple[list[DraftResult], list[list[float]] | None, str | None, list]:
+        async with llm.session(session_key, seed=seed) as session:
             results = await run_burst(
                 session, scope.agents, lambda a: draft_messages(a, prompt), llm.max_tokens
             )
@@ -40,26 +55,16 @@ def drafts(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngin
             try:
                 vectors = await session.embed(texts, purpose="draft_embedding") if texts else []
             except LLMCallError as exc:
-                context.log.warning(f"drafts stored without embeddings: {exc}")
-                vectors = None
-            return results, vectors, session.calls
+                return results, None, str(exc), session.calls
+            return results, vectors, None, session.calls
 
-    results, vectors, calls = asyncio.run(burst())
+    results, vectors, embedding_error, calls = asyncio.run(burst())
     fabric.record_llm_calls(calls)
     written = [r for r in results if r.completion is not None]
-    for r in results:
-        if r.forfeit_reason:
-            context.log.warning(f"{r.agent.name} forfeits {scope.key}: {r.forfeit_reason}")
     if len(written) < 2:
-        fabric.mark_epoch_failed(scope.key, f"only {len(written)} drafts")
-        raise dg.Failure(f"{scope.key}: only {len(written)} of {len(results)} agents produced a draft")
-
+        return Burst(results, [], prompt, context_ms, embedding_error)
     if vectors:
-        try:
-            fabric.check_dimensions(vectors, "draft embeddings")
-        except EmbeddingDimensionError as exc:
-            fabric.mark_epoch_failed(scope.key, str(exc))
-            raise dg.Failure(str(exc)) from exc
+        fabric.check_dimensions(vectors, "draft embeddings")
     canon = fabric.canon_similarity(scope.book.name, scope.number, vectors) if vectors else [None] * len(written)
     peers = peer_similarities([r.agent.name for r in written], vectors) if vectors else {}
 
@@ -82,6 +87,28 @@ def drafts(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngin
                 near_duplicate_of=peer.closest if peer and peer.near_duplicate else None,
             )
         )
+    return Burst(results, rows, prompt, context_ms, embedding_error)
+
+
+@dg.asset(partitions_def=epochs_partitions, group_name="epoch", deps=[roster], kinds={"openai", "postgres"})
+def drafts(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngine) -> dg.MaterializeResult:
+    """Every rostered agent's draft of the next chapter; truncated drafts carry the −5 penalty."""
+    scope = load_scope(fabric, context.partition_key)
+    try:
+        burst = compose_drafts(scope, fabric, llm, session_key=scope.key)
+    except EmbeddingDimensionError as exc:
+        fabric.mark_epoch_failed(scope.key, str(exc))
+        raise dg.Failure(str(exc)) from exc
+    results, rows, prompt = burst.results, burst.rows, burst.prompt
+    if burst.embedding_error:
+        context.log.warning(f"drafts stored without embeddings: {burst.embedding_error}")
+    for r in results:
+        if r.forfeit_reason:
+            context.log.warning(f"{r.agent.name} forfeits {scope.key}: {r.forfeit_reason}")
+    if len(rows) < 2:
+        fabric.mark_epoch_failed(scope.key, f"only {len(rows)} drafts")
+        raise dg.Failure(f"{scope.key}: only {len(rows)} of {len(results)} agents produced a draft")
+
     fabric.write_drafts(scope.epoch.epoch_id, rows)
     by_agent = {d.agent_name: d for d in rows}
     for r in results:
@@ -114,7 +141,7 @@ def drafts(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngin
             "context_related_chapters": ", ".join(map(str, prompt.related)) or "none",
             "context_summary_through": prompt.summary_through or 0,
             "context_trimmed": "; ".join(prompt.trimmed) or "nothing",
-            "context_build_ms": round(context_ms, 3),
+            "context_build_ms": round(burst.context_ms, 3),
             "max_canon_similarity": max((d.canon_similarity for d in rows if d.canon_similarity is not None),
                                         default=0.0),
             "novelty_penalized": sum(d.novelty_penalty > 0 for d in rows),

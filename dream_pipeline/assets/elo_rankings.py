@@ -1,10 +1,12 @@
 """Rank: votes become pairwise battles, Elo ratings persisted across epochs, a winner and a loser."""
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import dagster as dg
 
-from dream_pipeline.assets.common import epoch_seed, load_scope, markdown_table
+from dream_pipeline.assets.common import EpochScope, epoch_seed, load_scope, markdown_table
 from dream_pipeline.assets.peer_votes import peer_votes
 from dream_pipeline.partitions import epochs_partitions
 from dream_pipeline.standings import WINDOW_EPOCHS, window_statistics
@@ -19,7 +21,7 @@ from dream_pipeline.tournament import (
     pick_winner,
 )
 from dream_pipeline.tournament.selection import bottom_is_separated
-from resources.fabric import RatingRow, StateFabric
+from resources.fabric import DraftRow, RatingRow, StateFabric, VoterFlag, VoteRow
 
 
 class EloConfig(dg.Config):
@@ -27,23 +29,33 @@ class EloConfig(dg.Config):
     window_epochs: int = WINDOW_EPOCHS
 
 
-@dg.asset(partitions_def=epochs_partitions, group_name="epoch", deps=[peer_votes], kinds={"pandas", "postgres"})
-def elo_rankings(context: dg.AssetExecutionContext, config: EloConfig, fabric: StateFabric) -> dg.MaterializeResult:
-    """Ratings after this epoch (online Elo, and Bradley–Terry with bootstrap intervals over recent
-    epochs), its winner (best epoch score), the agent to eliminate (lowest Elo) and voter flags."""
-    scope = load_scope(fabric, context.partition_key)
-    written = fabric.drafts(scope.epoch.epoch_id)
+@dataclass(frozen=True)
+class Ranking:
+    """An epoch's ratings, winner, loser and voter flags, as decided from its drafts and votes."""
+
+    rows: list[RatingRow]
+    winner: str
+    loser: str | None
+    newcomers: list[str]
+    separated: bool | None
+    flags: list[VoterFlag]
+    battles: int
+
+
+def compose_ranking(scope: EpochScope, written: Sequence[DraftRow], votes: Sequence[VoteRow], fabric: StateFabric,
+                    config: EloConfig) -> Ranking:
+    """Ratings after the epoch from its drafts and votes, storing nothing.
+
+    The Bradley–Terry window is the stored votes of the `window_epochs - 1` epochs before this one
+    plus `votes`, so a re-roll is rated against the same history as the canon was."""
     penalty = {d.agent_name: d.penalty for d in written}
-    votes = [
-        Vote(v.voter_agent, v.target_agent, v.masked_label, v.insight_score, v.rationale)
-        for v in fabric.votes(scope.epoch.epoch_id)
-    ]
+    ballots = [Vote(v.voter_agent, v.target_agent, v.masked_label, v.insight_score, v.rationale) for v in votes]
     names = {a.instance_id: a.name for a in scope.agents}
     earlier = fabric.ratings_before(scope.book.name, scope.number)
     before = {a.name: earlier.get(a.instance_id, INITIAL_RATING) for a in scope.agents}
-    battles = pairwise_outcomes(votes, penalty)
+    battles = pairwise_outcomes(ballots, penalty)
     after = elo_update(before, battles, k=config.k)
-    scores = epoch_scores(votes, penalty, [d.agent_name for d in written])
+    scores = epoch_scores(ballots, penalty, [d.agent_name for d in written])
     winner = pick_winner(scores, after)
     joined = fabric.joined_epochs(list(names))
     newcomers = [
@@ -51,9 +63,10 @@ def elo_rankings(context: dg.AssetExecutionContext, config: EloConfig, fabric: S
     ]
     loser = pick_loser(after, scores, newcomers)
 
-    stats = window_statistics(
-        fabric.recent_votes(scope.book.name, scope.number, config.window_epochs), epoch_seed(scope.key)
-    )
+    history = fabric.recent_votes(scope.book.name, scope.number - 1, config.window_epochs - 1) \
+        if config.window_epochs > 1 else []
+    recent = history + [(scope.number, v, penalty.get(v.target_agent, 0.0)) for v in votes]
+    stats = window_statistics(recent, epoch_seed(scope.key))
     bt = stats.intervals
     lower, upper = bt["lower"].to_dict(), bt["upper"].to_dict()
     separated = None
@@ -70,10 +83,22 @@ def elo_rankings(context: dg.AssetExecutionContext, config: EloConfig, fabric: S
         )
         for rank, a in enumerate(ranked, start=1)
     ]
+    return Ranking(rows, winner, loser, newcomers, separated, list(stats.flags), len(battles))
+
+
+@dg.asset(partitions_def=epochs_partitions, group_name="epoch", deps=[peer_votes], kinds={"pandas", "postgres"})
+def elo_rankings(context: dg.AssetExecutionContext, config: EloConfig, fabric: StateFabric) -> dg.MaterializeResult:
+    """Ratings after this epoch (online Elo, and Bradley–Terry with bootstrap intervals over recent
+    epochs), its winner (best epoch score), the agent to eliminate (lowest Elo) and voter flags."""
+    scope = load_scope(fabric, context.partition_key)
+    ranking = compose_ranking(scope, fabric.drafts(scope.epoch.epoch_id), fabric.votes(scope.epoch.epoch_id),
+                              fabric, config)
+    rows, winner, loser, newcomers = ranking.rows, ranking.winner, ranking.loser, ranking.newcomers
+    separated = ranking.separated
     by_name = {a.name: a.instance_id for a in scope.agents}
     fabric.write_ratings(
         scope.epoch.epoch_id, rows, by_name[winner], by_name[loser] if loser else None,
-        bottom_separated=separated, flags=stats.flags,
+        bottom_separated=separated, flags=ranking.flags,
     )
     table = [
         {"rank": r.rank, "agent": r.agent_name, "epoch_score": r.epoch_score, "penalty": r.penalty,
@@ -84,13 +109,13 @@ def elo_rankings(context: dg.AssetExecutionContext, config: EloConfig, fabric: S
         for r in rows
     ]
     flags = [{"flag": f.kind, "voter": f.voter_agent, "partner": f.partner, "strength": f.strength}
-             for f in stats.flags]
+             for f in ranking.flags]
     return dg.MaterializeResult(
         metadata={
             "winner": winner,
             "eliminated": loser or "(nobody: all in grace)",
             "bottom_separated": "n/a" if separated is None else str(separated).lower(),
-            "battles": len(battles),
+            "battles": ranking.battles,
             "window_epochs": config.window_epochs,
             "standings": dg.MetadataValue.md(markdown_table(table)),
             "voter_flags": dg.MetadataValue.md(markdown_table(flags, floatfmt=".2f")),

@@ -2,30 +2,43 @@
 
 
 import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import dagster as dg
 
-from dream_pipeline.assets.common import epoch_seed, load_scope
+from dream_pipeline.assets.common import EpochScope, epoch_seed, load_scope
 from dream_pipeline.assets.drafts import drafts
 from dream_pipeline.partitions import epochs_partitions
 from dream_pipeline.review import BallotResult, collect_ballots
 from dream_pipeline.tournament import plan_presentations
 from dream_pipeline.vote_matrix import vote_matrix_markdown
-from resources.fabric import AbstentionRow, StateFabric, VoteRow
+from resources.fabric import AbstentionRow, DraftRow, StateFabric, VoteRow
 from resources.llm import LLMEngine
 
 
-@dg.asset(partitions_def=epochs_partitions, group_name="epoch", deps=[drafts], kinds={"openai", "postgres"})
-def peer_votes(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngine) -> dg.MaterializeResult:
-    """Anonymized, reshuffled per voter, no self-votes; unparseable ballots become recorded abstentions."""
-    scope = load_scope(fabric, context.partition_key)
-    written = fabric.drafts(scope.epoch.epoch_id)
+@dataclass(frozen=True)
+class Review:
+    """What one round of blind review produced: the ballots as returned, and the rows to store."""
+
+    ballots: list[BallotResult]
+    votes: list[VoteRow]
+    abstentions: list[AbstentionRow]
+
+
+def compose_votes(scope: EpochScope, written: Sequence[DraftRow], fabric: StateFabric, llm: LLMEngine, *,
+                  session_key: str, seed: int | None = None) -> Review:
+    """Every drafting agent's blind ballot on the others' drafts, storing nothing but the engine calls.
+
+    The presentation (labels and order per voter) is drawn from the epoch's key, so a re-roll shows
+    its voters the drafts the way the canon's run would have; only the engine's answers differ.
+    """
     by_author = {d.agent_name: d for d in written}
     presentations = plan_presentations(sorted(by_author), epoch_seed(scope.key))
     voters = [scope.agent(name) for name in sorted(by_author)]
 
     async def vote() -> tuple[list[BallotResult], list]:
-        async with llm.session(scope.key) as session:
+        async with llm.session(session_key, seed=seed) as session:
             ballots = await collect_ballots(
                 session, voters, presentations, {a: d.text for a, d in by_author.items()}, llm.vote_format
             )
@@ -38,7 +51,6 @@ def peer_votes(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLME
     abstentions: list[AbstentionRow] = []
     for ballot in ballots:
         if ballot.abstention_reason is not None:
-            context.log.warning(f"{ballot.voter} abstains after {ballot.attempts} attempts: {ballot.abstention_reason}")
             abstentions.append(AbstentionRow(ballot.voter, ballot.abstention_reason, ballot.raw_reply))
             continue
         positions = {item.label: item.position for item in presentations[ballot.voter].items}
@@ -51,6 +63,18 @@ def peer_votes(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLME
                     masked_label=v.label, position=positions[v.label], latency_penalty=target.latency_penalty,
                 )
             )
+    return Review(ballots, votes, abstentions)
+
+
+@dg.asset(partitions_def=epochs_partitions, group_name="epoch", deps=[drafts], kinds={"openai", "postgres"})
+def peer_votes(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngine) -> dg.MaterializeResult:
+    """Anonymized, reshuffled per voter, no self-votes; unparseable ballots become recorded abstentions."""
+    scope = load_scope(fabric, context.partition_key)
+    review = compose_votes(scope, fabric.drafts(scope.epoch.epoch_id), fabric, llm, session_key=scope.key)
+    ballots, votes, abstentions = review.ballots, review.votes, review.abstentions
+    for ballot in ballots:
+        if ballot.abstention_reason is not None:
+            context.log.warning(f"{ballot.voter} abstains after {ballot.attempts} attempts: {ballot.abstention_reason}")
     if not votes:
         fabric.mark_epoch_failed(scope.key, "no valid ballot")
         raise dg.Failure(f"{scope.key}: no voter returned a valid ballot ({len(abstentions)} abstentions)")
