@@ -116,6 +116,7 @@ def main() -> None:
                 " WHERE d.epoch_id = e.epoch_id AND d.agent_id = a.agent_id)"
             ).fetchone()["n"]
             abstentions = conn.execute("SELECT count(*) AS n FROM vote_abstentions").fetchone()["n"]
+            recorded_calls = conn.execute("SELECT count(*) AS n FROM llm_calls").fetchone()["n"]
             failed_calls = Counter(
                 r["error"].split(":")[0]
                 for r in conn.execute("SELECT error FROM llm_calls WHERE status = 'error'")
@@ -142,6 +143,10 @@ def main() -> None:
         "wall_s": round(elapsed, 1),
         "faults_injected": sum(faults.values()),
         "engine_requests": stats.get("requests", {}).get("total"),
+        # every call the pipeline made is one llm_calls row, whatever the client went through to get it;
+        # the rest are the client's retries, plus requests of killed workers that never got recorded and
+        # the start-up probes of `dream daemon` (two)
+        "retries": (stats.get("requests", {}).get("total") or 0) - recorded_calls,
         "kills": len(kills),
         "db_restarts": restarts,
         "daemon_restarts": daemon_restarts,
