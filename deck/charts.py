@@ -10,6 +10,8 @@ STATUS_COLORS = alt.Scale(
     domain=["at the bottom", "grace", "safe", "not rated yet"],
     range=["#d62728", "#2ca02c", "#4c78a8", "#9d9d9d"],
 )
+# a filled ✕ (Vega's own "cross" is a +), as an SVG path in Vega's unit square
+ELIMINATION_SHAPE = "M-1,-0.6L-0.6,-1L0,-0.4L0.6,-1L1,-0.6L0.4,0L1,0.6L0.6,1L0,0.4L-0.6,1L-1,0.6L-0.4,0Z"
 
 
 def vote_heatmap(cells: pd.DataFrame, voters: list[str], columns: list[str], *, committed: bool) -> alt.LayerChart:
@@ -76,7 +78,7 @@ def rating_lines(history: pd.DataFrame, events: pd.DataFrame, *, field: str, tit
     layers.append(base.mark_line(point=alt.OverlayMarkDef(size=28)).encode(
         y=alt.Y(f"{field}:Q", scale=alt.Scale(zero=False), title=title), tooltip=tooltip))
     if not events.empty:
-        shapes = alt.Scale(domain=["arrival", "elimination"], range=["triangle-up", "cross"])
+        shapes = alt.Scale(domain=["arrival", "elimination"], range=["triangle-up", ELIMINATION_SHAPE])
         layers.append(
             alt.Chart(events).mark_point(size=160, filled=True, opacity=0.9).encode(
                 x=x, y=alt.Y(f"{field}:Q"), color=color,

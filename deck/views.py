@@ -17,6 +17,7 @@ import streamlit as st
 
 from deck import charts, queries
 from deck.safe_text import dot_quote, md_escape
+from dream_pipeline.tournament.selection import describe_margin
 
 REFRESH_SECONDS = 3
 CHAPTERS_PER_PAGE = 5
@@ -278,8 +279,9 @@ def the_book(url: str, book: str | None) -> None:
         st.caption(f"Chapters {first:,}–{last:,} of {count:,}, in reading order.")
         for ch in frame.itertuples():
             st.subheader(f"Chapter {ch.chapter_number}: {md_escape(ch.title)}")
-            st.caption(f"by the {md_escape(ch.author)} · epoch {ch.epoch_number:,} · won by "
-                       f"{_fmt(ch.margin, '.2f')} · epoch score {_fmt(ch.epoch_score, '.2f')}")
+            won = describe_margin(None if pd.isna(ch.margin) else float(ch.margin))
+            st.caption(f"by the {md_escape(ch.author)} · epoch {ch.epoch_number:,} · {won or 'unopposed'} · "
+                       f"epoch score {_fmt(ch.epoch_score, '.2f')}")
             st.text(ch.text)
             if ch.drafts > 1 and st.toggle(f"The multiverse: the {ch.drafts} drafts of epoch {ch.epoch_number:,} "
                                            "side by side, with their scores", key=f"multiverse_{ch.chapter_number}"):

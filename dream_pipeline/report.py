@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Sequence
 
+from dream_pipeline.tournament.selection import describe_margin
 from resources.fabric import ChapterRow, Standing
 
 
@@ -12,7 +13,7 @@ def render_outline(chapters: Sequence[ChapterRow]) -> str:
     lines = [f"The book so far ({len(chapters)} chapters):"]
     lines += [
         f"  {c.chapter_number:>3}. {c.title}  — the {c.author}"
-        + (f", won by {c.margin:.2f}" if c.margin is not None else "")
+        + (f", {describe_margin(c.margin)}" if describe_margin(c.margin) else "")
         for c in chapters
     ]
     return "\n".join(lines) + "\n"

@@ -11,12 +11,13 @@ from resources.fabric import StateFabric
 from schedules.phase_window import phase_window_from_env
 
 
-def dead_times(timeline: Sequence[dict[str, Any]]) -> list[float]:
-    """Seconds from each epoch's commit to the next epoch's barrier release, for consecutive epochs."""
+def dead_times(timeline: Sequence[dict[str, Any]], until: str = "first_call_at") -> list[float]:
+    """Seconds from each epoch's commit to the next epoch's first engine call (`until="released_at"`: to
+    its barrier release), for consecutive epochs: the time the engine waited for the loop."""
     gaps = []
     for previous, current in zip(timeline, timeline[1:], strict=False):
-        if previous["end_time"] and current["released_at"]:
-            gaps.append((current["released_at"] - previous["end_time"]).total_seconds())
+        if previous["end_time"] and current[until]:
+            gaps.append((current[until] - previous["end_time"]).total_seconds())
     return gaps
 
 
@@ -60,8 +61,8 @@ def render_status(fabric: StateFabric, limit: int = 12, now: datetime | None = N
     if gaps:
         ordered = sorted(gaps)
         p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-        lines += ["", f"dead time between epochs: median {statistics.median(gaps):.2f} s, p95 {p95:.2f} s, "
-                      f"max {max(gaps):.2f} s over {len(gaps)} gaps"]
+        lines += ["", f"dead time (a commit to the next epoch's first engine call): median "
+                      f"{statistics.median(gaps):.2f} s, p95 {p95:.2f} s, max {max(gaps):.2f} s over {len(gaps)} gaps"]
     return "\n".join(lines)
 
 

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import dagster as dg
@@ -146,6 +147,7 @@ class LlmCallRow:
     latency_s: float
     status: str
     error: str | None = None
+    started_at: datetime | None = None  # wall clock when the request was sent
 
     @property
     def request_hash(self) -> str:
@@ -733,13 +735,14 @@ class StateFabric(dg.ConfigurableResource):
         with self.connection() as conn, conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO llm_calls (epoch_key, purpose, agent_name, request_hash, request, response,"
-                " prompt_tokens, completion_tokens, latency_s, status, error)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                " prompt_tokens, completion_tokens, latency_s, status, error, started_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 [
                     (
                         c.epoch_key, c.purpose, c.agent_name, c.request_hash, Jsonb(storable_json(c.request)),
                         None if c.response is None else Jsonb(storable_json(c.response)), c.prompt_tokens,
                         c.completion_tokens, c.latency_s, c.status, None if c.error is None else storable_text(c.error),
+                        c.started_at,
                     )
                     for c in calls
                 ],
@@ -756,7 +759,7 @@ class StateFabric(dg.ConfigurableResource):
         return {
             r["request_hash"]: LlmCallRow(
                 r["epoch_key"], r["purpose"], r["agent_name"], r["request"], r["response"], r["prompt_tokens"],
-                r["completion_tokens"], r["latency_s"], r["status"], r["error"],
+                r["completion_tokens"], r["latency_s"], r["status"], r["error"], r["started_at"],
             )
             for r in rows
         }
@@ -965,11 +968,13 @@ class StateFabric(dg.ConfigurableResource):
         return None if row is None else self._epoch_from_row(row)
 
     def loop_timeline(self, limit: int = 50) -> list[dict[str, Any]]:
-        """The latest epochs with their start, barrier release and commit times (for status and benches)."""
+        """The latest epochs with their start, barrier release, first engine call and commit times (for
+        status and benches)."""
         with self.connection() as conn:
             rows = conn.execute(
-                "SELECT epoch_key, book, epoch_number, status, start_time, released_at, end_time, run_id"
-                " FROM simulation_epochs ORDER BY start_time DESC LIMIT %s",
+                "SELECT epoch_key, book, epoch_number, status, start_time, released_at, end_time, run_id,"
+                " (SELECT min(c.started_at) FROM llm_calls c WHERE c.epoch_key = e.epoch_key) AS first_call_at"
+                " FROM simulation_epochs e ORDER BY start_time DESC LIMIT %s",
                 (limit,),
             ).fetchall()
         return list(reversed(rows))

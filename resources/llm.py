@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import dagster as dg
@@ -135,6 +136,7 @@ class LLMSession:
                 latency_s=latency if latency is not None else time.perf_counter() - started,
                 status="error" if error else "ok",
                 error=_describe(error) if error else None,
+                started_at=datetime.now(UTC) - timedelta(seconds=time.perf_counter() - started),
             )
         )
 

@@ -95,6 +95,16 @@ def test_epochs_chain_and_a_rerun_changes_nothing(run_epoch, fabric):
     assert newcomer in second.active_agent_ids
     assert second.loser_agent_id != newcomer
 
+    # every engine call knows when it was sent: the dead time runs from a commit to the next first call
+    with fabric.connection() as conn:
+        unstamped = conn.execute("SELECT count(*) AS n FROM llm_calls WHERE started_at IS NULL").fetchone()["n"]
+        late = conn.execute("SELECT count(*) AS n FROM llm_calls WHERE started_at > created_at").fetchone()["n"]
+    assert unstamped == 0 and late == 0
+    timeline = {row["epoch_key"]: row for row in fabric.loop_timeline()}
+    for row in timeline.values():
+        assert row["released_at"] <= row["first_call_at"] <= row["end_time"]
+    assert timeline[second.epoch_key]["first_call_at"] > timeline[first.epoch_key]["end_time"]
+
     assert run_epoch(2).success  # re-materialize a committed epoch
     after = fabric.table_counts()
     for table in ("agents", "simulation_epochs", "drafts", "peer_votes", "elo_ratings", "chapters"):

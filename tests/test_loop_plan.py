@@ -135,13 +135,16 @@ def test_a_simulated_day_runs_back_to_back_and_respects_phase():
     assert len(ordered) >= 35
 
 
-def test_dead_time_is_measured_from_commit_to_the_next_release():
+def test_dead_time_is_measured_from_commit_to_the_next_first_engine_call():
     from dream_pipeline.status import dead_times
 
     rows = [
-        {"end_time": at(1, 0), "released_at": at(0, 50)},
-        {"end_time": at(1, 10), "released_at": at(1, 0) + timedelta(seconds=2)},
-        {"end_time": None, "released_at": at(1, 10) + timedelta(milliseconds=300)},
-        {"end_time": None, "released_at": None},
+        {"end_time": at(1, 0), "released_at": at(0, 50), "first_call_at": at(0, 51)},
+        {"end_time": at(1, 10), "released_at": at(1, 0) + timedelta(seconds=2),
+         "first_call_at": at(1, 0) + timedelta(seconds=3)},
+        {"end_time": None, "released_at": at(1, 10) + timedelta(milliseconds=300),
+         "first_call_at": at(1, 10) + timedelta(milliseconds=500)},
+        {"end_time": None, "released_at": None, "first_call_at": None},
     ]
-    assert dead_times(rows) == [2.0, 0.3]
+    assert dead_times(rows) == [3.0, 0.5]
+    assert dead_times(rows, until="released_at") == [2.0, 0.3]

@@ -552,6 +552,14 @@ def test_pick_winner_tie_breaks():
         pick_winner({}, {})
 
 
+def test_a_tied_win_is_described_as_the_tie_break():
+    from dream_pipeline.tournament.selection import describe_margin
+
+    assert describe_margin(0.0) == "won on the tie-break (tied on score)"
+    assert describe_margin(0.75) == "won by 0.75"
+    assert describe_margin(None) == describe_margin(float("nan")) == ""
+
+
 @given(
     ratings=st.dictionaries(st.sampled_from(PERSONAS), st.sampled_from([990.0, 1000.0, 1010.0]), min_size=1),
     scores=st.dictionaries(st.sampled_from(PERSONAS), st.sampled_from([1.0, 5.0, float("nan")])),

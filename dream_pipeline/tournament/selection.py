@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping
 
 from dream_pipeline.tournament.elo import INITIAL_RATING
 
-__all__ = ["bottom_is_separated", "pick_loser", "pick_winner"]
+__all__ = ["bottom_is_separated", "describe_margin", "pick_loser", "pick_winner"]
 
 
 def _score_key(score: float | None) -> float:
@@ -29,6 +29,14 @@ def pick_winner(scores: Mapping[str, float], ratings: Mapping[str, float]) -> st
         scores,
         key=lambda a: (-_score_key(scores[a]), -_score_key(ratings.get(a, INITIAL_RATING)), a),
     )
+
+
+def describe_margin(margin: float | None) -> str:
+    """How a chapter won, for people: by its lead over the runner-up, or, when the two tied on epoch
+    score, on the tie-break (the higher rating, then the name); '' when it had no rival."""
+    if margin is None or math.isnan(margin):
+        return ""
+    return "won on the tie-break (tied on score)" if abs(margin) < 0.005 else f"won by {margin:.2f}"
 
 
 def pick_loser(
