@@ -22,6 +22,7 @@ import numpy as np
 import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import sql
+from psycopg.adapt import AdaptersMap
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import Field
@@ -228,6 +229,9 @@ def _embedded_url() -> str:
 
 _MIGRATED: set[str] = set()
 _MEMORY_READY: set[tuple[str, int]] = set()
+# each database's adapters with pgvector's types, looked up once: register_vector fetches four types,
+# which on every connection cost more than opening the connection itself; new connections copy them
+_ADAPTERS: dict[str, AdaptersMap] = {}
 
 
 class StateFabric(dg.ConfigurableResource):
@@ -251,8 +255,11 @@ class StateFabric(dg.ConfigurableResource):
     def connection(self) -> Iterator[psycopg.Connection]:
         """A connection with the pgvector adapter, migrations applied; commits on success."""
         self.migrate()
-        with psycopg.connect(self.url(), row_factory=dict_row) as conn:
-            register_vector(conn)
+        url = self.url()
+        with psycopg.connect(url, row_factory=dict_row, context=_ADAPTERS.get(url)) as conn:
+            if url not in _ADAPTERS:
+                register_vector(conn)
+                _ADAPTERS[url] = conn.adapters
             yield conn
 
     def migrate(self) -> list[str]:
@@ -286,6 +293,8 @@ class StateFabric(dg.ConfigurableResource):
                 applied.append(path.name)
             conn.commit()
         _MIGRATED.add(url)
+        if applied:
+            _ADAPTERS.pop(url, None)  # a new (or recreated) database has pgvector types of its own
         return applied
 
     def applied_migrations(self) -> list[str]:

@@ -218,12 +218,7 @@ class LLMEngine(dg.ConfigurableResource):
         """Calls for one epoch step, recorded under `epoch_key`. `seed` (an alternate world's) is sent
         with every chat request; by default it is the epoch's own world seed, if any."""
         recorded, strict, world_seed = self.recorded_calls(epoch_key)
-        client = openai.AsyncOpenAI(
-            base_url=self.resolved_base_url(),
-            api_key=self.api_key or OFFLINE_API_KEY,
-            timeout=self.timeout_s,
-            max_retries=self.max_retries,
-        )
+        client = self._client()
         try:
             yield LLMSession(
                 recorded=recorded,
@@ -238,3 +233,21 @@ class LLMEngine(dg.ConfigurableResource):
             )
         finally:
             await client.close()
+
+    def warm_up(self) -> None:
+        """Pay a process's one-off costs of reaching the engine now: the first client imports its HTTP
+        transport (about 0.1 s) and resolves the base URL. A staged epoch run does this before it
+        waits at the barrier, so its first draft goes out as soon as the predecessor commits."""
+
+        async def build_and_close() -> None:
+            await self._client().close()
+
+        asyncio.run(build_and_close())
+
+    def _client(self) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(
+            base_url=self.resolved_base_url(),
+            api_key=self.api_key or OFFLINE_API_KEY,
+            timeout=self.timeout_s,
+            max_retries=self.max_retries,
+        )

@@ -298,3 +298,12 @@ def test_config_from_env_names_the_bad_variable() -> None:
                        ("DREAM_ENGINE_LONG_DRAFT_RATE", "2")]:
         with pytest.raises(ValueError, match=var):
             EngineConfig.from_env({var: value})
+
+
+def test_warming_up_the_engine_client_sends_nothing(engine_url: str) -> None:
+    """A staged run warms its client before the barrier: that must cost the engine no request."""
+    from resources.llm import LLMEngine
+
+    before = get_json(engine_url, "/engine/stats")["requests"]["total"]
+    LLMEngine(base_url=engine_url).warm_up()
+    assert get_json(engine_url, "/engine/stats")["requests"]["total"] == before

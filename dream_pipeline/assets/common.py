@@ -5,7 +5,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import pandas as pd
+from tabulate import tabulate
 
 from dream_pipeline.partitions import parse_epoch_key
 from resources.fabric import EpochRecord, StateFabric
@@ -46,6 +46,7 @@ def epoch_seed(epoch_key: str) -> int:
 
 
 def markdown_table(rows: Sequence[dict], floatfmt: str = ".1f") -> str:
+    """Rows as a Markdown (pipe) table for Dagster metadata; a missing value is an empty cell."""
     if not rows:
         return "_(none)_"
-    return pd.DataFrame(rows).to_markdown(index=False, floatfmt=floatfmt)
+    return tabulate(rows, headers="keys", tablefmt="pipe", floatfmt=floatfmt)

@@ -16,6 +16,7 @@ from dream_pipeline.loop_state import (
 from dream_pipeline.partitions import epoch_key, epochs_partitions, parse_epoch_key
 from resources.epoch_barrier import EpochBarrier, PredecessorLost
 from resources.fabric import StateFabric
+from resources.llm import LLMEngine
 from schedules.phase_window import phase_window_from_env
 from spica import SpicaBook
 
@@ -28,12 +29,12 @@ class RosterConfig(dg.Config):
 
 
 @dg.asset(partitions_def=epochs_partitions, group_name="epoch", kinds={"postgres"}, output_required=False)
-def roster(context: dg.AssetExecutionContext, config: RosterConfig, fabric: StateFabric):
+def roster(context: dg.AssetExecutionContext, config: RosterConfig, fabric: StateFabric, llm: LLMEngine):
     """The 5–7 agents who compete in this epoch; a rerun keeps the roster the epoch started with.
 
     A run staged early waits here until the previous epoch has committed (LISTEN/NOTIFY in the
-    fabric). It ends cleanly, materializing nothing, when PHASE is open or when another live run
-    already owns the epoch."""
+    fabric), with its engine client warmed up first. It ends cleanly, materializing nothing, when
+    PHASE is open or when another live run already owns the epoch."""
     key = context.partition_key
     book_name, number = parse_epoch_key(key)
     book = SpicaBook.load(book_name)
@@ -47,6 +48,7 @@ def roster(context: dg.AssetExecutionContext, config: RosterConfig, fabric: Stat
     loop_run = context.run.tags.get(LOOP_TAG) == "epoch"
     if existing is None or existing.status != "committed":
         previous = epoch_key(book_name, number - 1) if number > 1 else None
+        llm.warm_up()
         try:
             waited = barrier.wait_for_turn(book_name, key, previous, config.barrier_timeout_s)
         except PredecessorLost as lost:
