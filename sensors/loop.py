@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -83,6 +83,20 @@ def next_key(snapshot: LoopSnapshot) -> str:
     return epoch_key(book, number)
 
 
+def staging_keys(snapshot: LoopSnapshot) -> list[str]:
+    """The epochs to request now: every free staging slot, filled in loop order in one tick.
+
+    The daemon ticks a sensor at most every ~5 s; an epoch can be shorter than that, so one request
+    per tick would hold the loop to one epoch per tick."""
+    active = list(snapshot.active)
+    keys = []
+    for _ in range(snapshot.depth - len(snapshot.active)):
+        key = next_key(replace(snapshot, active=tuple(active)))
+        keys.append(key)
+        active.append(key)
+    return keys
+
+
 def plan_loop(snapshot: LoopSnapshot) -> dg.SensorResult | dg.SkipReason:
     if snapshot.window.blocks(snapshot.now, snapshot.phase_completed_at):
         w = snapshot.window
@@ -92,17 +106,23 @@ def plan_loop(snapshot: LoopSnapshot) -> dg.SensorResult | dg.SkipReason:
         )
     if len(snapshot.active) >= snapshot.depth:
         return dg.SkipReason(f"{snapshot.active[0]} is running; {', '.join(snapshot.active[1:])} staged")
-    key = next_key(snapshot)
-    failed, last_failure = snapshot.failures.get(key, (0, None))
-    if failed and last_failure is not None and snapshot.now < last_failure + backoff(failed):
-        wait = (last_failure + backoff(failed) - snapshot.now).total_seconds()
-        return dg.SkipReason(f"{key} failed {failed} time(s); retrying in {wait:.0f} s")
+    keys = []
+    for key in staging_keys(snapshot):
+        failed, last_failure = snapshot.failures.get(key, (0, None))
+        if failed and last_failure is not None and snapshot.now < last_failure + backoff(failed):
+            if not keys:  # the epochs behind it would only wait for it
+                wait = (last_failure + backoff(failed) - snapshot.now).total_seconds()
+                return dg.SkipReason(f"{key} failed {failed} time(s); retrying in {wait:.0f} s")
+            break
+        keys.append(key)
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(
-            run_key=f"{key}#{snapshot.previous_runs.get(key, 0) + 1}", partition_key=key, tags={LOOP_TAG: "epoch"}
-        )],
-        dynamic_partitions_requests=[epochs_partitions.build_add_request([key])],
-        cursor=key,
+        run_requests=[
+            dg.RunRequest(run_key=f"{key}#{snapshot.previous_runs.get(key, 0) + 1}", partition_key=key,
+                          tags={LOOP_TAG: "epoch"})
+            for key in keys
+        ],
+        dynamic_partitions_requests=[epochs_partitions.build_add_request(keys)],
+        cursor=keys[-1],
     )
 
 
@@ -113,15 +133,18 @@ def _active_loop_keys(instance: dg.DagsterInstance) -> tuple[str, ...]:
     return tuple(dict.fromkeys(k for k in keys if k))
 
 
-def _history(instance: dg.DagsterInstance, key: str) -> tuple[dict[str, tuple[int, datetime]], dict[str, int]]:
-    """The epoch's failed runs (count, last end) and how many runs it had at all (for a fresh run key)."""
-    records = instance.get_run_records(dg.RunsFilter(tags={PARTITION_TAG: key}), limit=200)
-    failed = [r for r in records if r.dagster_run.status == dg.DagsterRunStatus.FAILURE]
-    runs = {key: len(records)} if records else {}
-    if not failed:
-        return {}, runs
-    latest = max(r.end_time or r.create_timestamp.timestamp() for r in failed)
-    return {key: (len(failed), datetime.fromtimestamp(latest, tz=UTC))}, runs
+def _history(instance: dg.DagsterInstance, keys: list[str]) -> tuple[dict[str, tuple[int, datetime]], dict[str, int]]:
+    """Each epoch's failed runs (count, last end) and how many runs it had at all (for a fresh run key)."""
+    failures, runs = {}, {}
+    for key in keys:
+        records = instance.get_run_records(dg.RunsFilter(tags={PARTITION_TAG: key}), limit=200)
+        if records:
+            runs[key] = len(records)
+        failed = [r for r in records if r.dagster_run.status == dg.DagsterRunStatus.FAILURE]
+        if failed:
+            latest = max(r.end_time or r.create_timestamp.timestamp() for r in failed)
+            failures[key] = (len(failed), datetime.fromtimestamp(latest, tz=UTC))
+    return failures, runs
 
 
 @dg.sensor(
@@ -142,8 +165,8 @@ def dream_loop_sensor(context: dg.SensorEvaluationContext, fabric: StateFabric):
         last_key=context.cursor,
         depth=staging_depth(),
     )
-    failures, previous_runs = _history(context.instance, next_key(snapshot))
-    return plan_loop(LoopSnapshot(**{**snapshot.__dict__, "failures": failures, "previous_runs": previous_runs}))
+    failures, previous_runs = _history(context.instance, staging_keys(snapshot))
+    return plan_loop(replace(snapshot, failures=failures, previous_runs=previous_runs))
 
 
 @dg.run_failure_sensor(

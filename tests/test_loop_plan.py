@@ -23,19 +23,37 @@ def snapshot(**changes) -> LoopSnapshot:
     return LoopSnapshot(**{**base, **changes})
 
 
-def requested(decision) -> str:
+def requested_all(decision) -> list[str]:
     assert isinstance(decision, dg.SensorResult), getattr(decision, "skip_message", decision)
-    [request] = decision.run_requests
-    return request.partition_key
+    return [r.partition_key for r in decision.run_requests]
+
+
+def requested(decision) -> str:
+    """The epoch the tick asks for first (the one that runs next)."""
+    return requested_all(decision)[0]
 
 
 def test_a_cold_start_resumes_the_first_uncommitted_epoch():
-    decision = plan_loop(snapshot())
-    assert requested(decision) == "space_time-00004"
+    decision = plan_loop(snapshot(depth=1))
+    assert requested_all(decision) == ["space_time-00004"]
     assert decision.run_requests[0].run_key == "space_time-00004#1"
     assert decision.run_requests[0].tags["dream/loop"] == "epoch"
     assert list(decision.dynamic_partitions_requests[0].partition_keys) == ["space_time-00004"]
     assert decision.cursor == "space_time-00004"
+
+
+def test_one_tick_fills_every_free_staging_slot_in_order():
+    decision = plan_loop(snapshot())  # depth 4, nothing live
+    keys = [epoch_key("space_time", n) for n in (4, 5, 6, 7)]
+    assert requested_all(decision) == keys
+    assert [r.run_key for r in decision.run_requests] == [f"{k}#1" for k in keys]
+    assert list(decision.dynamic_partitions_requests[0].partition_keys) == keys
+    assert decision.cursor == keys[-1]
+    two_live = plan_loop(snapshot(active=("space_time-00004", "space_time-00005")))
+    assert requested_all(two_live) == ["space_time-00006", "space_time-00007"]
+    # an epoch in backoff holds back the ones behind it, not the ones before it
+    failed = snapshot(failures={"space_time-00006": (1, at(12) - timedelta(seconds=1))})
+    assert requested_all(plan_loop(failed)) == ["space_time-00004", "space_time-00005"]
 
 
 def test_the_next_epochs_are_staged_behind_the_running_one_up_to_the_depth():
@@ -115,11 +133,11 @@ def test_a_simulated_day_runs_back_to_back_and_respects_phase():
             window=window, phase_completed_at=phase_completed_at, last_key=cursor,
         ))
         if isinstance(decision, dg.SensorResult):
-            key = decision.run_requests[0].partition_key
-            active.append(key)
+            cold = not active
+            active.extend(requested_all(decision))
             cursor = decision.cursor
-            if len(active) == 1 and not window.blocks(now, phase_completed_at):
-                started[key] = now  # a cold start goes straight through its barrier
+            if cold and not window.blocks(now, phase_completed_at):
+                started[active[0]] = now  # a cold start goes straight through its barrier
     starts = sorted(started.values())
     assert not [s for s in starts if at(3) <= s < at(4, 30)], "no epoch starts while PHASE blocks"
     running_at_three = [k for k, s in started.items() if s < at(3) and finished.get(k, at(23)) > at(3)]
