@@ -189,7 +189,16 @@ def _prepare_services() -> None:
     enabled_books()  # a bad experiments file is an error now, not in the daemon's log later
     _fabric().migrate()
     prepare_dagster_home()
-    print(f"engine       : {llm_from_env(resolve=True).resolved_base_url()}")
+    llm = llm_from_env(resolve=True)
+    print(f"engine       : {llm.resolved_base_url()}")
+    if not llm.base_url:
+        from offline_engine import EngineConfig
+
+        engine = EngineConfig.from_env()
+        if engine.ttft_s == 0 and engine.tokens_per_s == 0:
+            print("               the offline engine answers instantly, so epochs take about a second and the "
+                  "loop is\n               bound by starting a run worker (seconds of CPU each); for a real "
+                  "server's pace set\n               e.g. DREAM_ENGINE_TTFT_S=0.3 DREAM_ENGINE_TOKENS_PER_S=250")
 
 
 def cmd_start(args: argparse.Namespace) -> int:
