@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import dagster as dg
 import openai
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from resources.fabric import LlmCallRow, StateFabric, request_hash
 from resources.locations import state_dir
@@ -188,6 +188,7 @@ class LLMEngine(dg.ConfigurableResource):
         default="auto",
         description="auto: recorded answers are reused (strictly for a committed epoch: a backfill replays it)",
     )
+    _spare_client: openai.AsyncOpenAI | None = PrivateAttr(default=None)  # built ahead by warm_up
 
     def recorded_calls(self, epoch_key: str | None) -> tuple[dict[str, LlmCallRow] | None, bool, int | None]:
         """The answers already recorded for the epoch, whether the replay is strict, and the epoch's
@@ -218,7 +219,13 @@ class LLMEngine(dg.ConfigurableResource):
         """Calls for one epoch step, recorded under `epoch_key`. `seed` (an alternate world's) is sent
         with every chat request; by default it is the epoch's own world seed, if any."""
         recorded, strict, world_seed = self.recorded_calls(epoch_key)
-        client = self._client()
+        client = self._spare_client
+        self._spare_client = None
+        base_url = self.resolved_base_url()
+        if client is None or str(client.base_url).rstrip("/") != base_url.rstrip("/"):
+            if client is not None:
+                await client.close()  # built for an engine that has since moved
+            client = self._client(base_url)
         try:
             yield LLMSession(
                 recorded=recorded,
@@ -235,18 +242,15 @@ class LLMEngine(dg.ConfigurableResource):
             await client.close()
 
     def warm_up(self) -> None:
-        """Pay a process's one-off costs of reaching the engine now: the first client imports its HTTP
-        transport (about 0.1 s) and resolves the base URL. A staged epoch run does this before it
-        waits at the barrier, so its first draft goes out as soon as the predecessor commits."""
+        """Build the next session's client now. A staged epoch run does this before it waits at the
+        barrier, so its first draft goes out as soon as the predecessor commits instead of paying
+        for the client first (its HTTP transport's imports and TLS context: about 0.15 s in a fresh
+        process). The client opens no connection until that session uses it."""
+        self._spare_client = self._client(self.resolved_base_url())
 
-        async def build_and_close() -> None:
-            await self._client().close()
-
-        asyncio.run(build_and_close())
-
-    def _client(self) -> openai.AsyncOpenAI:
+    def _client(self, base_url: str) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(
-            base_url=self.resolved_base_url(),
+            base_url=base_url,
             api_key=self.api_key or OFFLINE_API_KEY,
             timeout=self.timeout_s,
             max_retries=self.max_retries,

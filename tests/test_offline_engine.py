@@ -305,5 +305,18 @@ def test_warming_up_the_engine_client_sends_nothing(engine_url: str) -> None:
     from resources.llm import LLMEngine
 
     before = get_json(engine_url, "/engine/stats")["requests"]["total"]
-    LLMEngine(base_url=engine_url).warm_up()
+    llm = LLMEngine(base_url=engine_url)
+    llm.warm_up()
     assert get_json(engine_url, "/engine/stats")["requests"]["total"] == before
+    warmed = llm._spare_client
+
+    async def one_call():
+        async with llm.session(None) as session:  # the next session takes the warmed client
+            assert session.client is warmed
+            await session.chat(purpose="draft", agent_name="Physicist", max_tokens=20,
+                               messages=[{"role": "user", "content": "Write chapter 2 of the book."}])
+        async with llm.session(None) as session:  # and only that one
+            assert session.client is not warmed
+
+    asyncio.run(one_call())
+    assert get_json(engine_url, "/engine/stats")["requests"]["total"] == before + 1
