@@ -58,6 +58,7 @@ class EpochRecord:
     winner_agent_id: uuid.UUID | None = None
     loser_agent_id: uuid.UUID | None = None
     world_seed: int | None = None  # the engine seed of the promoted alternate world; None: the first roll
+    context_chapters: tuple[int, ...] | None = None  # chapters its prompt retrieved (None: not drafted yet)
 
 
 @dataclass(frozen=True)
@@ -389,6 +390,7 @@ class StateFabric(dg.ConfigurableResource):
             winner_agent_id=row["winner_agent_id"],
             loser_agent_id=row["loser_agent_id"],
             world_seed=row.get("world_seed"),
+            context_chapters=None if row.get("context_chapters") is None else tuple(row["context_chapters"]),
         )
 
     def open_epoch(self, book: str, epoch_key: str, epoch_number: int) -> EpochRecord:
@@ -474,10 +476,14 @@ class StateFabric(dg.ConfigurableResource):
 
     # ---- drafts, votes, ratings -----------------------------------------------------------------
 
-    def write_drafts(self, epoch_id: uuid.UUID, drafts: Sequence[DraftRow]) -> list[uuid.UUID]:
-        """Replace the epoch's drafts (and so everything downstream of them) in one transaction."""
+    def write_drafts(self, epoch_id: uuid.UUID, drafts: Sequence[DraftRow],
+                     context_chapters: Sequence[int] = ()) -> list[uuid.UUID]:
+        """Replace the epoch's drafts (and so everything downstream of them) in one transaction, with
+        the chapters their prompt retrieved (`book_memory`'s `retrieved`)."""
         with self.connection() as conn:
             conn.execute("DELETE FROM drafts WHERE epoch_id = %s", (epoch_id,))
+            conn.execute("UPDATE simulation_epochs SET context_chapters = %s WHERE epoch_id = %s",
+                         (list(context_chapters), epoch_id))
             # stable ids: a rerun or replay of the epoch rewrites the same draft rows
             ids = [d.draft_id or uuid.uuid5(epoch_id, str(d.agent_id)) for d in drafts]
             with conn.cursor() as cur:
@@ -1117,11 +1123,16 @@ class StateFabric(dg.ConfigurableResource):
                 out.append(float(rows[0]["similarity"]) if rows else None)
         return out
 
-    def book_memory(self, book: str, chapter_number: int, *, top_k: int, outline: int = 12) -> BookMemoryRows:
+    def book_memory(self, book: str, chapter_number: int, *, top_k: int, outline: int = 12,
+                    retrieved: Sequence[int] | None = None, scan: str = "auto") -> BookMemoryRows:
         """The rows behind the prompt of chapter `chapter_number`: the latest summary, the last chapter,
         the `top_k` earlier chapters nearest to the last one, and the latest `outline` chapters.
 
         Only chapters before `chapter_number` are read, so a rerun of an epoch sees what it saw then.
+        The nearest chapters are searched with the HNSW index (approximate, and as cheap at chapter
+        1,000 as at 100), unless `retrieved` names the ones an earlier run of the epoch found
+        (`simulation_epochs.context_chapters`): those are read again, with the same similarities, so
+        the prompt is the same however the index has changed since. `scan` as in `_nearest`.
         """
         with self.connection() as conn:
             latest = conn.execute(
@@ -1138,11 +1149,12 @@ class StateFabric(dg.ConfigurableResource):
             related: list[dict[str, Any]] = []
             last_vector = _as_list(latest[0]["embedding"]) if latest else None
             if top_k > 0 and last_vector is not None and len(last_vector) == self.embedding_dim:
-                # exact search: HNSW is approximate, and a replay of this epoch after later chapters
-                # exist must retrieve the same chapters (its request hash depends on them)
-                related = self._nearest(
-                    conn, _CHAPTERS_NEAR, last_vector, [book, latest[0]["chapter_number"]], top_k, "exact"
-                )
+                before = latest[0]["chapter_number"]
+                if retrieved is None:
+                    related = self._nearest(conn, _CHAPTERS_NEAR, last_vector, [book, before], top_k, scan)
+                elif retrieved:
+                    related = self._nearest(conn, _CHAPTERS_BY_NUMBER, last_vector, [book, list(retrieved)],
+                                            len(retrieved), "exact")
         return BookMemoryRows(
             chapter_number=chapter_number,
             summary=None if summary is None else SummaryRow(summary["chapter_number"], summary["summary"],
@@ -1219,22 +1231,30 @@ _SCAN_SETTINGS = {
 }
 
 # nearest-neighbour queries of the memory: `{vec}`, `{q}`, `{dim}` are filled in by `StateFabric._nearest`
+# the scan ranks ids only; the k rows it keeps are joined to their text afterwards, so an exact scan
+# carries no row's text or vector through the sort (it costs about half as much per row)
 _CHAPTERS_NEAR = sql.SQL(
-    "SELECT c.*, a.name AS author, e.epoch_key FROM ("
-    "  SELECT *, 1 - ({vec} <=> {q}) AS similarity FROM chapters"
+    "SELECT c.*, a.name AS author, e.epoch_key, n.similarity FROM ("
+    "  SELECT chapter_id, 1 - ({vec} <=> {q}) AS similarity FROM chapters"
     "  WHERE book = %(p0)s AND chapter_number < %(p1)s AND vector_dims(embedding) = {dim}"
     "  ORDER BY {vec} <=> {q} LIMIT %(k)s"
-    ") c JOIN agents a USING (agent_id) JOIN simulation_epochs e USING (epoch_id)"
-    " ORDER BY c.similarity DESC, c.chapter_number"
+    ") n JOIN chapters c USING (chapter_id) JOIN agents a USING (agent_id) JOIN simulation_epochs e USING (epoch_id)"
+    " ORDER BY n.similarity DESC, c.chapter_number"
+)
+_CHAPTERS_BY_NUMBER = sql.SQL(
+    "SELECT c.*, a.name AS author, e.epoch_key, 1 - ({vec} <=> {q}) AS similarity FROM chapters c"
+    " JOIN agents a USING (agent_id) JOIN simulation_epochs e USING (epoch_id)"
+    " WHERE c.book = %(p0)s AND c.chapter_number = ANY(%(p1)s) AND vector_dims(embedding) = {dim}"
+    " ORDER BY similarity DESC, c.chapter_number"
 )
 _DRAFTS_NEAR = sql.SQL(
-    "SELECT d.*, e.epoch_key, e.epoch_number, c.chapter_id IS NOT NULL AS in_canon FROM ("
-    "  SELECT *, 1 - ({vec} <=> {q}) AS similarity FROM drafts"
+    "SELECT d.*, e.epoch_key, e.epoch_number, c.chapter_id IS NOT NULL AS in_canon, n.similarity FROM ("
+    "  SELECT draft_id, 1 - ({vec} <=> {q}) AS similarity FROM drafts"
     "  WHERE epoch_id IN (SELECT epoch_id FROM simulation_epochs WHERE book = %(p0)s)"
     "  AND vector_dims(embedding) = {dim}"
     "  ORDER BY {vec} <=> {q} LIMIT %(k)s"
-    ") d JOIN simulation_epochs e USING (epoch_id) LEFT JOIN chapters c USING (draft_id)"
-    " ORDER BY d.similarity DESC, e.epoch_number, d.agent_name"
+    ") n JOIN drafts d USING (draft_id) JOIN simulation_epochs e USING (epoch_id) LEFT JOIN chapters c USING (draft_id)"
+    " ORDER BY n.similarity DESC, e.epoch_number, d.agent_name"
 )
 
 

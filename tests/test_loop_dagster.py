@@ -53,3 +53,32 @@ def test_the_phase_job_checks_the_fabric_and_replays_the_latest_epoch(run_epoch,
     metadata = {k: v.value for e in events for k, v in e.event_specific_data.metadata.items()}
     assert metadata["replays"] == {"space_time-00002": "identical"}
     assert metadata["committed_without_chapter"] == 0 and metadata["incomplete_ballots"] == 0
+
+
+def test_an_old_epoch_replays_from_the_chapters_its_prompt_retrieved(run_epoch, fabric, instance):
+    """Retrieval is approximate (HNSW) and the index changes as the book grows: a replay must read the
+    related chapters its epoch recorded, not search again."""
+    for number in range(1, 6):
+        assert run_epoch(number).success
+    epoch = fabric.epoch(epoch_key("space_time", 4))
+    assert epoch.context_chapters is not None and set(epoch.context_chapters) == {1, 2}
+    before = fabric.epoch_fingerprint(epoch.epoch_id)
+    unreachable = LLMEngine(base_url="http://127.0.0.1:9/v1", max_tokens=900, max_retries=0, timeout_s=2,
+                            fabric=fabric)
+
+    def replay():
+        return dg.materialize(epoch_assets, instance=instance, partition_key=epoch.epoch_key,
+                              resources={"fabric": fabric, "llm": unreachable}, raise_on_error=False)
+
+    assert replay().success  # after chapters 4 and 5 were written
+    assert fabric.epoch_fingerprint(epoch.epoch_id) == before
+    # the record, not a new search, decides the prompt: with another list it no longer matches its answers
+    with fabric.connection() as conn:
+        conn.execute("UPDATE simulation_epochs SET context_chapters = %s WHERE epoch_id = %s",
+                     ([epoch.context_chapters[0]], epoch.epoch_id))
+    failed = replay()
+    assert not failed.success
+    logged = [entry.user_message for entry in instance.all_logs(failed.run_id)]
+    assert any("forfeits space_time-00004: replay of space_time-00004: no recorded answer" in m for m in logged)
+    assert fabric.epoch(epoch.epoch_key).status == "committed"  # a failed replay leaves the canon alone
+    assert fabric.epoch_fingerprint(epoch.epoch_id) == before

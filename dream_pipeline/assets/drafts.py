@@ -30,6 +30,7 @@ class Burst:
     results: list[DraftResult]
     rows: list[DraftRow]
     prompt: BookContext
+    retrieved: tuple[int, ...]  # the earlier chapters the memory retrieved for the prompt, best first
     context_ms: float
     embedding_error: str | None
 
@@ -42,7 +43,13 @@ def compose_drafts(scope: EpochScope, fabric: StateFabric, llm: LLMEngine, *, se
     world: its own key and seed). Raises EmbeddingDimensionError on a dimension mismatch.
     """
     started = time.perf_counter()
-    memory = fabric.book_memory(scope.book.name, scope.number, top_k=llm.context_top_k, outline=OUTLINE_CHAPTERS)
+    # a rerun, replay or re-roll reads the chapters the epoch's first run retrieved; an epoch committed
+    # before they were recorded was built from an exact search
+    epoch = scope.epoch
+    legacy = epoch.context_chapters is None and epoch.status == "committed"
+    memory = fabric.book_memory(scope.book.name, scope.number, top_k=llm.context_top_k, outline=OUTLINE_CHAPTERS,
+                                retrieved=epoch.context_chapters, scan="exact" if legacy else "auto")
+    retrieved = tuple(chapter.chapter_number for chapter, _ in memory.related)
     prompt = draft_context(scope.book, memory, llm.context_tokens)
     context_ms = (time.perf_counter() - started) * 1000
 
@@ -62,7 +69,7 @@ def compose_drafts(scope: EpochScope, fabric: StateFabric, llm: LLMEngine, *, se
     fabric.record_llm_calls(calls)
     written = [r for r in results if r.completion is not None]
     if len(written) < 2:
-        return Burst(results, [], prompt, context_ms, embedding_error)
+        return Burst(results, [], prompt, retrieved, context_ms, embedding_error)
     if vectors:
         fabric.check_dimensions(vectors, "draft embeddings")
     canon = fabric.canon_similarity(scope.book.name, scope.number, vectors) if vectors else [None] * len(written)
@@ -87,7 +94,7 @@ def compose_drafts(scope: EpochScope, fabric: StateFabric, llm: LLMEngine, *, se
                 near_duplicate_of=peer.closest if peer and peer.near_duplicate else None,
             )
         )
-    return Burst(results, rows, prompt, context_ms, embedding_error)
+    return Burst(results, rows, prompt, retrieved, context_ms, embedding_error)
 
 
 @dg.asset(partitions_def=epochs_partitions, group_name="epoch", deps=[roster], kinds={"openai", "postgres"})
@@ -109,7 +116,7 @@ def drafts(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngin
         fabric.mark_epoch_failed(scope.key, f"only {len(rows)} drafts")
         raise dg.Failure(f"{scope.key}: only {len(rows)} of {len(results)} agents produced a draft")
 
-    fabric.write_drafts(scope.epoch.epoch_id, rows)
+    fabric.write_drafts(scope.epoch.epoch_id, rows, context_chapters=burst.retrieved)
     by_agent = {d.agent_name: d for d in rows}
     for r in results:
         c, d = r.completion, by_agent.get(r.agent.name)
