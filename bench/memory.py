@@ -33,7 +33,7 @@ from resources.llm import LLMEngine, LLMSession
 from spica import SpicaBook
 
 BOOK = "space_time"
-REPEATS = 15
+REPEATS = 50
 WINDOW = 10  # prompts averaged per book size
 
 
