@@ -58,7 +58,7 @@ class EpochRecord:
     winner_agent_id: uuid.UUID | None = None
     loser_agent_id: uuid.UUID | None = None
     world_seed: int | None = None  # the engine seed of the promoted alternate world; None: the first roll
-    context_chapters: tuple[int, ...] | None = None  # chapters its prompt retrieved (None: not drafted yet)
+    context_chapters: tuple[int, ...] | None = None  # chapters its prompt retrieved (None: not recorded yet)
 
 
 @dataclass(frozen=True)
@@ -1129,8 +1129,8 @@ class StateFabric(dg.ConfigurableResource):
         the `top_k` earlier chapters nearest to the last one, and the latest `outline` chapters.
 
         Only chapters before `chapter_number` are read, so a rerun of an epoch sees what it saw then.
-        The nearest chapters are searched with the HNSW index (approximate, and as cheap at chapter
-        1,000 as at 100), unless `retrieved` names the ones an earlier run of the epoch found
+        The nearest chapters are searched with the HNSW index (approximate, and far cheaper than an
+        exact scan as the book grows), unless `retrieved` names the ones an earlier run of the epoch found
         (`simulation_epochs.context_chapters`): those are read again, with the same similarities, so
         the prompt is the same however the index has changed since. `scan` as in `_nearest`.
         """
