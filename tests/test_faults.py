@@ -67,6 +67,33 @@ def test_an_interrupted_epoch_reuses_what_it_already_paid_for(fabric, llm, insta
     _integrity_is_clean(fabric)
 
 
+def test_an_epoch_that_could_not_be_ranked_is_rolled_afresh(fabric, llm, instance):
+    """Its recorded answers would fail it the same way forever: the retry asks again, with a new seed
+    that the record keeps, so the epoch still replays bit for bit once it has committed."""
+    garbling = EngineConfig(seed=3, fault_rate=1.0, fault_kinds=("malformed_json",))  # every ballot breaks
+    instance.add_dynamic_partitions("epochs", [KEY])
+    with running_engine(garbling) as url:
+        garbled = LLMEngine(base_url=url, max_tokens=600, max_retries=0, timeout_s=20, fabric=fabric)
+        failed = dg.materialize(epoch_assets, instance=instance, partition_key=KEY,
+                                resources={"fabric": fabric, "llm": garbled}, raise_on_error=False)
+    assert not failed.success
+    epoch = fabric.epoch(KEY)
+    assert epoch.status == "failed" and epoch.world_seed is not None
+    assert fabric.table_counts()["chapters"] == 0  # nothing half-committed
+
+    assert dg.materialize(epoch_assets, instance=instance, partition_key=KEY,
+                          resources={"fabric": fabric, "llm": llm}).success
+    epoch = fabric.epoch(KEY)
+    assert epoch.status == "committed" and fabric.votes(epoch.epoch_id)
+    committed = fabric.epoch_fingerprint(epoch.epoch_id)
+    unreachable = LLMEngine(base_url="http://127.0.0.1:9/v1", max_tokens=llm.max_tokens, max_retries=0,
+                            timeout_s=2, fabric=fabric)
+    assert dg.materialize(epoch_assets, instance=instance, partition_key=KEY,
+                          resources={"fabric": fabric, "llm": unreachable}).success
+    assert fabric.epoch_fingerprint(epoch.epoch_id) == committed
+    _integrity_is_clean(fabric)
+
+
 def test_a_killed_worker_is_recognised():
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:

@@ -113,7 +113,7 @@ def drafts(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngin
         if r.forfeit_reason:
             context.log.warning(f"{r.agent.name} forfeits {scope.key}: {r.forfeit_reason}")
     if len(rows) < 2:
-        fabric.mark_epoch_failed(scope.key, f"only {len(rows)} drafts")
+        fabric.fail_for_a_new_roll(scope.key, f"only {len(rows)} drafts")
         raise dg.Failure(f"{scope.key}: only {len(rows)} of {len(results)} agents produced a draft")
 
     fabric.write_drafts(scope.epoch.epoch_id, rows, context_chapters=burst.retrieved)

@@ -76,7 +76,7 @@ def peer_votes(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLME
         if ballot.abstention_reason is not None:
             context.log.warning(f"{ballot.voter} abstains after {ballot.attempts} attempts: {ballot.abstention_reason}")
     if not votes:
-        fabric.mark_epoch_failed(scope.key, "no valid ballot")
+        fabric.fail_for_a_new_roll(scope.key, "no valid ballot")
         raise dg.Failure(f"{scope.key}: no voter returned a valid ballot ({len(abstentions)} abstentions)")
     fabric.write_votes(scope.epoch.epoch_id, votes, abstentions)
     for ballot in ballots:
