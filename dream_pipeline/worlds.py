@@ -9,7 +9,6 @@ touched. Promoting a world of the book's latest epoch makes it the canon (docs/w
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,13 +26,14 @@ from resources.fabric import (
     StateFabric,
     VoteRow,
     WorldRow,
+    request_seed,
 )
 from resources.llm import LLMCallError, LLMEngine
 
 
 def world_seed(epoch_key: str, world_number: int) -> int:
     """The request seed of a world: stable for (epoch, world), different between worlds, fits an INT."""
-    return int(hashlib.sha256(f"{epoch_key}~{world_number}".encode()).hexdigest()[:7], 16)
+    return request_seed(f"{epoch_key}~{world_number}")
 
 
 def world_document(

@@ -156,6 +156,11 @@ class LlmCallRow:
         return request_hash(self.request)
 
 
+def request_seed(label: str) -> int:
+    """An engine request `seed` named by `label` (a world, a retry roll): stable, and fits an INT column."""
+    return int(hashlib.sha256(label.encode()).hexdigest()[:7], 16)
+
+
 def request_hash(request: dict[str, Any]) -> str:
     """The identity of an engine request: what a replay looks recorded answers up by."""
     return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
@@ -466,11 +471,11 @@ class StateFabric(dg.ConfigurableResource):
                 (reason[:2000], epoch_key, run_id, run_id),
             )
 
-    def fail_for_a_new_roll(self, epoch_key: str, reason: str) -> int | None:
+    def fail_for_a_new_roll(self, epoch_key: str, reason: str) -> None:
         """Fail an epoch that could not be ranked (too few drafts or valid ballots) so that its next run
         rolls it afresh: its recorded answers would only fail it the same way again. The next roll's
-        request seed becomes the epoch's `world_seed` (which replays send again); returns it, or None
-        for a committed epoch."""
+        request seed becomes the epoch's `world_seed` (which replays send again). A committed epoch is
+        left alone."""
         with self.connection() as conn:
             row = conn.execute(
                 "SELECT coalesce((timings->>'rolls')::int, 1) AS rolls FROM simulation_epochs"
@@ -478,16 +483,14 @@ class StateFabric(dg.ConfigurableResource):
                 (epoch_key,),
             ).fetchone()
             if row is None:
-                return None
+                return
             rolls = row["rolls"] + 1
-            seed = int(hashlib.sha256(f"{epoch_key}#roll{rolls}".encode()).hexdigest()[:7], 16)
             conn.execute(
                 "UPDATE simulation_epochs SET status = 'failed', world_seed = %s,"
                 " timings = timings || jsonb_build_object('failure', %s::text, 'rolls', %s::int)"
                 " WHERE epoch_key = %s",
-                (seed, reason[:2000], rolls, epoch_key),
+                (request_seed(f"{epoch_key}#roll{rolls}"), reason[:2000], rolls, epoch_key),
             )
-            return seed
 
     def record_timing(self, epoch_id: uuid.UUID, step: str, seconds: float) -> None:
         with self.connection() as conn:
