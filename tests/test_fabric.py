@@ -112,6 +112,72 @@ def test_the_reaper_commits_once_and_notifies(fabric):
     assert fabric.next_epoch_number("space_time") == 2
 
 
+HOLD_KEY = 180_018  # an advisory lock the test holds to keep the Reaper's transaction from committing
+
+
+@pytest.fixture
+def commit_gate(fabric):
+    """A deferred trigger that makes the commit of an epoch wait on an advisory lock held by the test:
+    the Reaper's transaction stays open, everything done but the COMMIT, for as long as the test says."""
+    with fabric.connection() as conn:
+        conn.execute(
+            "CREATE FUNCTION test_hold_commit() RETURNS trigger LANGUAGE plpgsql AS"
+            f" $$ BEGIN PERFORM pg_advisory_xact_lock({HOLD_KEY}); RETURN NULL; END $$"
+        )
+        conn.execute(
+            "CREATE CONSTRAINT TRIGGER test_hold_commit AFTER UPDATE ON simulation_epochs"
+            " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.status = 'committed')"
+            " EXECUTE FUNCTION test_hold_commit()"
+        )
+    holder = psycopg.connect(fabric.url(), autocommit=True)
+    try:
+        yield holder
+    finally:
+        holder.close()
+        with fabric.connection() as conn:
+            conn.execute("DROP TRIGGER IF EXISTS test_hold_commit ON simulation_epochs")
+            conn.execute("DROP FUNCTION IF EXISTS test_hold_commit()")
+
+
+def test_the_reapers_notification_is_sent_by_its_commit(fabric, commit_gate):
+    """No one waiting on `dream_epochs` hears of the epoch before its commit: while the transaction is
+    held open nothing arrives and nothing is visible; once it commits, the note and the state arrive."""
+    import threading
+
+    epoch = _open(fabric)
+    ids = fabric.write_drafts(epoch.epoch_id, _drafts(epoch, fabric))
+    agents = fabric.agents(epoch.active_agent_ids)
+    loser, book = agents[-1], SpicaBook.load()
+    fabric.commit_chapter(
+        epoch.epoch_id, "space_time", ChapterRow(1, ids[0], agents[0].instance_id, "Opening", "text", 7.0, 1.0),
+    )
+    outcome = {}
+    with psycopg.connect(fabric.url(), autocommit=True) as listener:
+        listener.execute("LISTEN dream_epochs")
+        commit_gate.execute("SELECT pg_advisory_lock(%s)", (HOLD_KEY,))
+        reaper = threading.Thread(target=lambda: outcome.setdefault(
+            "reap", fabric.reap(epoch, loser, book.recruit(book.reserve()[0], replaced=loser))))
+        reaper.start()
+        try:
+            early = list(listener.notifies(timeout=1.5, stop_after=1))
+            seen = listener.execute(
+                "SELECT status FROM simulation_epochs WHERE epoch_id = %s", (epoch.epoch_id,)
+            ).fetchone()[0]
+            assert reaper.is_alive()  # the Reaper is still inside its transaction, at the commit
+        finally:
+            commit_gate.execute("SELECT pg_advisory_unlock(%s)", (HOLD_KEY,))
+        assert early == [] and seen == "collapsed"
+        late = list(listener.notifies(timeout=10, stop_after=1))
+        reaper.join(10)
+        assert [n.payload for n in late] == ["space_time-00001"]
+        after = listener.execute(
+            "SELECT e.status, (SELECT count(*) FROM agents a WHERE a.replaced_agent_id = %s) AS seated"
+            " FROM simulation_epochs e WHERE e.epoch_id = %s", (loser.instance_id, epoch.epoch_id)
+        ).fetchone()
+    assert after == ("committed", 1)  # what the notification announces is there for whoever heard it
+    assert outcome["reap"].retired == loser.name
+
+
 def test_llm_calls_and_telemetry_are_stored(fabric):
     from resources.fabric import LlmCallRow
 

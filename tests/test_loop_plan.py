@@ -87,7 +87,21 @@ def test_a_failed_epoch_is_retried_with_growing_backoff():
     retry = plan_loop(LoopSnapshot(**{**snap.__dict__, "now": failed_at + backoff(1),
                                        "previous_runs": {"space_time-00004": 3}}))
     assert retry.run_requests[0].run_key == "space_time-00004#4"  # a fresh key for every run of the epoch
-    assert backoff(1) < backoff(2) < backoff(3) and backoff(30) == timedelta(minutes=10)
+    assert [backoff(n).total_seconds() for n in (0, 1, 2, 3, 4, 6, 7, 30)] == [10, 10, 20, 40, 80, 320, 600, 600]
+
+
+@pytest.mark.parametrize(("failures", "wait_s"), [(1, 10), (2, 20), (3, 40), (4, 80), (6, 320), (7, 600), (12, 600)])
+def test_the_loop_waits_longer_after_each_failure_of_an_epoch(failures, wait_s):
+    """plan_loop itself applies the backoff for the epoch's failure count: 10 s doubling, at most 10 min."""
+    failed_at = at(12)
+    failures_map = {"space_time-00004": (failures, failed_at)}
+    almost = plan_loop(snapshot(now=failed_at + timedelta(seconds=wait_s - 1), failures=failures_map))
+    assert isinstance(almost, dg.SkipReason)
+    assert almost.skip_message == f"space_time-00004 failed {failures} time(s); retrying in 1 s"
+    just_failed = plan_loop(snapshot(now=failed_at, failures=failures_map))
+    assert just_failed.skip_message == f"space_time-00004 failed {failures} time(s); retrying in {wait_s} s"
+    due = plan_loop(snapshot(now=failed_at + timedelta(seconds=wait_s), failures=failures_map, depth=1))
+    assert requested_all(due) == ["space_time-00004"]
 
 
 @pytest.mark.parametrize(("hour", "minute", "blocked"), [(2, 59, False), (3, 0, True), (6, 59, True), (7, 0, False)])

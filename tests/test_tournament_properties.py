@@ -36,6 +36,7 @@ from dream_pipeline.tournament import (
     plan_presentations,
     render_ballot_prompt,
 )
+from dream_pipeline.tournament.elo import BASE, SCALE, expected_score
 
 settings.register_profile("tournament", max_examples=100, deadline=None)
 settings.load_profile("tournament")
@@ -303,6 +304,25 @@ def test_structural_errors():
     assert reason_of('{"votes": []}', pres) == "missing_label"
 
 
+@pytest.mark.parametrize(("score", "reason"), [
+    (0, "score_out_of_range"), (11, "score_out_of_range"), (-1, "score_out_of_range"), (10.5, "score_not_integer"),
+])
+def test_the_edges_of_the_score_range(score, reason):
+    """1 and 10 are scores, 0 and 11 are not: the edges, named, not left to a strategy's luck."""
+    pres = plan_presentations(roster(3), 0)["Physicist"]
+    first, second = pres.labels()
+    edges = parse_ballot(dump([{"draft_id": first, "insight_score": 1, "rationale": "a"},
+                               {"draft_id": second, "insight_score": 10, "rationale": "b"}]), pres)
+    assert [v.insight_score for v in edges] == [1, 10]
+    bad = [{"draft_id": first, "insight_score": score, "rationale": "a"},
+           {"draft_id": second, "insight_score": 5, "rationale": "b"}]
+    with pytest.raises(BallotError) as info:
+        parse_ballot(dump(bad), pres)
+    assert info.value.reason == reason
+    if reason == "score_out_of_range":
+        assert str(info.value) == f"score_out_of_range: score for {first!r} is {score}, not 1..10"
+
+
 def test_integral_float_accepted_and_long_rationale_truncated():
     pres = plan_presentations(roster(3), 0)["Physicist"]
     entries = [{"draft_id": lab, "insight_score": 7.0, "rationale": "x" * 5000} for lab in pres.labels()]
@@ -361,16 +381,34 @@ facts = st.lists(
 )
 
 
+def test_penalties_are_truncation_plus_latency():
+    """Five points for a cut draft, plus 0.5 per doubling of latency over the fastest (from 1 s), at most 1."""
+    pens = penalties([
+        DraftFacts("Poet", False, 0.5), DraftFacts("Jurist", True, 2.0), DraftFacts("Sage", False, 3.0),
+        DraftFacts("Scout", True, 10.0), DraftFacts("Smith", False, 4.0),
+    ])
+    assert pens == {
+        "Poet": 0.0,  # the fastest, under the 1 s floor
+        "Jurist": pytest.approx(5.5),  # cut, and twice the floor: 5 + 0.5
+        "Sage": pytest.approx(0.7924813, abs=1e-6),  # 0.5 * log2(3)
+        "Scout": pytest.approx(6.0),  # cut, and the latency part capped at 1
+        "Smith": pytest.approx(1.0),  # 4x: exactly the cap
+    }
+    assert penalties([DraftFacts("Poet", True, 2.0), DraftFacts("Sage", False, 2.0)]) == {"Poet": 5.0, "Sage": 0.0}
+    assert TRUNCATION_PENALTY == 5.0
+
+
 @given(drafts=facts)
-def test_penalties_are_truncation_plus_latency(drafts):
+def test_penalties_are_truncation_plus_latency_for_any_epoch(drafts):
     pens = penalties(drafts)
     fastest = min(d.latency_s for d in drafts)
     assert set(pens) == {d.author for d in drafts}
     for d in drafts:
-        expected = (TRUNCATION_PENALTY if d.truncated else 0.0) + latency_penalty(d.latency_s, fastest)
-        assert pens[d.author] == pytest.approx(expected)
+        latency = pens[d.author] - (5.0 if d.truncated else 0.0)
+        assert 0.0 <= latency <= 1.0 + 1e-9
+        assert latency == pytest.approx(latency_penalty(d.latency_s, fastest))
     fastest_author = min(drafts, key=lambda d: d.latency_s)
-    assert pens[fastest_author.author] == (TRUNCATION_PENALTY if fastest_author.truncated else 0.0)
+    assert pens[fastest_author.author] == (5.0 if fastest_author.truncated else 0.0)
 
 
 @given(drafts=facts, score=st.integers(1, 10))
@@ -494,7 +532,16 @@ def test_an_agent_that_wins_every_battle_never_loses_rating(ratings, outcomes):
 
 def test_elo_single_battle_matches_formula():
     new = elo_update({}, [("Poet", "Jurist", 1.0)])
-    assert new == {"Poet": INITIAL_RATING + DEFAULT_K / 2, "Jurist": INITIAL_RATING - DEFAULT_K / 2}
+    assert new == {"Poet": 1008.0, "Jurist": 992.0}  # K = 16, both start at 1000, E = 0.5
+    # 1100 vs 900: E = 1 / (1 + 10 ** (-200 / 400)) = 0.759747; a draw moves 16 * 0.259747 = 4.15596
+    upset = elo_update({"Poet": 1100.0, "Jurist": 900.0}, [("Poet", "Jurist", 0.5)])
+    assert upset == {"Poet": pytest.approx(1095.84404, abs=1e-4), "Jurist": pytest.approx(904.15596, abs=1e-4)}
+    assert expected_score(1100.0, 900.0) == pytest.approx(0.7597469, abs=1e-6)
+    # a loss of the first agent on the second battle: 1008 vs 1000 (unseen agent at 1000), E = 0.511511
+    chain = elo_update({}, [("Poet", "Jurist", 1.0), ("Poet", "Sage", 0.0)])
+    assert chain == {"Poet": pytest.approx(999.815826, abs=1e-5), "Jurist": 992.0,
+                     "Sage": pytest.approx(1008.184174, abs=1e-5)}
+    assert (INITIAL_RATING, DEFAULT_K, SCALE, BASE) == (1000.0, 16.0, 400.0, 10.0)
     draw = elo_update({"Poet": 1100.0, "Jurist": 900.0}, [("Poet", "Jurist", 0.5)])
     assert draw["Poet"] < 1100.0 and draw["Jurist"] > 900.0
     with pytest.raises(ValueError):
