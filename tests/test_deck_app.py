@@ -118,6 +118,16 @@ def test_the_reader_role_cannot_write(statement, fabric, database_url):
     # and the deck's own connection refuses writes before privileges are even checked
     with queries.connect(url) as conn, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
         conn.execute(statement)
+    # read-only by itself, not by the role's default: as the fabric's owner, whose sessions may write,
+    # the deck's connection still refuses, and stays read-only after its session default is switched off
+    with psycopg.connect(database_url) as owner:
+        assert owner.execute("SHOW default_transaction_read_only").fetchone()[0] == "off"
+    with queries.connect(database_url) as conn:
+        assert conn.execute("SHOW transaction_read_only").fetchone()["transaction_read_only"] == "on"
+        conn.execute("SET default_transaction_read_only = off")
+        conn.commit()
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute(statement)
 
 
 def test_the_reader_migration_is_idempotent(fabric, database_url):

@@ -30,8 +30,10 @@ def test_one_epoch_writes_the_whole_record(run_epoch, fabric):
     assert len(drafts) == 5
     assert all(d.embedding is not None and len(d.embedding) > 0 for d in drafts)
     assert all(d.completion_tokens <= 900 for d in drafts)
-    for d in drafts:  # the penalty is exactly what truncation and latency cost
-        assert d.penalty == d.latency_penalty + (5.0 if d.truncated else 0.0)
+    for d in drafts:  # the flag is the engine's finish_reason; the penalty is what truncation and latency cost
+        assert d.finish_reason in ("stop", "length")
+        assert d.truncated is (d.finish_reason == "length")
+        assert d.penalty == d.latency_penalty + (5.0 if d.finish_reason == "length" else 0.0)
 
     votes = fabric.votes(epoch.epoch_id)
     abstentions = fabric.abstentions(epoch.epoch_id)
@@ -77,8 +79,16 @@ def test_one_epoch_writes_the_whole_record(run_epoch, fabric):
         separated = conn.execute(
             "SELECT bottom_separated FROM simulation_epochs WHERE epoch_id = %s", (epoch.epoch_id,)
         ).fetchone()["bottom_separated"]
-    assert separated in (True, False)
-    assert rankings["bottom_separated"].value == str(separated).lower()
+    # what produced the flag: the loser's upper Bradley–Terry bound against the lowest lower bound of
+    # the others (epoch 1 has no newcomer: everyone is a candidate)
+    by_id = {r.agent_id: r for r in ratings}
+    loser_row = by_id[epoch.loser_agent_id]
+    others = [r.bt_lower for r in ratings if r.agent_id != epoch.loser_agent_id]
+    assert separated is (loser_row.bt_upper < min(others))
+    assert rankings["bottom_separated"].value == ("true" if separated else "false")
+    # and the loser is the lowest Elo after the epoch (ties: lower epoch score, then name)
+    lowest = min(ratings, key=lambda r: (r.rating_after, r.epoch_score, r.agent_name))
+    assert epoch.loser_agent_id == lowest.agent_id
 
 
 def test_epochs_chain_and_a_rerun_changes_nothing(run_epoch, fabric):

@@ -36,8 +36,20 @@ def book(fabric):
 
 
 def test_the_first_epoch_goes_straight_through(fabric, book):
-    barrier = EpochBarrier(fabric, epoch_has_live_run=lambda key: False)
-    assert barrier.wait_for_turn(book, "space_time-00001", None, timeout_s=5) >= 0
+    """No predecessor: the barrier returns before its first wait for a notification (a poll of 30 s),
+    even though a run of this book's next epoch is live; only another book's open epoch would hold it."""
+    asked = []
+    barrier = EpochBarrier(fabric, epoch_has_live_run=lambda key: asked.append(key) or True, poll_s=30)
+    waited = barrier.wait_for_turn(book, "space_time-00001", None, timeout_s=60)
+    assert 0.0 <= waited < 30.0  # had it waited once, it would have waited the whole poll
+    assert asked == []  # nothing to wait for: no run was even looked up
+    # the same first epoch while another book has an epoch open with a live run: it waits, then gives up
+    other = fabric.open_epoch(book, "space_time-00001", 1)
+    held = EpochBarrier(fabric, epoch_has_live_run=lambda key: key == other.epoch_key, poll_s=0.1)
+    with pytest.raises(BarrierTimeout, match=r"space_time-00001 \(another book\) to commit"):
+        held.wait_for_turn("sea", "sea-00001", None, timeout_s=0.3)
+    free = EpochBarrier(fabric, epoch_has_live_run=lambda key: False, poll_s=30)
+    assert 0.0 <= free.wait_for_turn("sea", "sea-00001", None, timeout_s=60) < 30.0
 
 
 def test_a_lost_predecessor_fails_fast(fabric, book):

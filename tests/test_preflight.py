@@ -139,12 +139,31 @@ def test_bad_values_name_their_setting(clean_env, setting, value):
     assert str(raised.value).startswith(f"{setting}: ") and "\n" not in str(raised.value)
 
 
+def _chat_requests(engine_url: str) -> int:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{engine_url}/engine/stats", timeout=10) as reply:  # noqa: S310 (our engine)
+        return json.load(reply)["requests"]["chat.completions"]
+
+
 def test_a_working_engine_and_database_pass(clean_env, engine_url, database_url):
+    """Both pass, and the engine was really asked: one probe request per check, each format accepted."""
     clean_env.setenv("DREAM_LLM_BASE_URL", engine_url)
     clean_env.setenv("DREAM_DATABASE_URL", database_url)
-    preflight()
+    before = _chat_requests(engine_url)
+    assert preflight() is None
+    assert _chat_requests(engine_url) == before + 1  # json_schema accepted at once: no json_object fallback
     clean_env.setenv("DREAM_VOTE_FORMAT", "json_object")
-    preflight()
+    assert preflight() is None
+    assert _chat_requests(engine_url) == before + 2
+    assert preflight(need_engine=False) is None
+    assert _chat_requests(engine_url) == before + 2  # need_engine=False sends nothing
+    # the same settings with the database gone do not pass: the check above did connect
+    clean_env.setenv("DREAM_DATABASE_URL", f"postgresql://postgres@127.0.0.1:{_closed_port()}/dream")
+    with pytest.raises(ConfigError) as raised:
+        preflight(need_engine=False)
+    assert raised.value.setting == "DREAM_DATABASE_URL"
 
 
 def test_hosted_apis_need_a_key_local_servers_do_not():
