@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 EPOCHS ?= 3
 
-.PHONY: run test lint bench clean-state
+.PHONY: run test lint bench mutation clean-state
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11+ is required: install it, or set PYTHON=/path/to/python3.11"; exit 1; }
@@ -24,6 +24,10 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# mutation score of the rules (bench/mutation.py): the pure modules; `make mutation ARGS=--full` for all
+mutation: $(STAMP)
+	$(BIN)/python -m bench.mutation $(ARGS)
 
 clean-state: $(STAMP)
 	-$(BIN)/dream engine stop

@@ -105,7 +105,17 @@ def test_the_reaper_commits_once_and_notifies(fabric):
     assert notes and notes[0].payload == "space_time-00001"
     second = fabric.reap(fabric.epoch("space_time-00001"), loser, book.recruit(book.reserve()[1], replaced=loser))
     assert first.retired == loser.name and not first.already_done
-    assert second.already_done
+    assert first.replacement == book.reserve()[0]["name"]
+    assert second == type(second)(None, None, already_done=True)
+    with fabric.connection() as conn:
+        retired = conn.execute("SELECT * FROM agents WHERE agent_id = %s", (loser.instance_id,)).fetchone()
+        seated = conn.execute("SELECT * FROM agents WHERE replaced_agent_id = %s", (loser.instance_id,)).fetchall()
+        end_time = conn.execute("SELECT end_time FROM simulation_epochs WHERE epoch_id = %s",
+                                (epoch.epoch_id,)).fetchone()["end_time"]
+    assert retired["alive"] is False and retired["state"] == {} and retired["retired_epoch"] == 1
+    assert retired["retired_at"] is not None and end_time is not None
+    assert len(seated) == 1 and seated[0]["name"] == first.replacement
+    assert seated[0]["joined_epoch"] == 2 and seated[0]["alive"] is True and seated[0]["book"] == "space_time"
     assert len(fabric.alive_agents("space_time")) == 5
     assert fabric.table_counts()["agents"] == 6
     assert fabric.epoch("space_time-00001").status == "committed"
@@ -176,6 +186,43 @@ def test_the_reapers_notification_is_sent_by_its_commit(fabric, commit_gate):
         ).fetchone()
     assert after == ("committed", 1)  # what the notification announces is there for whoever heard it
     assert outcome["reap"].retired == loser.name
+
+
+def _collapsed(fabric: StateFabric):
+    epoch = _open(fabric)
+    ids = fabric.write_drafts(epoch.epoch_id, _drafts(epoch, fabric))
+    agents = fabric.agents(epoch.active_agent_ids)
+    fabric.commit_chapter(
+        epoch.epoch_id, "space_time", ChapterRow(1, ids[0], agents[0].instance_id, "Opening", "text", 7.0, 1.0),
+    )
+    return epoch, agents
+
+
+def test_the_reaper_refuses_an_epoch_without_a_chapter(fabric):
+    epoch = _open(fabric)
+    loser = fabric.agents(epoch.active_agent_ids)[-1]
+    with pytest.raises(RuntimeError, match=r"^epoch space_time-00001 has no committed chapter yet \(status running\)$"):
+        fabric.reap(epoch, loser, None)
+    assert fabric.epoch("space_time-00001").status == "running"
+    assert len(fabric.alive_agents("space_time")) == 5
+
+
+def test_the_reaper_without_a_replacement_or_without_a_loser(fabric):
+    epoch, agents = _collapsed(fabric)
+    outcome = fabric.reap(epoch, agents[-1], None)  # the pool is empty and no mutation was made
+    assert outcome == type(outcome)(agents[-1].name, None, already_done=False)
+    assert {a.name for a in fabric.alive_agents("space_time")} == {a.name for a in agents[:-1]}
+    assert fabric.table_counts()["agents"] == 5
+    assert fabric.epoch("space_time-00001").status == "committed"
+
+
+def test_the_reaper_with_nobody_to_eliminate_only_commits(fabric):
+    epoch, agents = _collapsed(fabric)
+    book = SpicaBook.load()
+    outcome = fabric.reap(epoch, None, book.recruit(book.reserve()[0], replaced=agents[-1]))
+    assert outcome == type(outcome)(None, None, already_done=False)  # no loser: nobody retired, nobody seated
+    assert len(fabric.alive_agents("space_time")) == 5 and fabric.table_counts()["agents"] == 5
+    assert fabric.epoch("space_time-00001").status == "committed"
 
 
 def test_llm_calls_and_telemetry_are_stored(fabric):

@@ -1,0 +1,202 @@
+"""Would the tests notice if a rule were wrong? A mutation score on the modules that hold the rules.
+
+mutmut 3 changes one operator, constant or call at a time in a copy of the code (`mutants/`) and runs
+the tests that exercise the changed function; a mutant the tests do not fail on *survived*. The
+scope is the rules users rely on: the pure tournament rules, the loop's plan and the PHASE window,
+selection and grace where the ranking asset applies them, the Reaper's transaction and the LLM
+resource's replay path. Each module runs apart, in `.mutation/<module>/` (its own `mutants/` copy
+and a pyproject whose [tool.mutmut] is the project's with this module's files and tests), so a
+mutant of a pure rule never waits for a database test.
+
+Run: python -m bench.mutation [--full] [--module NAME ...] [--max-children N] [--keep]
+  default: the pure modules (a few minutes); --full: every scoped module, DB tests included
+  (about an hour on 2 shared cores with the default single worker).
+Surviving mutants that no test can kill (they change nothing observable) are listed with a reason
+in bench/mutation_equivalent.txt; the score leaves them out and says how many there were.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.common import print_result, print_table
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / ".mutation"
+EQUIVALENT_FILE = Path(__file__).with_name("mutation_equivalent.txt")
+SEP = "ǁ"  # mutmut's separator between a class and its method in a mutant's name
+
+
+@dataclass(frozen=True)
+class Module:
+    """One scoped module: the files mutmut mutates, which of their functions count, which tests run."""
+
+    name: str
+    files: tuple[str, ...]
+    functions: tuple[str, ...]  # mutant-name globs, as `mutmut run` takes them
+    tests: tuple[str, ...]  # test files or node ids: the only tests its mutants are run against
+    fast: bool  # in the default run (pure code, quick tests)
+
+
+def _functions(module: str, *names: str) -> tuple[str, ...]:
+    return tuple(f"{module}.{name}__mutmut_*" for name in names)
+
+
+_RULES = ("anonymize", "ballots", "elo", "scoring", "selection", "sanitize")
+MODULES = (
+    Module("tournament_rules", tuple(f"dream_pipeline/tournament/{m}.py" for m in _RULES),
+           tuple(f"dream_pipeline.tournament.{m}.*" for m in _RULES),
+           ("tests/test_tournament_properties.py",
+            "tests/test_rankings_window.py::test_separation_needs_the_bottom_interval_below_every_other",
+            "tests/test_rankings_window.py::test_missing_intervals_are_not_separated",
+            "tests/test_hostile_input.py::test_storable_text_always_encodes_and_has_no_nul",
+            "tests/test_hostile_input.py::test_storable_text_leaves_clean_text_unchanged",
+            "tests/test_hostile_input.py::test_storable_text_examples",
+            "tests/test_hostile_input.py::test_ballot_prompt_cuts_a_runaway_draft_with_a_marker"), fast=True),
+    Module("loop_plan", ("sensors/loop.py",),
+           _functions("sensors.loop", "x_staging_depth", "x_backoff", "x_next_key", "x_staging_keys", "x_plan_loop"),
+           ("tests/test_loop_plan.py",), fast=True),
+    Module("phase_window", ("schedules/phase_window.py",), ("schedules.phase_window.*",),
+           ("tests/test_phase_window.py", "tests/test_loop_plan.py"), fast=True),
+    # the statistics are pure too, but their tests bootstrap thousands of fits: minutes per mutant
+    Module("tournament_statistics", ("dream_pipeline/tournament/bradley_terry.py",
+                                     "dream_pipeline/tournament/voter_stats.py"),
+           ("dream_pipeline.tournament.bradley_terry.*", "dream_pipeline.tournament.voter_stats.*"),
+           ("tests/test_tournament_statistics.py", "tests/test_rankings_window.py"), fast=False),
+    Module("ranking_asset", ("dream_pipeline/assets/elo_rankings.py",),
+           _functions("dream_pipeline.assets.elo_rankings", "x_compose_ranking", "x__finite"),
+           ("tests/test_rules_through_epochs.py", "tests/test_epoch_through_dagster.py"), fast=False),
+    Module("reaper", ("resources/fabric.py",), _functions("resources.fabric", f"x{SEP}StateFabric{SEP}reap"),
+           ("tests/test_fabric.py", "tests/test_loop_barrier.py"), fast=False),
+    Module("llm_replay", ("resources/llm.py",),
+           _functions("resources.llm", f"x{SEP}LLMSession{SEP}_replayed", f"x{SEP}LLMEngine{SEP}recorded_calls",
+                      f"x{SEP}LLMEngine{SEP}session", "x__completion"),
+           ("tests/test_llm_replay.py",
+            "tests/test_loop_dagster.py::test_a_committed_epoch_replays_bit_for_bit_without_the_engine"), fast=False),
+)
+
+KILLED = {"killed", "timeout", "segfault", "caught by type check"}  # the tests (or the run) went red
+NOT_KILLED = {"survived", "no tests", "suspicious"}
+
+
+def equivalent_mutants() -> dict[str, str]:
+    """`name  reason` per line of bench/mutation_equivalent.txt ('#' starts a comment)."""
+    found = {}
+    for line in EQUIVALENT_FILE.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, _, reason = line.partition(" ")
+            found[name] = reason.strip()
+    return found
+
+
+def _workspace(module: Module, keep: bool) -> Path:
+    """`.mutation/<module>/`: the project's folders linked in, and a pyproject whose [tool.mutmut] is
+    the project's with only this module's file and tests."""
+    text = (ROOT / "pyproject.toml").read_text()
+    head, marker, _ = text.partition("\n[tool.mutmut]\n")
+    if not marker:
+        raise SystemExit("pyproject.toml has no [tool.mutmut] section")
+    config = tomllib.loads(text)["tool"]["mutmut"]
+    config.update(only_mutate=list(module.files), pytest_add_cli_args_test_selection=list(module.tests))
+    place = WORK / module.name
+    if place.exists() and not keep:
+        shutil.rmtree(place)
+    place.mkdir(parents=True, exist_ok=True)
+    for entry in [*config["source_paths"], *config["also_copy"], "tests"]:
+        link = place / entry.rstrip("/")
+        if not link.exists():
+            link.symlink_to(ROOT / entry.rstrip("/"))
+    lines = [f"{key} = {json.dumps(value)}" for key, value in config.items()]  # JSON scalars/arrays are TOML
+    (place / "pyproject.toml").write_text(head + marker + "\n".join(lines) + "\n")
+    return place
+
+
+def _statuses(place: Path, module: Module) -> dict[str, str]:
+    """Each of the module's scoped mutants and what became of it, from mutmut's own records."""
+    from mutmut.stats import status_by_exit_code
+
+    statuses = {}
+    for meta in (place / "mutants").rglob("*.py.meta"):
+        for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+            if any(fnmatch.fnmatchcase(name, pattern) for pattern in module.functions):
+                statuses[name] = status_by_exit_code[code]
+    return statuses
+
+
+def run_module(module: Module, max_children: int, keep: bool) -> tuple[dict[str, str], float]:
+    place = _workspace(module, keep)
+    env = {**os.environ, "DREAM_STATE_DIR": os.environ.get("DREAM_STATE_DIR", str(ROOT / ".dream"))}
+    mutmut = Path(sys.executable).with_name("mutmut")
+    started = time.monotonic()
+    log = place / "mutmut.log"
+    with open(log, "w") as out:
+        done = subprocess.run([str(mutmut), "run", "--max-children", str(max_children), *module.functions],
+                              cwd=place, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+    elapsed = time.monotonic() - started
+    statuses = _statuses(place, module)
+    if done.returncode != 0 or not statuses:
+        tail = log.read_text()[-3000:]
+        raise SystemExit(f"mutmut failed on {module.name} (exit {done.returncode}); end of {log}:\n{tail}")
+    return statuses, elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="every scoped module (DB tests: about an hour)")
+    parser.add_argument("--module", action="append", choices=[m.name for m in MODULES], help="only these")
+    parser.add_argument("--max-children", type=int, default=1, help="mutants tested at once (default 1)")
+    parser.add_argument("--keep", action="store_true", help="reuse .mutation/ (mutmut re-tests what changed)")
+    args = parser.parse_args()
+    chosen = [m for m in MODULES if (m.name in args.module if args.module else args.full or m.fast)]
+    equivalent = equivalent_mutants()
+
+    started = time.monotonic()
+    per_module, survivors = {}, []
+    for module in chosen:
+        print(f"mutating {module.name} ({', '.join(module.files)}) against {', '.join(module.tests)} ...", flush=True)
+        statuses, elapsed = run_module(module, args.max_children, args.keep)
+        counts = Counter(statuses.values())
+        kept = [n for n, s in statuses.items() if s in NOT_KILLED and n not in equivalent]
+        killed = sum(counts[s] for s in KILLED)
+        judged = killed + len(kept)
+        per_module[module.name] = {
+            "mutants": len(statuses), "killed": killed, "survived": counts["survived"],
+            "timeout": counts["timeout"], "no_tests": counts["no tests"],
+            "equivalent": sum(1 for n, s in statuses.items() if s in NOT_KILLED and n in equivalent),
+            "score": round(killed / judged, 3) if judged else None, "seconds": round(elapsed),
+        }
+        survivors += sorted(kept)
+        print_table(f"{module.name}: {', '.join(module.files)}", [{"status": s, "mutants": c} for s, c in counts.most_common()])
+
+    print_table("per module", [{"module": name, **figures} for name, figures in per_module.items()])
+    if survivors:
+        print("\nnot killed (and not listed in bench/mutation_equivalent.txt); `mutmut show NAME` in")
+        print(".mutation/<module>/ prints one:")
+        for name in survivors:
+            print(f"  {name}")
+    totals = {key: sum(f[key] for f in per_module.values())
+              for key in ("mutants", "killed", "survived", "timeout", "no_tests", "equivalent")}
+    judged = totals["mutants"] - totals["equivalent"]  # every mutant but the equivalent ones
+    print_result({
+        **totals,
+        "score": round(totals["killed"] / judged, 3) if judged else None,
+        "per_module": per_module,
+        "scope": "full" if len(chosen) == len(MODULES) else "+".join(m.name for m in chosen),
+        "seconds": round(time.monotonic() - started),
+    })
+
+
+if __name__ == "__main__":
+    main()
