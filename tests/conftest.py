@@ -13,6 +13,7 @@ from psycopg import sql
 
 from offline_engine import EngineConfig, running_engine
 from resources import embedded_postgres
+from resources import fabric as fabric_module
 from resources.fabric import StateFabric
 from resources.llm import LLMEngine
 
@@ -36,7 +37,12 @@ def database_url() -> Iterator[str]:
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(drop)
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEST_DATABASE)))
-    yield embedded_postgres.server_url(TEST_DATABASE)
+    url = embedded_postgres.server_url(TEST_DATABASE)
+    # a second pytest session in this process (mutmut runs several) gets a new, empty database under
+    # the same URL: forget that the last one was migrated
+    fabric_module._MIGRATED.discard(url)
+    fabric_module._ADAPTERS.pop(url, None)
+    yield url
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(drop)
 

@@ -1,0 +1,163 @@
+"""The ranking step as the asset composes it (`compose_ranking`): penalties into battles, Elo from the
+stored ratings, the winner, grace, the Bradley–Terry window and separation, on the real fabric with
+ballots written by hand (no engine), so every figure is known in advance."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from dream_pipeline.assets.common import epoch_seed, load_scope
+from dream_pipeline.assets.elo_rankings import EloConfig, _finite, compose_ranking
+from dream_pipeline.standings import window_statistics
+from dream_pipeline.tournament import elo_update, pairwise_outcomes
+from dream_pipeline.tournament.ballots import Vote
+from dream_pipeline.tournament.selection import bottom_is_separated
+from resources.fabric import ChapterRow, DraftRow, VoteRow
+from spica import SpicaBook
+
+QUALITY = [9, 7, 5, 3, 1]  # what every voter gives the agents of the roster, in roster order
+
+
+def _open(fabric, number: int):
+    key = f"space_time-{number:05d}"
+    fabric.open_epoch("space_time", key, number)
+    return load_scope(fabric, key)
+
+
+def _drafts(fabric, scope, penalties: dict[str, float]) -> list[DraftRow]:
+    rows = [DraftRow(a.instance_id, a.name, f"draft of {a.name}", 1, 1, "stop", False, 0.1,
+                     penalty=penalties.get(a.name, 0.0)) for a in scope.agents]
+    fabric.write_drafts(scope.epoch.epoch_id, rows)
+    return fabric.drafts(scope.epoch.epoch_id)
+
+
+def _votes(scope, quality: dict[str, int]) -> list[VoteRow]:
+    return [
+        VoteRow(v.name, t.name, v.instance_id, t.instance_id, quality[t.name], f"{v.name} on {t.name}",
+                f"Anonymous_Scribe_{i}", i)
+        for v in scope.agents for i, t in enumerate(a for a in scope.agents if a is not v)
+    ]
+
+
+def _commit(fabric, scope, ranking, written) -> None:
+    by_name = {a.name: a for a in scope.agents}
+    fabric.write_ratings(scope.epoch.epoch_id, ranking.rows, by_name[ranking.winner].instance_id,
+                         by_name[ranking.loser].instance_id if ranking.loser else None,
+                         bottom_separated=ranking.separated, flags=ranking.flags)
+    winner = next(d for d in written if d.agent_name == ranking.winner)
+    fabric.commit_chapter(scope.epoch.epoch_id, "space_time",
+                          ChapterRow(scope.number, winner.draft_id, winner.agent_id, "T", winner.text, 1.0, 0.0))
+    book = SpicaBook.load()
+    loser = by_name[ranking.loser]
+    fabric.reap(fabric.epoch(scope.key), loser, book.recruit(book.reserve()[0], replaced=loser))
+
+
+def _oracle(scope, written, votes, before, k, history):
+    """The same figures from the pure rules, called directly with what the asset should pass them."""
+    penalty = {d.agent_name: d.penalty for d in written}
+    ballots = [Vote(v.voter_agent, v.target_agent, v.masked_label, v.insight_score, v.rationale) for v in votes]
+    after = elo_update(before, pairwise_outcomes(ballots, penalty), k=k)
+    recent = history + [(scope.number, v, penalty[v.target_agent]) for v in votes]
+    return after, window_statistics(recent, epoch_seed(scope.key)).intervals
+
+
+def test_the_first_epoch_ranked_as_the_rules_say(fabric):
+    fabric.ensure_book(SpicaBook.load())
+    scope = _open(fabric, 1)
+    names = [a.name for a in scope.agents]
+    quality = dict(zip(names, QUALITY, strict=True))
+    # the best writer's draft was cut (-5): 9 - 5 = 4 puts it below the second (7) and third (5)
+    written = _drafts(fabric, scope, {names[0]: 5.0, names[3]: 0.25})
+    votes = _votes(scope, quality)
+    ranking = compose_ranking(scope, written, votes, fabric, EloConfig())
+
+    assert ranking.battles == 30  # 5 ballots of 4 drafts: 6 pairs each
+    assert ranking.winner == names[1]
+    assert ranking.newcomers == []  # the cast is never in grace
+    after, bt = _oracle(scope, written, votes, dict.fromkeys(names, 1000.0), 16.0, [])
+    rows = {r.agent_name: r for r in ranking.rows}
+    for name in names:
+        assert rows[name].rating_before == 1000.0
+        assert rows[name].rating_after == pytest.approx(after[name])
+        assert rows[name].bt_rating == pytest.approx(bt["rating"][name])
+        assert rows[name].bt_lower == pytest.approx(bt["lower"][name])
+        assert rows[name].bt_upper == pytest.approx(bt["upper"][name])
+        assert rows[name].agent_id == scope.agent(name).instance_id
+    assert [rows[n].penalty for n in names] == [5.0, 0.0, 0.0, 0.25, 0.0]
+    assert [rows[n].epoch_score for n in names] == [4.0, 7.0, 5.0, 2.75, 1.0]
+    # ranked by rating, best first, from 1
+    assert [r.rank for r in ranking.rows] == [1, 2, 3, 4, 5]
+    assert [r.agent_name for r in ranking.rows] == [names[1], names[2], names[0], names[3], names[4]]
+    assert ranking.loser == names[4]  # the lowest rating
+    assert sum(after.values()) == pytest.approx(5000.0)
+    candidates = list(names)
+    expected = bottom_is_separated(names[4], bt["lower"].to_dict(), bt["upper"].to_dict(), candidates)
+    assert ranking.separated is expected
+    # a K of its own is the one the ratings move by
+    doubled = compose_ranking(scope, written, votes, fabric, EloConfig(k=32.0))
+    k32, _ = _oracle(scope, written, votes, dict.fromkeys(names, 1000.0), 32.0, [])
+    assert {r.agent_name: r.rating_after for r in doubled.rows} == pytest.approx(k32)
+    assert doubled.rows[0].rating_after > ranking.rows[0].rating_after + 10.0
+
+
+def test_the_second_epoch_starts_from_stored_ratings_and_spares_the_newcomer(fabric):
+    fabric.ensure_book(SpicaBook.load())
+    first = _open(fabric, 1)
+    names = [a.name for a in first.agents]
+    written = _drafts(fabric, first, {})
+    votes = _votes(first, dict(zip(names, QUALITY, strict=True)))
+    fabric.write_votes(first.epoch.epoch_id, votes, [])
+    ranking = compose_ranking(first, written, votes, fabric, EloConfig())
+    _commit(fabric, first, ranking, written)
+    stored = {r.agent_name: r.rating_after for r in ranking.rows}
+
+    second = _open(fabric, 2)
+    newcomer = next(a.name for a in second.agents if a.name not in names)
+    # the newcomer writes worst of all, and still is not eliminated in the epoch it joined
+    quality = {a.name: q for a, q in zip(second.agents, [8, 6, 4, 2, 5], strict=True)}
+    quality[newcomer] = 1
+    written2 = _drafts(fabric, second, {})
+    votes2 = _votes(second, quality)
+    for window in (1, 2, 10):
+        ranked = compose_ranking(second, written2, votes2, fabric, EloConfig(window_epochs=window))
+        before = {a.name: stored.get(a.name, 1000.0) for a in second.agents}
+        rows = {r.agent_name: r for r in ranked.rows}
+        assert {n: r.rating_before for n, r in rows.items()} == before
+        assert rows[newcomer].rating_before == 1000.0
+        history = fabric.recent_votes("space_time", 1, 1) if window > 1 else []
+        assert len(history) == (20 if window > 1 else 0)
+        after, bt = _oracle(second, written2, votes2, before, 16.0, history)
+        assert {n: r.rating_after for n, r in rows.items()} == pytest.approx(after)
+        # the window also rates the agent retired after epoch 1; the rows are the living roster's
+        assert len(bt) == (6 if window > 1 else 5)
+        assert {n: r.bt_rating for n, r in rows.items()} == pytest.approx({n: bt["rating"][n] for n in rows})
+        assert {n: r.bt_upper for n, r in rows.items()} == pytest.approx({n: bt["upper"][n] for n in rows})
+        assert ranked.newcomers == [newcomer]
+        assert min(after, key=after.get) == newcomer
+        veterans = {n: r for n, r in after.items() if n != newcomer}
+        assert ranked.loser == min(veterans, key=veterans.get)
+        candidates = [a.name for a in second.agents if a.name != newcomer]
+        assert ranked.separated is bottom_is_separated(ranked.loser, bt["lower"].to_dict(), bt["upper"].to_dict(),
+                                                       candidates)
+
+
+def test_nobody_to_eliminate_when_all_are_in_grace(fabric):
+    fabric.ensure_book(SpicaBook.load())
+    scope = _open(fabric, 1)
+    with fabric.connection() as conn:  # every seat taken by a newcomer of this epoch
+        conn.execute("UPDATE agents SET origin = 'reserve', joined_epoch = 1")
+    scope = load_scope(fabric, scope.key)
+    names = [a.name for a in scope.agents]
+    written = _drafts(fabric, scope, {})
+    ranking = compose_ranking(scope, written, _votes(scope, dict(zip(names, QUALITY, strict=True))), fabric,
+                              EloConfig(window_epochs=1))
+    assert sorted(ranking.newcomers) == sorted(names)
+    assert ranking.loser is None and ranking.separated is None
+
+
+def test_only_finite_figures_are_stored():
+    assert _finite(None) is None
+    assert _finite(math.nan) is None and _finite(math.inf) is None and _finite(-math.inf) is None
+    assert _finite(3) == 3.0 and isinstance(_finite(3), float)
