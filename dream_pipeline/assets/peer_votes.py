@@ -7,9 +7,11 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from dream_pipeline import canon
 from dream_pipeline.assets.common import EpochScope, epoch_seed, load_scope
 from dream_pipeline.assets.drafts import drafts
 from dream_pipeline.partitions import epochs_partitions
+from dream_pipeline.replay import is_replay, verify_replay
 from dream_pipeline.review import BallotResult, collect_ballots
 from dream_pipeline.tournament import plan_presentations
 from dream_pipeline.vote_matrix import vote_matrix_markdown
@@ -71,6 +73,10 @@ def peer_votes(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLME
     """Anonymized, reshuffled per voter, no self-votes; unparseable ballots become recorded abstentions."""
     scope = load_scope(fabric, context.partition_key)
     review = compose_votes(scope, fabric.drafts(scope.epoch.epoch_id), fabric, llm, session_key=scope.key)
+    if is_replay(scope.epoch):  # a committed epoch: compare with the record, write nothing
+        replayed = {"votes": canon.vote_facts(review.votes), "abstentions": canon.abstention_facts(review.abstentions)}
+        return dg.MaterializeResult(metadata={**verify_replay(fabric, scope.epoch, replayed),
+                                              "vote_matrix": dg.MetadataValue.md(vote_matrix_markdown(review.votes))})
     ballots, votes, abstentions = review.ballots, review.votes, review.abstentions
     for ballot in ballots:
         if ballot.abstention_reason is not None:

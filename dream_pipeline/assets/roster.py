@@ -14,6 +14,7 @@ from dream_pipeline.loop_state import (
     worker_identity,
 )
 from dream_pipeline.partitions import epoch_key, epochs_partitions, parse_epoch_key
+from dream_pipeline.replay import is_replay
 from resources.epoch_barrier import EpochBarrier, PredecessorLost
 from resources.fabric import StateFabric
 from resources.llm import LLMEngine
@@ -66,7 +67,8 @@ def roster(context: dg.AssetExecutionContext, config: RosterConfig, fabric: Stat
             instance.add_run_tags(context.run_id, {OUTCOME_TAG: "deferred-phase"})
             return
     epoch = fabric.open_epoch(book.name, key, number)
-    owner = barrier.claim(epoch.epoch_id, context.run_id, lambda run_id: run_is_live(instance, run_id))
+    replay = is_replay(epoch)  # a committed epoch is verified, never claimed or written
+    owner = None if replay else barrier.claim(epoch.epoch_id, context.run_id, lambda run_id: run_is_live(instance, run_id))
     if owner is not None:
         context.log.info(f"{key} is already owned by live run {owner}; ending this run cleanly")
         instance.add_run_tags(context.run_id, {OUTCOME_TAG: "duplicate"})
@@ -89,6 +91,7 @@ def roster(context: dg.AssetExecutionContext, config: RosterConfig, fabric: Stat
             "book": book.title,
             "agents": len(agents),
             "barrier_wait_s": round(waited, 3),
+            "replay": "verifying the committed epoch (nothing is rewritten)" if replay else "no",
             "roster": dg.MetadataValue.md(markdown_table(rows)),
         }
     )
