@@ -274,9 +274,13 @@ def cmd_ui(args: argparse.Namespace) -> int:
     """`dagster dev` (webserver and daemon together) on this project's instance."""
     from resources.locations import PROJECT_ROOT
 
+    os.environ["DREAM_LOOP"] = "on" if args.loop else "off"  # read by the loop sensor's default status
     _preflight()
     _prepare_services()
-    print(f"open http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+    print(f"open http://{args.host}:{args.port} (Ctrl-C stops it)")
+    print("the loop   : " + ("ON: new epochs are written while the UI runs (stop dream_loop_sensor to only look)"
+                             if args.loop else "off: nothing is written unless you start dream_loop_sensor in the UI "
+                             "or materialize an epoch (`dream ui --loop` or `dream start` runs the loop)"), flush=True)
     command = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
                "-h", args.host, "-p", str(args.port)]
     os.execv(command[0], command)  # noqa: S606 (our own interpreter and arguments)
@@ -350,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
         service.add_argument("--host", default="127.0.0.1", help="bind address (default: %(default)s)")
         service.add_argument("--port", type=int, default=port, help="port (default: %(default)s)")
         service.set_defaults(func=func)
+        if name == "ui":
+            service.add_argument("--loop", action="store_true",
+                                 help="start the loop sensor too (default: off, so opening the UI writes nothing)")
 
     from dream_pipeline.search import add_search_command
     from dream_pipeline.worlds_cli import add_world_commands

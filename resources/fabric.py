@@ -481,6 +481,36 @@ class StateFabric(dg.ConfigurableResource):
                 (reason[:2000], epoch_key, run_id, run_id),
             )
 
+    def record_run_failure(self, epoch_key: str, job: str, run_id: str, reason: str) -> str:
+        """A failed run of any job on an epoch partition, recorded on that epoch: an open epoch is marked
+        failed (when the run still owns it) so the loop retries it; every failure, a failed replay of a
+        committed epoch included, is kept as the epoch's `run_failed` telemetry, the canon untouched.
+        Returns the epoch's status ('' when it was never opened)."""
+        self.mark_epoch_failed(epoch_key, reason, run_id=run_id)
+        with self.connection() as conn:
+            row = conn.execute(
+                "SELECT epoch_id, status FROM simulation_epochs WHERE epoch_key = %s", (epoch_key,)
+            ).fetchone()
+            if row is None:
+                return ""
+            conn.execute(
+                "INSERT INTO telemetry (instance_id, kind, epoch_key, event, payload) VALUES (%s, 'epoch', %s, %s, %s)"
+                " ON CONFLICT (instance_id, epoch_key, event) WHERE epoch_key IS NOT NULL DO NOTHING",
+                (row["epoch_id"], epoch_key, f"run_failed:{run_id}",
+                 Jsonb({"job": job, "run_id": run_id, "status": row["status"], "reason": storable_text(reason[:2000])})),
+            )
+            return row["status"]
+
+    def run_failures(self, epoch_key: str) -> list[dict[str, Any]]:
+        """The failed runs recorded on an epoch (`record_run_failure`), oldest first."""
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT payload, recorded_at FROM telemetry WHERE epoch_key = %s AND kind = 'epoch'"
+                " AND event LIKE 'run_failed:%%' ORDER BY recorded_at",
+                (epoch_key,),
+            ).fetchall()
+        return [{**r["payload"], "recorded_at": r["recorded_at"]} for r in rows]
+
     def fail_for_a_new_roll(self, epoch_key: str, reason: str) -> None:
         """Fail an epoch that could not be ranked (too few drafts or valid ballots) so that its next run
         rolls it afresh: its recorded answers would only fail it the same way again. The next roll's
