@@ -13,7 +13,7 @@ import functools
 import hashlib
 import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,6 +43,10 @@ CANON_TABLES = ("simulation_epochs", "drafts", "peer_votes", "vote_abstentions",
 
 class EpochOrderError(RuntimeError):
     """An epoch was started before its predecessor committed."""
+
+
+class EpochBusy(RuntimeError):
+    """Another book's epoch is open with a live run: one epoch at a time across all books."""
 
 
 class CanonLocked(RuntimeError):
@@ -408,15 +412,27 @@ class StateFabric(dg.ConfigurableResource):
             context_chapters=None if row.get("context_chapters") is None else tuple(row["context_chapters"]),
         )
 
-    def open_epoch(self, book: str, epoch_key: str, epoch_number: int) -> EpochRecord:
+    def open_epoch(self, book: str, epoch_key: str, epoch_number: int,
+                   busy: Callable[[str], bool] | None = None) -> EpochRecord:
         """The epoch's record, created with the living roster the first time.
 
         A rerun of an epoch keeps the roster it started with (the Reaper may have changed the living
-        set since). An epoch cannot open before its predecessor committed.
+        set since). An epoch cannot open before its predecessor committed. With `busy` (is a live run
+        working on this epoch key?), an uncommitted epoch does not (re)open while another book's epoch
+        is open with a live run: it raises `EpochBusy`. Every opening holds one lock for all books, so
+        two books' epochs can never pass together.
         """
         with self.connection() as conn:
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"dream_epoch_open:{book}",))
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('dream_epoch_open'))")
             row = conn.execute("SELECT * FROM simulation_epochs WHERE epoch_key = %s", (epoch_key,)).fetchone()
+            if busy is not None and (row is None or row["status"] != "committed"):
+                for other in conn.execute(
+                    "SELECT epoch_key FROM simulation_epochs WHERE status IN ('running', 'collapsed')"
+                    " AND book <> %s ORDER BY start_time",
+                    (book,),
+                ).fetchall():
+                    if busy(other["epoch_key"]):
+                        raise EpochBusy(f"{epoch_key} waits: {other['epoch_key']} (another book) is open")
             if row:
                 if row["status"] == "failed":
                     row = conn.execute(
