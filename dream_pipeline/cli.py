@@ -189,6 +189,7 @@ def _prepare_services() -> None:
     enabled_books()  # a bad experiments file is an error now, not in the daemon's log later
     _fabric().migrate()
     prepare_dagster_home()
+    _resume_orphaned_runs()
     llm = llm_from_env(resolve=True)
     print(f"engine       : {llm.resolved_base_url()}")
     if not llm.base_url:
@@ -199,6 +200,36 @@ def _prepare_services() -> None:
             print("               the offline engine answers instantly, so epochs take about a second and the "
                   "loop is\n               bound by starting a run worker (seconds of CPU each); for a real "
                   "server's pace set\n               e.g. DREAM_ENGINE_TTFT_S=0.3 DREAM_ENGINE_TOKENS_PER_S=250")
+
+
+def _resume_orphaned_runs() -> None:
+    """Runs a stopped or killed `dream start` left STARTING/STARTED end as canceled now, so the loop
+    starts their epochs at its first tick instead of after Dagster's start timeout."""
+    from dream_pipeline.instance import dagster_instance
+    from dream_pipeline.loop_state import resume_orphaned_runs
+
+    resumed = resume_orphaned_runs(dagster_instance(), time.time())
+    if resumed:
+        keys = ", ".join(sorted({r.tags.get("dagster/partition", r.job_name) for r in resumed}))
+        print(f"resumed      : {len(resumed)} run(s) left by a process that is gone ended as canceled ({keys});"
+              " the loop starts them again now")
+
+
+def _stop_runs(children) -> list:
+    """Before the services stop: freeze the daemon (no new run starts), kill the run workers, and return
+    the live runs; they are recorded as canceled once everything has stopped (no interruption traces)."""
+    import signal
+
+    from dream_pipeline.instance import dagster_instance
+    from dream_pipeline.loop_state import stop_run_workers
+
+    if "daemon" in children:
+        _signal_group(children["daemon"], signal.SIGSTOP)
+    try:
+        return stop_run_workers(dagster_instance())
+    except Exception as exc:  # storage down: the next start recognises the runs as orphaned
+        print(f"dream: could not stop the runs cleanly ({exc}); the next start resumes them", file=sys.stderr)
+        return []
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -233,8 +264,10 @@ def cmd_start(args: argparse.Namespace) -> int:
         time.sleep(0.5)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave orphans behind
     print("stopping …", flush=True)
+    runs = _stop_runs(children)
     for child in children.values():
         _signal_group(child, signal.SIGTERM)
+        _signal_group(child, signal.SIGCONT)
     deadline = time.monotonic() + 20
     for name, child in children.items():
         try:
@@ -242,6 +275,12 @@ def cmd_start(args: argparse.Namespace) -> int:
         except subprocess.TimeoutExpired:
             print(f"dream: {name} did not stop in 20 s; killing it", file=sys.stderr)
         _signal_group(child, signal.SIGKILL)  # whatever is left of its group
+    if runs:
+        from dream_pipeline.instance import dagster_instance
+        from dream_pipeline.loop_state import cancel_runs
+
+        cancel_runs(dagster_instance(), runs, "stopped by Ctrl-C of `dream start`; the next start resumes its epoch")
+        print(f"canceled {len(runs)} staged or running run(s)")
     print("stopped (epochs that were interrupted are resumed by the next start)")
     return 0
 
