@@ -19,7 +19,7 @@ from resources.epoch_barrier import EpochBarrier, PredecessorLost
 from resources.fabric import StateFabric
 from resources.llm import LLMEngine
 from schedules.phase_window import phase_window_from_env
-from spica import SpicaBook
+from spica import load_domain
 
 OUTCOME_TAG = "dream/outcome"
 
@@ -38,7 +38,7 @@ def roster(context: dg.AssetExecutionContext, config: RosterConfig, fabric: Stat
     PHASE is open or when another live run already owns the epoch."""
     key = context.partition_key
     book_name, number = parse_epoch_key(key)
-    book = SpicaBook.load(book_name)
+    book = load_domain(book_name)  # from the SPICA registry only
     if fabric.ensure_book(book):
         context.log.info(f"new book {book.title!r}: seated {len(book.initial_cast())} agents")
     instance = context.instance
