@@ -34,7 +34,8 @@ def rows_changed(before: dict[str, list[str]], after: dict[str, list[str]]) -> i
 def _materialize(loop: LoopHarness, key: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "dream_pipeline.definitions",
                "--select", EPOCH_ASSETS, "--partition", key]
-    env = {**loop.env, "DAGSTER_HOME": str(loop.state / "dagster_home")}
+    env = {**loop.env, "DAGSTER_HOME": str(loop.state / "dagster_home"),
+           "DREAM_DAGSTER_STORAGE_URL": _dagster_url(loop).replace("postgresql://", "postgresql+psycopg2://", 1)}
     return subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE,  # noqa: S603
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
@@ -94,9 +95,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _dagster_url(loop: LoopHarness) -> str:
+    """Dagster's own database on the loop's embedded server."""
+    return loop.fabric.url().replace("/dream?", "/dagster?", 1)
+
+
 def _dagster_runs(loop: LoopHarness) -> dict[str, int]:
-    url = loop.fabric.url().replace("/dream?", "/dagster?", 1)
-    with psycopg.connect(url) as conn:
+    with psycopg.connect(_dagster_url(loop)) as conn:
         return dict(conn.execute("SELECT status, count(*) FROM runs GROUP BY 1").fetchall())
 
 

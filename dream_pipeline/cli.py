@@ -215,18 +215,24 @@ def _resume_orphaned_runs() -> None:
               " the loop starts them again now")
 
 
+STOP_REASON = "stopped by Ctrl-C of `dream start`; the next start resumes its epoch"
+
+
 def _stop_runs(children) -> list:
-    """Before the services stop: freeze the daemon (no new run starts), kill the run workers, and return
-    the live runs; they are recorded as canceled once everything has stopped (no interruption traces)."""
+    """Before the services stop: freeze the daemon (no run starts or dequeues), kill the run workers and
+    end every live run, queued ones included, as canceled (no failures, no interruption traces)."""
     import signal
 
     from dream_pipeline.instance import dagster_instance
-    from dream_pipeline.loop_state import stop_run_workers
+    from dream_pipeline.loop_state import cancel_runs, stop_run_workers
 
     if "daemon" in children:
         _signal_group(children["daemon"], signal.SIGSTOP)
     try:
-        return stop_run_workers(dagster_instance())
+        instance = dagster_instance()
+        runs = stop_run_workers(instance)
+        cancel_runs(instance, runs, STOP_REASON)
+        return runs
     except Exception as exc:  # storage down: the next start recognises the runs as orphaned
         print(f"dream: could not stop the runs cleanly ({exc}); the next start resumes them", file=sys.stderr)
         return []
@@ -279,7 +285,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         from dream_pipeline.instance import dagster_instance
         from dream_pipeline.loop_state import cancel_runs
 
-        cancel_runs(dagster_instance(), runs, "stopped by Ctrl-C of `dream start`; the next start resumes its epoch")
+        cancel_runs(dagster_instance(), runs, STOP_REASON)  # any the daemon had started meanwhile
         print(f"canceled {len(runs)} staged or running run(s)")
     print("stopped (epochs that were interrupted are resumed by the next start)")
     return 0

@@ -618,23 +618,45 @@ class StateFabric(dg.ConfigurableResource):
             _refuse_committed(conn, epoch_id)
             conn.execute("DELETE FROM peer_votes WHERE epoch_id = %s", (epoch_id,))
             conn.execute("DELETE FROM vote_abstentions WHERE epoch_id = %s", (epoch_id,))
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO peer_votes (epoch_id, voter_agent, target_agent, insight_score,"
-                    " latency_penalty, rationale, masked_label, position, voter_agent_id, target_agent_id)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    [
-                        (
-                            epoch_id, v.voter_agent, v.target_agent, v.insight_score, v.latency_penalty,
-                            v.rationale, v.masked_label, v.position, v.voter_agent_id, v.target_agent_id,
-                        )
-                        for v in votes
-                    ],
-                )
-                cur.executemany(
-                    "INSERT INTO vote_abstentions (epoch_id, voter_agent, reason, raw_reply) VALUES (%s, %s, %s, %s)",
-                    [(epoch_id, a.voter_agent, a.reason, a.raw_reply) for a in abstentions],
-                )
+            self._insert_ballots(conn, epoch_id, votes, abstentions)
+
+    @staticmethod
+    def _insert_ballots(conn: psycopg.Connection, epoch_id: uuid.UUID, votes: Sequence[VoteRow],
+                        abstentions: Sequence[AbstentionRow]) -> None:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO peer_votes (epoch_id, voter_agent, target_agent, insight_score,"
+                " latency_penalty, rationale, masked_label, position, voter_agent_id, target_agent_id)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (
+                        epoch_id, v.voter_agent, v.target_agent, v.insight_score, v.latency_penalty,
+                        v.rationale, v.masked_label, v.position, v.voter_agent_id, v.target_agent_id,
+                    )
+                    for v in votes
+                ],
+            )
+            cur.executemany(
+                "INSERT INTO vote_abstentions (epoch_id, voter_agent, reason, raw_reply) VALUES (%s, %s, %s, %s)",
+                [(epoch_id, a.voter_agent, a.reason, a.raw_reply) for a in abstentions],
+            )
+
+    def clear_votes(self, epoch_id: uuid.UUID) -> None:
+        """Remove an open epoch's ballots before its voters vote again (a rerun)."""
+        with self.connection() as conn:
+            _refuse_committed(conn, epoch_id)
+            conn.execute("DELETE FROM peer_votes WHERE epoch_id = %s", (epoch_id,))
+            conn.execute("DELETE FROM vote_abstentions WHERE epoch_id = %s", (epoch_id,))
+
+    def write_ballot(self, epoch_id: uuid.UUID, votes: Sequence[VoteRow], abstention: AbstentionRow | None) -> None:
+        """One voter's ballot (its votes, or its abstention) as it arrives, in one transaction; writing
+        it again replaces it, so a rerun never duplicates a vote."""
+        voter = abstention.voter_agent if abstention else votes[0].voter_agent
+        with self.connection() as conn:
+            _refuse_committed(conn, epoch_id)
+            conn.execute("DELETE FROM peer_votes WHERE epoch_id = %s AND voter_agent = %s", (epoch_id, voter))
+            conn.execute("DELETE FROM vote_abstentions WHERE epoch_id = %s AND voter_agent = %s", (epoch_id, voter))
+            self._insert_ballots(conn, epoch_id, votes, [abstention] if abstention else [])
 
     def votes(self, epoch_id: uuid.UUID) -> list[VoteRow]:
         with self.connection() as conn:
