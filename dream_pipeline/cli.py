@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -271,6 +272,13 @@ def cmd_start(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave orphans behind
     print("stopping …", flush=True)
     runs = _stop_runs(children)
+    if "daemon" in children:  # the daemon first, alone: it finishes its ticks, then stops its code server
+        daemon = children["daemon"]
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(daemon.pid, signal.SIGTERM)
+        _signal_group(daemon, signal.SIGCONT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            daemon.wait(timeout=20)
     for child in children.values():
         _signal_group(child, signal.SIGTERM)
         _signal_group(child, signal.SIGCONT)
