@@ -142,5 +142,19 @@ def stop_and_restart(loop: LoopHarness, timeout_s: float = 120) -> dict:
         time.sleep(0.25)
     os.killpg(second.pid, signal.SIGINT)
     second.wait(timeout=60)
+    # where the time went: the first run the restarted loop created, its barrier release, its first call
+    with psycopg.connect(_dagster_url(loop)) as conn:
+        first_run = conn.execute("SELECT min(create_timestamp) FROM runs WHERE create_timestamp > %s",
+                                 (restarted_at.replace(tzinfo=None),)).fetchone()[0]
+    first = next((r for r in loop.committed() if r["end_time"] and r["end_time"] > restarted_at), None)
+
+    def since(moment) -> float | None:
+        if moment is None:
+            return None
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return round((moment - restarted_at).total_seconds(), 1)
+
     return {"runs_left_live": left, "runs_failed_by_the_stop": failed_by_stop, "interruption_traces": traces,
+            "restart_to_first_run_s": since(first_run),
+            "restart_to_release_s": since(first["released_at"]) if first else None,
             "restart_to_first_commit_s": None if first_commit_s is None else round(first_commit_s, 1)}

@@ -254,7 +254,11 @@ def cmd_start(args: argparse.Namespace) -> int:
     print(f"Dagster UI   : http://{args.host}:{args.port}")
     if "deck" in children:
         print(f"deck         : http://{args.host}:{args.deck_port}")
-    print("the loop starts within seconds; `dream status` shows it. Ctrl-C stops everything.", flush=True)
+    if os.environ.get("DREAM_LOOP", "on") == "off":
+        print("the loop   : off (DREAM_LOOP=off): start dream_loop_sensor in the UI to run it. Ctrl-C stops everything.",
+              flush=True)
+    else:
+        print("the loop starts within seconds; `dream status` shows it. Ctrl-C stops everything.", flush=True)
     stopping = False
 
     def stop(*_):
