@@ -25,25 +25,18 @@ from bench.common import print_result, print_table
 from bench.loop_harness import LoopHarness
 
 
-def epoch_job_def():
-    from dream_pipeline.definitions import defs
-
-    return defs.resolve_job_def("epoch_job")
-
-
-def ui_asset_job_def():
-    from dream_pipeline.definitions import defs
-
-    return defs.resolve_implicit_global_asset_job_def()
-
-
 def _run_one(job: str, key: str) -> None:
     """In the child process: run `job` for epoch `key` and print the run's duration as JSON."""
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
     from dream_pipeline.instance import dagster_instance
+    from resources.locations import PROJECT_ROOT
 
     instance = dagster_instance()
     instance.add_dynamic_partitions("epochs", [key])
-    recon = dg.reconstructable(epoch_job_def if job == "epoch_job" else ui_asset_job_def)
+    # the job as a run worker rebuilds it from the code location (workspace.yaml: dream_pipeline.definitions)
+    repository = ReconstructableRepository.for_module("dream_pipeline.definitions", "defs", str(PROJECT_ROOT))
+    recon = repository.get_reconstructable_job(job)
     with dg.execute_job(recon, instance=instance, tags={"dagster/partition": key}) as result:
         record = instance.get_run_record_by_id(result.run_id)
         print(json.dumps({"success": result.success, "run_s": record.end_time - record.start_time,
@@ -66,9 +59,11 @@ def main() -> None:
         for _ in range(reps):
             for job in ("epoch_job", "__ASSET_JOB"):
                 key = f"space_time-{loop.fabric.next_epoch_number('space_time'):05d}"
-                out = subprocess.run([sys.executable, "-m", "bench.backfill", "--child", job, key], env=loop.env,
-                                     capture_output=True, text=True, timeout=900, check=True).stdout
-                figures = json.loads(out.strip().splitlines()[-1])
+                child = subprocess.run([sys.executable, "-m", "bench.backfill", "--child", job, key], env=loop.env,
+                                       capture_output=True, text=True, timeout=900)
+                if child.returncode != 0:
+                    raise RuntimeError(f"{job} on {key} failed:\n{child.stderr[-3000:]}")
+                figures = json.loads(child.stdout.strip().splitlines()[-1])
                 rows.append({"job": job, "epoch": key, **figures})
                 print(f"  {job:<12} {key}  {figures['run_s']:.1f} s  ({figures['executor']})", flush=True)
     by_job = {job: statistics.median(r["run_s"] for r in rows if r["job"] == job) for job in ("epoch_job", "__ASSET_JOB")}
