@@ -11,7 +11,11 @@ path (slowest draft + slowest ballot), median over epochs.
 Scenarios: `staged` (this project: staging depth 4, run queue dequeue every 1 s, tag limit 3) and
 `default` (sensor chaining only: staging off, Dagster's default run coordinator settings).
 
-Run: python -m bench.dead_time [--epochs N] [--full]   (fast: 12 epochs each; --full: 30)
+With `--books 2` the loop runs two books in turn (space_time and far_shore), one epoch at a time
+across both: an overlap is then any two epochs, of either book, whose barrier-to-commit spans
+intersect, and there must be none.
+
+Run: python -m bench.dead_time [--epochs N] [--full] [--books 2]   (fast: 12 epochs each; --full: 30)
 """
 
 from __future__ import annotations
@@ -33,7 +37,16 @@ telemetry:
 """
 
 
-def run_scenario(name: str, staged: bool, epochs: int, seed: int) -> dict:
+BOOKS = ("space_time", "far_shore")
+
+
+def overlaps(committed: list[dict]) -> int:
+    """Pairs of epochs (any books) whose spans from barrier release to commit intersect."""
+    spans = sorted((r["released_at"], r["end_time"]) for r in committed if r["released_at"] and r["end_time"])
+    return sum(1 for i, (start, _) in enumerate(spans) for _, end in spans[:i] if start < end)
+
+
+def run_scenario(name: str, staged: bool, epochs: int, seed: int, books: int = 1) -> dict:
     env = {
         "DREAM_ENGINE_SEED": str(seed),
         "DREAM_ENGINE_TTFT_S": "0.3",
@@ -41,6 +54,11 @@ def run_scenario(name: str, staged: bool, epochs: int, seed: int) -> dict:
         "DREAM_LOOP_STAGING_DEPTH": "4" if staged else "1",
     }
     with LoopHarness(name, env) as loop:
+        if books > 1:
+            experiments = loop.state / "experiments.yaml"
+            experiments.write_text("experiments:\n" + "".join(f"  - book: {b}\n    enabled: true\n"
+                                                                for b in BOOKS[:books]))
+            loop.env["DREAM_EXPERIMENTS"] = str(experiments)
         if not staged:
             default_yaml = loop.state / "dagster-default.yaml"
             default_yaml.write_text(DEFAULT_DAGSTER_YAML)
@@ -66,7 +84,8 @@ def run_scenario(name: str, staged: bool, epochs: int, seed: int) -> dict:
     return {
         "scenario": name,
         "epochs": len(gaps),
-        "overlaps": sum(1 for g in barrier_gaps if g < 0),
+        "books": len({r["book"] for r in committed}),
+        "overlaps": overlaps(committed),
         "dead_median_s": statistics.median(gaps),
         "dead_p95_s": ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))],
         "dead_max_s": max(gaps),
@@ -81,18 +100,20 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="epochs per scenario (overrides --full)")
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--only", choices=["staged", "default"], help="run one scenario")
+    parser.add_argument("--books", type=int, choices=[1, 2], default=1, help="books the loop runs in turn")
     args = parser.parse_args()
     epochs = args.epochs or (30 if args.full else 12)
-    print(f"dead-time benchmark: {epochs} epochs per scenario under the real daemon")
+    print(f"dead-time benchmark: {epochs} epochs per scenario under the real daemon, {args.books} book(s)")
     rows = []
     for name, staged in [("staged", True), ("default", False)]:
         if args.only in (None, name):
-            rows.append(run_scenario(name, staged, epochs, args.seed))
+            rows.append(run_scenario(name, staged, epochs, args.seed, args.books))
     print_table("dead time between consecutive epochs (commit -> the next epoch's first engine call)", rows)
     by = {r["scenario"]: r for r in rows}
     staged, default = by.get("staged"), by.get("default")
     print_result({
         "epochs": (staged or default)["epochs"],
+        "books": args.books,
         "overlaps": sum(r["overlaps"] for r in rows),
         "dead_time_median_s": round(staged["dead_median_s"], 3) if staged else None,
         "dead_time_p95_s": round(staged["dead_p95_s"], 3) if staged else None,

@@ -5,6 +5,12 @@ the client's timeout, an empty completion, malformed JSON ballots); run workers 
 three times; the database is stopped and restarted once, and so is the Dagster daemon. The loop must finish every epoch by itself,
 and the fabric must come out with no duplicate, orphan or half-written row.
 
+Then the canon under faults (`bench/canon_faults.py`): a committed epoch is replayed through the UI's
+path and SIGKILLed at each of its steps, and replayed once against an altered record, and the rows of
+committed epochs must not change (`canon_changed` 0, the altered replay detected); and `dream start` is
+stopped with Ctrl-C mid-epoch and started again (runs left live, interruption traces, seconds from the
+restart to its first new commit).
+
 Run: python -m bench.faults [--epochs N] [--full]   (fast: 8 epochs; --full: 20)
 """
 
@@ -20,6 +26,7 @@ from collections import Counter
 
 import psutil
 
+from bench import canon_faults
 from bench.common import print_result, print_table
 from bench.loop_harness import LoopHarness
 
@@ -130,6 +137,10 @@ def main() -> None:
                 (len(loop.committed()),),
             ).fetchone()["n"]
         committed = len(loop.committed())
+        keys = [r["epoch_key"] for r in loop.committed()]
+        kill_rows = canon_faults.replay_kills(loop, keys[len(keys) // 2])
+        tamper = canon_faults.tampered_replay(loop, keys[len(keys) // 2 - 1])
+        restart = canon_faults.stop_and_restart(loop)
 
     faults = {k: v for k, v in stats.get("faults", {}).items() if v and k != "total"}
     print_table("engine faults injected (offline engine's count)", [{"kind": k, "count": v} for k, v in faults.items()])
@@ -157,6 +168,18 @@ def main() -> None:
         "orphans": integrity["orphan_votes"] + integrity["chapters_of_open_epochs"],
         "half_commits": integrity["committed_without_chapter"] + integrity["incomplete_ballots"] + half,
     }
+    print_table("replays SIGKILLed at each step (the UI's path: dagster asset materialize)", kill_rows)
+    print_table("a replay against an altered record (one vote changed)", [tamper])
+    print_table("Ctrl-C of dream start mid-epoch, then dream start", [restart])
+    summary.update({
+        "replay_kills": sum(r["killed"] for r in kill_rows),
+        "canon_changed": sum(r["canon_changed"] for r in kill_rows) + tamper["canon_changed"],
+        "tampered_replays_detected": int(tamper["detected"]),
+        "stop_runs_left_live": restart["runs_left_live"],
+        "stop_runs_failed": restart["runs_failed_by_the_stop"],
+        "stop_interruption_traces": restart["interruption_traces"],
+        "restart_to_first_commit_s": restart["restart_to_first_commit_s"],
+    })
     print_table("result", [summary])
     print_result(summary)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -189,6 +190,7 @@ def _prepare_services() -> None:
     enabled_books()  # a bad experiments file is an error now, not in the daemon's log later
     _fabric().migrate()
     prepare_dagster_home()
+    _resume_orphaned_runs()
     llm = llm_from_env(resolve=True)
     print(f"engine       : {llm.resolved_base_url()}")
     if not llm.base_url:
@@ -199,6 +201,42 @@ def _prepare_services() -> None:
             print("               the offline engine answers instantly, so epochs take about a second and the "
                   "loop is\n               bound by starting a run worker (seconds of CPU each); for a real "
                   "server's pace set\n               e.g. DREAM_ENGINE_TTFT_S=0.3 DREAM_ENGINE_TOKENS_PER_S=250")
+
+
+def _resume_orphaned_runs() -> None:
+    """Runs a stopped or killed `dream start` left STARTING/STARTED end as canceled now, so the loop
+    starts their epochs at its first tick instead of after Dagster's start timeout."""
+    from dream_pipeline.instance import dagster_instance
+    from dream_pipeline.loop_state import resume_orphaned_runs
+
+    resumed = resume_orphaned_runs(dagster_instance(), time.time())
+    if resumed:
+        keys = ", ".join(sorted({r.tags.get("dagster/partition", r.job_name) for r in resumed}))
+        print(f"resumed      : {len(resumed)} run(s) left by a process that is gone ended as canceled ({keys});"
+              " the loop starts them again now")
+
+
+STOP_REASON = "stopped by Ctrl-C of `dream start`; the next start resumes its epoch"
+
+
+def _stop_runs(children) -> list:
+    """Before the services stop: freeze the daemon (no run starts or dequeues), kill the run workers and
+    end every live run, queued ones included, as canceled (no failures, no interruption traces)."""
+    import signal
+
+    from dream_pipeline.instance import dagster_instance
+    from dream_pipeline.loop_state import cancel_runs, stop_run_workers
+
+    if "daemon" in children:
+        _signal_group(children["daemon"], signal.SIGSTOP)
+    try:
+        instance = dagster_instance()
+        runs = stop_run_workers(instance)
+        cancel_runs(instance, runs, STOP_REASON)
+        return runs
+    except Exception as exc:  # storage down: the next start recognises the runs as orphaned
+        print(f"dream: could not stop the runs cleanly ({exc}); the next start resumes them", file=sys.stderr)
+        return []
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -216,7 +254,11 @@ def cmd_start(args: argparse.Namespace) -> int:
     print(f"Dagster UI   : http://{args.host}:{args.port}")
     if "deck" in children:
         print(f"deck         : http://{args.host}:{args.deck_port}")
-    print("the loop starts within seconds; `dream status` shows it. Ctrl-C stops everything.", flush=True)
+    if os.environ.get("DREAM_LOOP", "on") == "off":
+        print("the loop   : off (DREAM_LOOP=off): start dream_loop_sensor in the UI to run it. Ctrl-C stops everything.",
+              flush=True)
+    else:
+        print("the loop starts within seconds; `dream status` shows it. Ctrl-C stops everything.", flush=True)
     stopping = False
 
     def stop(*_):
@@ -233,8 +275,17 @@ def cmd_start(args: argparse.Namespace) -> int:
         time.sleep(0.5)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave orphans behind
     print("stopping …", flush=True)
+    runs = _stop_runs(children)
+    if "daemon" in children:  # the daemon first, alone: it finishes its ticks, then stops its code server
+        daemon = children["daemon"]
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(daemon.pid, signal.SIGTERM)
+        _signal_group(daemon, signal.SIGCONT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            daemon.wait(timeout=20)
     for child in children.values():
         _signal_group(child, signal.SIGTERM)
+        _signal_group(child, signal.SIGCONT)
     deadline = time.monotonic() + 20
     for name, child in children.items():
         try:
@@ -242,6 +293,12 @@ def cmd_start(args: argparse.Namespace) -> int:
         except subprocess.TimeoutExpired:
             print(f"dream: {name} did not stop in 20 s; killing it", file=sys.stderr)
         _signal_group(child, signal.SIGKILL)  # whatever is left of its group
+    if runs:
+        from dream_pipeline.instance import dagster_instance
+        from dream_pipeline.loop_state import cancel_runs
+
+        cancel_runs(dagster_instance(), runs, STOP_REASON)  # any the daemon had started meanwhile
+        print(f"canceled {len(runs)} staged or running run(s)")
     print("stopped (epochs that were interrupted are resumed by the next start)")
     return 0
 
@@ -274,9 +331,13 @@ def cmd_ui(args: argparse.Namespace) -> int:
     """`dagster dev` (webserver and daemon together) on this project's instance."""
     from resources.locations import PROJECT_ROOT
 
+    os.environ["DREAM_LOOP"] = "on" if args.loop else "off"  # read by the loop sensor's default status
     _preflight()
     _prepare_services()
-    print(f"open http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+    print(f"open http://{args.host}:{args.port} (Ctrl-C stops it)")
+    print("the loop   : " + ("ON: new epochs are written while the UI runs (stop dream_loop_sensor to only look)"
+                             if args.loop else "off: nothing is written unless you start dream_loop_sensor in the UI "
+                             "or materialize an epoch (`dream ui --loop` or `dream start` runs the loop)"), flush=True)
     command = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
                "-h", args.host, "-p", str(args.port)]
     os.execv(command[0], command)  # noqa: S606 (our own interpreter and arguments)
@@ -350,6 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
         service.add_argument("--host", default="127.0.0.1", help="bind address (default: %(default)s)")
         service.add_argument("--port", type=int, default=port, help="port (default: %(default)s)")
         service.set_defaults(func=func)
+        if name == "ui":
+            service.add_argument("--loop", action="store_true",
+                                 help="start the loop sensor too (default: off, so opening the UI writes nothing)")
 
     from dream_pipeline.search import add_search_command
     from dream_pipeline.worlds_cli import add_world_commands

@@ -21,4 +21,7 @@ defs = dg.Definitions(
     sensors=[dream_loop_sensor, epoch_failure_sensor],
     schedules=[phase_schedule],
     resources={"fabric": fabric, "llm": llm_from_env(fabric)},
+    # every job, the UI's implicit asset job included: the steps are I/O-bound and async inside, and the
+    # multiprocess executor costs a process (seconds of CPU) per step
+    executor=dg.in_process_executor,
 )

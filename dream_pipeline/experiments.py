@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from resources.locations import PROJECT_ROOT
-from spica import SpicaBook
+from spica import load_domain
 
 
 def experiments_path() -> Path:
@@ -33,7 +33,7 @@ def enabled_books(path: Path | None = None) -> tuple[str, ...]:
         if unknown:
             raise ValueError(f"{path}: experiment {entry['book']!r} has unknown keys {sorted(unknown)}")
         if entry.get("enabled", True):
-            SpicaBook.load(entry["book"])  # raises a clear ValueError for an unknown manifest
+            load_domain(entry["book"])  # only a registered SPICA domain runs; a clear error otherwise
             books.append(entry["book"])
     if not books:
         raise ValueError(f"{path}: no experiment is enabled")

@@ -6,8 +6,10 @@ Its successful completion is the signal that lets the loop resume before the win
 import dagster as dg
 
 from dream_pipeline.assets import epoch_assets
+from dream_pipeline.checks import epoch_checks
 from dream_pipeline.experiments import enabled_books
 from dream_pipeline.loop_state import PHASE_JOB
+from dream_pipeline.replay import VERIFYING_ASSETS
 from resources.fabric import StateFabric
 from resources.llm import LLMEngine
 
@@ -24,22 +26,30 @@ def fabric_integrity(context: dg.OpExecutionContext, fabric: StateFabric) -> Non
 
 @dg.op(ins={"after": dg.In(dg.Nothing)}, out=dg.Out(dg.Nothing))
 def replay_latest_epochs(context: dg.OpExecutionContext, fabric: StateFabric, llm: LLMEngine) -> None:
-    """Re-materialize each book's latest committed epoch from its recorded calls; it must come out identical."""
+    """Replay each book's latest committed epoch from its record, asset checks included: every step must
+    verify against the fingerprint stored at its commit, and the canon must be left byte-identical."""
     results = {}
     for book in enabled_books():
         epoch = fabric.latest_committed_epoch(book)
         if epoch is None:
             continue
-        before = fabric.epoch_fingerprint(epoch.epoch_id)
+        before = fabric.canon_snapshot(epoch.epoch_id)
         run = dg.materialize(
-            epoch_assets, instance=context.instance, partition_key=epoch.epoch_key,
-            resources={"fabric": fabric, "llm": llm}, tags={"dream/replay": "phase"},
+            [*epoch_assets, *epoch_checks], instance=context.instance, partition_key=epoch.epoch_key,
+            resources={"fabric": fabric, "llm": llm}, tags={"dream/replay": "phase"}, raise_on_error=False,
         )
-        after = fabric.epoch_fingerprint(epoch.epoch_id)
-        results[epoch.epoch_key] = "identical" if run.success and before == after else "DIFFERENT"
+        checks = [e.asset_check_evaluation_data for e in run.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+        verified = {m.asset_key.to_user_string() for m in run.get_asset_materialization_events()
+                    if m.materialization.metadata.get("replay") == dg.MetadataValue.text("verified")}
+        unchanged = fabric.canon_snapshot(epoch.epoch_id) == before
+        ok = run.success and unchanged and verified == set(VERIFYING_ASSETS) and all(c.passed for c in checks)
+        results[epoch.epoch_key] = "verified" if ok else (
+            f"MISMATCH ({len(verified)} of {len(VERIFYING_ASSETS)} steps verified, checks "
+            f"{sum(c.passed for c in checks)}/{len(checks)} passed, canon {'unchanged' if unchanged else 'CHANGED'})"
+        )
     context.add_output_metadata({"replays": dg.MetadataValue.json(results)})
-    if any(v != "identical" for v in results.values()):
-        raise dg.Failure(f"a replay did not reproduce the committed epoch: {results}")
+    if any(v != "verified" for v in results.values()):
+        raise dg.Failure(f"a replay did not verify against its commit: {results}")
 
 
 @dg.job(name=PHASE_JOB, description="Nightly PHASE: fabric integrity checks and a replay of the latest epoch.")

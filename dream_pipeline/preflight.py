@@ -86,6 +86,8 @@ def check_values(env: Mapping[str, str]) -> LLMEngine:
             ZoneInfo(env["DREAM_PHASE_TZ"])
         except (ZoneInfoNotFoundError, ValueError):
             raise ConfigError("DREAM_PHASE_TZ", f"is not an IANA time zone: {env['DREAM_PHASE_TZ']!r}") from None
+    if env.get("DREAM_LOOP", "on") not in ("on", "off"):
+        raise ConfigError("DREAM_LOOP", f"must be on or off, got {env['DREAM_LOOP']!r}")
     depth = env.get("DREAM_LOOP_STAGING_DEPTH")
     if depth is not None and (not depth.isdigit() or int(depth) < 1):
         raise ConfigError("DREAM_LOOP_STAGING_DEPTH", f"must be a whole number >= 1, got {depth!r}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,8 +49,10 @@ async def collect_ballots(
     presentations: Mapping[str, Presentation],
     drafts_by_author: Mapping[str, str],
     vote_format: str,
+    on_ballot: Callable[[BallotResult], Awaitable[None]] | None = None,
 ) -> list[BallotResult]:
-    """One ballot per voter, in parallel. A reply that never parses is an abstention, never a score."""
+    """One ballot per voter, in parallel. A reply that never parses is an abstention, never a score.
+    `on_ballot` is awaited with each ballot the moment it is complete (the live matrix fills in)."""
 
     async def ballot(voter: SpicaAgent) -> BallotResult:
         presentation = presentations[voter.name]
@@ -77,8 +79,14 @@ async def collect_ballots(
         raw = storable_text(reply) if reply is not None else None
         return BallotResult(voter.name, (), BALLOT_ATTEMPTS, abstention_reason=repair, raw_reply=raw)
 
+    async def reported(voter: SpicaAgent) -> BallotResult:
+        result = await ballot(voter)
+        if on_ballot is not None:
+            await on_ballot(result)
+        return result
+
     voters_with_ballots = [v for v in voters if v.name in presentations and presentations[v.name].items]
-    return list(await asyncio.gather(*(ballot(v) for v in voters_with_ballots)))
+    return list(await asyncio.gather(*(reported(v) for v in voters_with_ballots)))
 
 
 def _storable_votes(voter: SpicaAgent, votes: Sequence[Vote], epoch_key: str | None) -> tuple[Vote, ...]:

@@ -21,24 +21,35 @@ def dead_times(timeline: Sequence[dict[str, Any]], until: str = "first_call_at")
     return gaps
 
 
-def render_status(fabric: StateFabric, limit: int = 12, now: datetime | None = None) -> str:
+def render_status(fabric: StateFabric, limit: int = 12, now: datetime | None = None, instance=None) -> str:
     import dagster as dg
 
     from dream_pipeline.instance import dagster_instance
     from dream_pipeline.jobs import epoch_job
-    from dream_pipeline.loop_state import LIVE_STATUSES, PARTITION_TAG, last_phase_success
+    from dream_pipeline.loop_state import (
+        LIVE_STATUSES,
+        PARTITION_TAG,
+        another_daemon_alive,
+        last_phase_success,
+        orphaned_runs,
+    )
 
     now = now or datetime.now(UTC)
-    instance = dagster_instance()
+    instance = instance or dagster_instance()
     window = phase_window_from_env()
     live = instance.get_runs(dg.RunsFilter(job_name=epoch_job.name, statuses=LIVE_STATUSES))
-    keys = [r.tags.get(PARTITION_TAG, "?") for r in reversed(live)]
+    # a run whose process is gone is not running, whatever its status says
+    gone = {r.run_id for r in orphaned_runs(instance, daemon_alive=another_daemon_alive(instance, now.timestamp()))}
+    keys = [r.tags.get(PARTITION_TAG, "?") for r in reversed(live) if r.run_id not in gone]
+    stale = sorted({r.tags.get(PARTITION_TAG, "?") for r in live if r.run_id in gone})
     if window.blocks(now, last_phase_success(instance)):
         state = f"paused for PHASE until the PHASE job completes or {window.closes_at(now):%H:%M} {window.timezone}"
     elif keys:
         state = f"running {keys[0]}" + (f"; staged: {', '.join(keys[1:])}" if keys[1:] else "")
     else:
         state = "idle (no epoch queued or running: is `dream start` or the daemon up?)"
+    if stale:
+        state += f"; interrupted (process gone, resumed by the next start): {', '.join(stale)}"
     timeline = fabric.loop_timeline(limit + 1)
     gaps = dead_times(timeline)
     lines = [

@@ -1,6 +1,6 @@
 """Alternate worlds: re-roll a committed epoch with fresh engine calls, keep it apart, promote it.
 
-A backfill of a committed epoch replays it from its recorded calls, bit for bit. A re-roll asks the
+A backfill of a committed epoch replays it from its recorded calls and verifies it against its commit. A re-roll asks the
 engine again instead (the same prompts, drafts shown to voters the same way, but a request `seed` of
 its own, so the answers differ) and keeps the result as an alternate world of that epoch: a
 document in `alternate_worlds`, its calls in `llm_calls` under the world's key. The canon is not

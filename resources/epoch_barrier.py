@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from resources.fabric import EPOCH_CHANNEL, StateFabric
+from resources.fabric import EPOCH_CHANNEL, EpochBusy, EpochRecord, StateFabric
 
 
 class PredecessorLost(RuntimeError):
@@ -47,6 +47,23 @@ class EpochBarrier:
                     raise BarrierTimeout(f"{epoch_key} waited {timeout_s:.0f} s for {blocker}")
                 for _ in listener.notifies(timeout=self.poll_s, stop_after=1):
                     pass
+
+    def open_in_turn(self, book: str, epoch_key: str, number: int, previous_key: str | None, timeout_s: float,
+                     gate: Callable[[], bool] = lambda: True) -> tuple[EpochRecord | None, float]:
+        """Wait for this epoch's turn, then open it, atomically with respect to every other book: the
+        opening re-checks under one lock that no other book's epoch is open, and waits again if one
+        opened meanwhile. `gate()` False after the wait (PHASE) returns no epoch. Returns the epoch and
+        the seconds waited."""
+        started = time.monotonic()
+        while True:
+            self.wait_for_turn(book, epoch_key, previous_key, max(0.0, timeout_s - (time.monotonic() - started)))
+            if not gate():
+                return None, time.monotonic() - started
+            try:
+                epoch = self.fabric.open_epoch(book, epoch_key, number, busy=self.epoch_has_live_run)
+            except EpochBusy:
+                continue  # another book's epoch won the lock: wait for its commit
+            return epoch, time.monotonic() - started
 
     def _blocker(self, book: str, epoch_key: str, previous_key: str | None) -> str | None:
         """What this epoch waits for, or None when it may go. Raises when the wait would be forever."""

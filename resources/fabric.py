@@ -1,8 +1,10 @@
 """The state fabric: PostgreSQL + pgvector as the record of every world.
 
 All of the tournament's SQL lives here (and in `sql/`). Every write that belongs to an epoch is
-idempotent: re-materializing an epoch replaces its rows in one transaction, so a rerun never
-duplicates or half-writes them. Many-row writes are one `executemany` inside one transaction.
+idempotent: re-materializing an epoch that has not committed replaces its rows in one transaction,
+so a rerun never duplicates or half-writes them. A committed epoch's rows are written only by its
+commit (`reap`, which stores its fingerprint) or a promotion; any other write raises `CanonLocked`.
+Many-row writes are one `executemany` inside one transaction.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import functools
 import hashlib
 import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,16 +29,28 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import Field
 
+from dream_pipeline import canon
 from dream_pipeline.tournament.sanitize import storable_json, storable_text
 from resources import embedded_postgres
 from resources.locations import sql_dir
 from spica import Lineage, SpicaAgent, SpicaBook, TelemetryEvent
 
 EPOCH_CHANNEL = "dream_epochs"
+# the tables holding a committed epoch's rows: nothing but its commit or a promotion writes them
+CANON_TABLES = ("simulation_epochs", "drafts", "peer_votes", "vote_abstentions", "elo_ratings", "voter_flags",
+                "chapters", "book_summaries")
 
 
 class EpochOrderError(RuntimeError):
     """An epoch was started before its predecessor committed."""
+
+
+class EpochBusy(RuntimeError):
+    """Another book's epoch is open with a live run: one epoch at a time across all books."""
+
+
+class CanonLocked(RuntimeError):
+    """A write to a committed epoch's rows: only its commit or a promotion may write the canon."""
 
 
 class PromotionError(RuntimeError):
@@ -398,15 +412,27 @@ class StateFabric(dg.ConfigurableResource):
             context_chapters=None if row.get("context_chapters") is None else tuple(row["context_chapters"]),
         )
 
-    def open_epoch(self, book: str, epoch_key: str, epoch_number: int) -> EpochRecord:
+    def open_epoch(self, book: str, epoch_key: str, epoch_number: int,
+                   busy: Callable[[str], bool] | None = None) -> EpochRecord:
         """The epoch's record, created with the living roster the first time.
 
         A rerun of an epoch keeps the roster it started with (the Reaper may have changed the living
-        set since). An epoch cannot open before its predecessor committed.
+        set since). An epoch cannot open before its predecessor committed. With `busy` (is a live run
+        working on this epoch key?), an uncommitted epoch does not (re)open while another book's epoch
+        is open with a live run: it raises `EpochBusy`. Every opening holds one lock for all books, so
+        two books' epochs can never pass together.
         """
         with self.connection() as conn:
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"dream_epoch_open:{book}",))
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('dream_epoch_open'))")
             row = conn.execute("SELECT * FROM simulation_epochs WHERE epoch_key = %s", (epoch_key,)).fetchone()
+            if busy is not None and (row is None or row["status"] != "committed"):
+                for other in conn.execute(
+                    "SELECT epoch_key FROM simulation_epochs WHERE status IN ('running', 'collapsed')"
+                    " AND book <> %s ORDER BY start_time",
+                    (book,),
+                ).fetchall():
+                    if busy(other["epoch_key"]):
+                        raise EpochBusy(f"{epoch_key} waits: {other['epoch_key']} (another book) is open")
             if row:
                 if row["status"] == "failed":
                     row = conn.execute(
@@ -471,6 +497,36 @@ class StateFabric(dg.ConfigurableResource):
                 (reason[:2000], epoch_key, run_id, run_id),
             )
 
+    def record_run_failure(self, epoch_key: str, job: str, run_id: str, reason: str) -> str:
+        """A failed run of any job on an epoch partition, recorded on that epoch: an open epoch is marked
+        failed (when the run still owns it) so the loop retries it; every failure, a failed replay of a
+        committed epoch included, is kept as the epoch's `run_failed` telemetry, the canon untouched.
+        Returns the epoch's status ('' when it was never opened)."""
+        self.mark_epoch_failed(epoch_key, reason, run_id=run_id)
+        with self.connection() as conn:
+            row = conn.execute(
+                "SELECT epoch_id, status FROM simulation_epochs WHERE epoch_key = %s", (epoch_key,)
+            ).fetchone()
+            if row is None:
+                return ""
+            conn.execute(
+                "INSERT INTO telemetry (instance_id, kind, epoch_key, event, payload) VALUES (%s, 'epoch', %s, %s, %s)"
+                " ON CONFLICT (instance_id, epoch_key, event) WHERE epoch_key IS NOT NULL DO NOTHING",
+                (row["epoch_id"], epoch_key, f"run_failed:{run_id}",
+                 Jsonb({"job": job, "run_id": run_id, "status": row["status"], "reason": storable_text(reason[:2000])})),
+            )
+            return row["status"]
+
+    def run_failures(self, epoch_key: str) -> list[dict[str, Any]]:
+        """The failed runs recorded on an epoch (`record_run_failure`), oldest first."""
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT payload, recorded_at FROM telemetry WHERE epoch_key = %s AND kind = 'epoch'"
+                " AND event LIKE 'run_failed:%%' ORDER BY recorded_at",
+                (epoch_key,),
+            ).fetchall()
+        return [{**r["payload"], "recorded_at": r["recorded_at"]} for r in rows]
+
     def fail_for_a_new_roll(self, epoch_key: str, reason: str) -> None:
         """Fail an epoch that could not be ranked (too few drafts or valid ballots) so that its next run
         rolls it afresh: its recorded answers would only fail it the same way again. The next roll's
@@ -507,6 +563,10 @@ class StateFabric(dg.ConfigurableResource):
         """Replace the epoch's drafts (and so everything downstream of them) in one transaction, with
         the chapters their prompt retrieved (`book_memory`'s `retrieved`)."""
         with self.connection() as conn:
+            _refuse_committed(conn, epoch_id)
+            # the chapter of an uncommitted (collapsed) epoch goes with the drafts it was chosen from
+            conn.execute("DELETE FROM book_summaries WHERE epoch_id = %s", (epoch_id,))
+            conn.execute("DELETE FROM chapters WHERE epoch_id = %s", (epoch_id,))
             conn.execute("DELETE FROM drafts WHERE epoch_id = %s", (epoch_id,))
             conn.execute("UPDATE simulation_epochs SET context_chapters = %s WHERE epoch_id = %s",
                          (list(context_chapters), epoch_id))
@@ -532,9 +592,11 @@ class StateFabric(dg.ConfigurableResource):
 
     def drafts(self, epoch_id: uuid.UUID) -> list[DraftRow]:
         with self.connection() as conn:
-            rows = conn.execute(
-                "SELECT * FROM drafts WHERE epoch_id = %s ORDER BY agent_name", (epoch_id,)
-            ).fetchall()
+            return self._drafts(conn, epoch_id)
+
+    @staticmethod
+    def _drafts(conn: psycopg.Connection, epoch_id: uuid.UUID) -> list[DraftRow]:
+        rows = conn.execute("SELECT * FROM drafts WHERE epoch_id = %s ORDER BY agent_name", (epoch_id,)).fetchall()
         return [
             DraftRow(
                 agent_id=r["agent_id"], agent_name=r["agent_name"], text=r["text"],
@@ -553,38 +615,69 @@ class StateFabric(dg.ConfigurableResource):
     ) -> None:
         """Replace the epoch's ballots: the votes and the recorded abstentions, together."""
         with self.connection() as conn:
+            _refuse_committed(conn, epoch_id)
             conn.execute("DELETE FROM peer_votes WHERE epoch_id = %s", (epoch_id,))
             conn.execute("DELETE FROM vote_abstentions WHERE epoch_id = %s", (epoch_id,))
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO peer_votes (epoch_id, voter_agent, target_agent, insight_score,"
-                    " latency_penalty, rationale, masked_label, position, voter_agent_id, target_agent_id)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    [
-                        (
-                            epoch_id, v.voter_agent, v.target_agent, v.insight_score, v.latency_penalty,
-                            v.rationale, v.masked_label, v.position, v.voter_agent_id, v.target_agent_id,
-                        )
-                        for v in votes
-                    ],
-                )
-                cur.executemany(
-                    "INSERT INTO vote_abstentions (epoch_id, voter_agent, reason, raw_reply) VALUES (%s, %s, %s, %s)",
-                    [(epoch_id, a.voter_agent, a.reason, a.raw_reply) for a in abstentions],
-                )
+            self._insert_ballots(conn, epoch_id, votes, abstentions)
+
+    @staticmethod
+    def _insert_ballots(conn: psycopg.Connection, epoch_id: uuid.UUID, votes: Sequence[VoteRow],
+                        abstentions: Sequence[AbstentionRow]) -> None:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO peer_votes (epoch_id, voter_agent, target_agent, insight_score,"
+                " latency_penalty, rationale, masked_label, position, voter_agent_id, target_agent_id)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (
+                        epoch_id, v.voter_agent, v.target_agent, v.insight_score, v.latency_penalty,
+                        v.rationale, v.masked_label, v.position, v.voter_agent_id, v.target_agent_id,
+                    )
+                    for v in votes
+                ],
+            )
+            cur.executemany(
+                "INSERT INTO vote_abstentions (epoch_id, voter_agent, reason, raw_reply) VALUES (%s, %s, %s, %s)",
+                [(epoch_id, a.voter_agent, a.reason, a.raw_reply) for a in abstentions],
+            )
+
+    def clear_votes(self, epoch_id: uuid.UUID) -> None:
+        """Remove an open epoch's ballots before its voters vote again (a rerun)."""
+        with self.connection() as conn:
+            _refuse_committed(conn, epoch_id)
+            conn.execute("DELETE FROM peer_votes WHERE epoch_id = %s", (epoch_id,))
+            conn.execute("DELETE FROM vote_abstentions WHERE epoch_id = %s", (epoch_id,))
+
+    def write_ballot(self, epoch_id: uuid.UUID, votes: Sequence[VoteRow], abstention: AbstentionRow | None) -> None:
+        """One voter's ballot (its votes, or its abstention) as it arrives, in one transaction; writing
+        it again replaces it, so a rerun never duplicates a vote."""
+        voter = abstention.voter_agent if abstention else votes[0].voter_agent
+        with self.connection() as conn:
+            _refuse_committed(conn, epoch_id)
+            conn.execute("DELETE FROM peer_votes WHERE epoch_id = %s AND voter_agent = %s", (epoch_id, voter))
+            conn.execute("DELETE FROM vote_abstentions WHERE epoch_id = %s AND voter_agent = %s", (epoch_id, voter))
+            self._insert_ballots(conn, epoch_id, votes, [abstention] if abstention else [])
 
     def votes(self, epoch_id: uuid.UUID) -> list[VoteRow]:
         with self.connection() as conn:
-            rows = conn.execute(
-                "SELECT * FROM peer_votes WHERE epoch_id = %s ORDER BY voter_agent, position", (epoch_id,)
-            ).fetchall()
+            return self._votes(conn, epoch_id)
+
+    @staticmethod
+    def _votes(conn: psycopg.Connection, epoch_id: uuid.UUID) -> list[VoteRow]:
+        rows = conn.execute(
+            "SELECT * FROM peer_votes WHERE epoch_id = %s ORDER BY voter_agent, position", (epoch_id,)
+        ).fetchall()
         return [_vote_from_row(r) for r in rows]
 
     def abstentions(self, epoch_id: uuid.UUID) -> list[AbstentionRow]:
         with self.connection() as conn:
-            rows = conn.execute(
-                "SELECT * FROM vote_abstentions WHERE epoch_id = %s ORDER BY voter_agent", (epoch_id,)
-            ).fetchall()
+            return self._abstentions(conn, epoch_id)
+
+    @staticmethod
+    def _abstentions(conn: psycopg.Connection, epoch_id: uuid.UUID) -> list[AbstentionRow]:
+        rows = conn.execute(
+            "SELECT * FROM vote_abstentions WHERE epoch_id = %s ORDER BY voter_agent", (epoch_id,)
+        ).fetchall()
         return [AbstentionRow(r["voter_agent"], r["reason"], r["raw_reply"]) for r in rows]
 
     def ratings_before(self, book: str, epoch_number: int) -> dict[uuid.UUID, float]:
@@ -611,6 +704,7 @@ class StateFabric(dg.ConfigurableResource):
     ) -> None:
         """Replace the epoch's ratings and voter flags and record its winner and loser, in one transaction."""
         with self.connection() as conn:
+            _refuse_committed(conn, epoch_id)
             conn.execute("DELETE FROM elo_ratings WHERE epoch_id = %s", (epoch_id,))
             conn.execute("DELETE FROM voter_flags WHERE epoch_id = %s", (epoch_id,))
             with conn.cursor() as cur:
@@ -660,18 +754,23 @@ class StateFabric(dg.ConfigurableResource):
 
     def ratings(self, epoch_id: uuid.UUID) -> list[RatingRow]:
         with self.connection() as conn:
-            rows = conn.execute("SELECT * FROM elo_ratings WHERE epoch_id = %s ORDER BY rank", (epoch_id,))
-            return [
-                RatingRow(r["agent_id"], r["agent_name"], r["rating_before"], r["rating_after"],
-                          r["epoch_score"], r["penalty"], r["rank"], r["bt_rating"], r["bt_lower"], r["bt_upper"])
-                for r in rows
-            ]
+            return self._ratings(conn, epoch_id)
+
+    @staticmethod
+    def _ratings(conn: psycopg.Connection, epoch_id: uuid.UUID) -> list[RatingRow]:
+        rows = conn.execute("SELECT * FROM elo_ratings WHERE epoch_id = %s ORDER BY rank", (epoch_id,))
+        return [
+            RatingRow(r["agent_id"], r["agent_name"], r["rating_before"], r["rating_after"],
+                      r["epoch_score"], r["penalty"], r["rank"], r["bt_rating"], r["bt_lower"], r["bt_upper"])
+            for r in rows
+        ]
 
     # ---- the canon and the Reaper ---------------------------------------------------------------
 
     def commit_chapter(self, epoch_id: uuid.UUID, book: str, chapter: ChapterRow) -> None:
         """Write (or rewrite) the epoch's chapter; the epoch becomes 'collapsed' until the Reaper runs."""
         with self.connection() as conn:
+            _refuse_committed(conn, epoch_id)
             conn.execute(
                 "INSERT INTO chapters (book, chapter_number, epoch_id, draft_id, agent_id, title, text,"
                 " epoch_score, margin, embedding) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
@@ -719,9 +818,11 @@ class StateFabric(dg.ConfigurableResource):
                         joined_epoch=epoch.epoch_number + 1, replaced=loser.instance_id,
                     )
                     seated = replacement.name
+            digests = canon.section_digests(self._canon_facts(conn, epoch.epoch_id))
             conn.execute(
-                "UPDATE simulation_epochs SET status = 'committed', end_time = now() WHERE epoch_id = %s",
-                (epoch.epoch_id,),
+                "UPDATE simulation_epochs SET status = 'committed', end_time = now(), fingerprint = %s,"
+                " fingerprint_sections = %s WHERE epoch_id = %s",
+                (canon.fingerprint(digests), Jsonb(digests), epoch.epoch_id),
             )
             conn.execute("SELECT pg_notify(%s, %s)", (EPOCH_CHANNEL, epoch.epoch_key))
             return ReapOutcome(retired, seated, already_done=False)
@@ -740,12 +841,64 @@ class StateFabric(dg.ConfigurableResource):
 
     def chapter_for_epoch(self, epoch_id: uuid.UUID) -> ChapterRow | None:
         with self.connection() as conn:
-            r = conn.execute(
-                "SELECT c.*, a.name AS author, e.epoch_key FROM chapters c JOIN agents a USING (agent_id)"
-                " JOIN simulation_epochs e USING (epoch_id) WHERE c.epoch_id = %s",
-                (epoch_id,),
-            ).fetchone()
+            return self._chapter_for_epoch(conn, epoch_id)
+
+    @staticmethod
+    def _chapter_for_epoch(conn: psycopg.Connection, epoch_id: uuid.UUID) -> ChapterRow | None:
+        r = conn.execute(
+            "SELECT c.*, a.name AS author, e.epoch_key FROM chapters c JOIN agents a USING (agent_id)"
+            " JOIN simulation_epochs e USING (epoch_id) WHERE c.epoch_id = %s",
+            (epoch_id,),
+        ).fetchone()
         return None if r is None else _chapter_from_row(r)
+
+    # ---- the canon's fingerprint (dream_pipeline/canon.py) ----------------------------------------
+
+    def _canon_facts(self, conn: psycopg.Connection, epoch_id: uuid.UUID) -> dict[str, Any]:
+        epoch = conn.execute(
+            "SELECT winner_agent_id, loser_agent_id FROM simulation_epochs WHERE epoch_id = %s", (epoch_id,)
+        ).fetchone()
+        return {
+            "drafts": canon.draft_facts(self._drafts(conn, epoch_id)),
+            "votes": canon.vote_facts(self._votes(conn, epoch_id)),
+            "abstentions": canon.abstention_facts(self._abstentions(conn, epoch_id)),
+            "ratings": canon.rating_facts(self._ratings(conn, epoch_id)),
+            "outcome": canon.outcome_facts(epoch["winner_agent_id"], epoch["loser_agent_id"]),
+            "chapter": canon.chapter_facts(self._chapter_for_epoch(conn, epoch_id)),
+        }
+
+    def canon_facts(self, epoch_id: uuid.UUID) -> dict[str, Any]:
+        """What the stored rows of an epoch say it decided, section by section (`canon.SECTIONS`)."""
+        with self.connection() as conn:
+            return self._canon_facts(conn, epoch_id)
+
+    def canon_snapshot(self, epoch_id: uuid.UUID | None = None) -> dict[str, list[str]]:
+        """Every row of the committed epochs (or of the committed epoch `epoch_id`), ids and times
+        included, as JSON text per table: two snapshots are equal exactly when the canon is unchanged."""
+        out: dict[str, list[str]] = {}
+        with self.connection() as conn:
+            for table in CANON_TABLES:
+                rows = conn.execute(
+                    sql.SQL(
+                        "SELECT to_jsonb(t)::text AS row FROM {} t JOIN simulation_epochs e USING (epoch_id)"
+                        " WHERE e.status = 'committed' AND (%s::uuid IS NULL OR e.epoch_id = %s::uuid) ORDER BY 1"
+                    ).format(sql.Identifier(table)) if table != "simulation_epochs" else sql.SQL(
+                        "SELECT to_jsonb(e)::text AS row FROM simulation_epochs e"
+                        " WHERE e.status = 'committed' AND (%s::uuid IS NULL OR e.epoch_id = %s::uuid) ORDER BY 1"
+                    ),
+                    (epoch_id, epoch_id),
+                ).fetchall()
+                out[table] = [r["row"] for r in rows]
+        return out
+
+    def committed_fingerprint(self, epoch_id: uuid.UUID) -> tuple[str | None, dict[str, str] | None]:
+        """The fingerprint stored when the epoch committed and its section digests (None before that,
+        or for an epoch committed before fingerprints were kept)."""
+        with self.connection() as conn:
+            row = conn.execute(
+                "SELECT fingerprint, fingerprint_sections FROM simulation_epochs WHERE epoch_id = %s", (epoch_id,)
+            ).fetchone()
+        return (None, None) if row is None else (row["fingerprint"], row["fingerprint_sections"])
 
     def standings(self, book: str) -> list[Standing]:
         """Every agent the book has had, best current rating first, the retired last."""
@@ -806,22 +959,9 @@ class StateFabric(dg.ConfigurableResource):
         }
 
     def epoch_fingerprint(self, epoch_id: uuid.UUID) -> str:
-        """A digest of everything an epoch decided (drafts, votes, ratings, chapter), to compare a replay."""
-        queries = [
-            "SELECT agent_name, text, completion_tokens, truncated, penalty FROM drafts"
-            " WHERE epoch_id = %s ORDER BY agent_name",
-            "SELECT voter_agent, target_agent, insight_score, rationale, masked_label, position FROM peer_votes"
-            " WHERE epoch_id = %s ORDER BY voter_agent, target_agent",
-            "SELECT agent_name, rating_before, rating_after, epoch_score, rank FROM elo_ratings"
-            " WHERE epoch_id = %s ORDER BY agent_name",
-            "SELECT chapter_number, title, text, agent_id FROM chapters WHERE epoch_id = %s",
-        ]
-        digest = hashlib.sha256()
-        with self.connection() as conn:
-            for query in queries:
-                for row in conn.execute(query, (epoch_id,)):
-                    digest.update(json.dumps(row, sort_keys=True, default=str).encode())
-        return digest.hexdigest()
+        """The fingerprint of an epoch's stored rows (drafts, votes, abstentions, ratings, outcome,
+        chapter): what the commit stores, and what a replay is compared with."""
+        return canon.fingerprint(canon.section_digests(self.canon_facts(epoch_id)))
 
     def record_telemetry(self, events: Sequence[TelemetryEvent]) -> None:
         """Persist SPICA telemetry; an epoch's event is updated on rerun, never duplicated."""
@@ -949,7 +1089,8 @@ class StateFabric(dg.ConfigurableResource):
             )
             row = conn.execute(
                 "UPDATE simulation_epochs SET status = 'running', winner_agent_id = NULL, loser_agent_id = NULL,"
-                " bottom_separated = NULL, end_time = NULL, run_id = NULL, world_seed = %s,"
+                " bottom_separated = NULL, end_time = NULL, run_id = NULL, world_seed = %s, fingerprint = NULL,"
+                " fingerprint_sections = NULL,"
                 " timings = timings || jsonb_build_object('promoted_world', %s::int)"
                 " WHERE epoch_id = %s RETURNING *",
                 (world["seed"], world_number, epoch["epoch_id"]),
@@ -1193,6 +1334,7 @@ class StateFabric(dg.ConfigurableResource):
     def write_summary(self, epoch_id: uuid.UUID, book: str, chapter_number: int, summary: str) -> None:
         """Write (or rewrite) the rolling summary of `book` after chapter `chapter_number`."""
         with self.connection() as conn:
+            _refuse_committed(conn, epoch_id)
             conn.execute(
                 "INSERT INTO book_summaries (book, chapter_number, epoch_id, summary, tokens)"
                 " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (book, chapter_number) DO UPDATE SET"
@@ -1282,6 +1424,18 @@ _DRAFTS_NEAR = sql.SQL(
     ") n JOIN drafts d USING (draft_id) JOIN simulation_epochs e USING (epoch_id) LEFT JOIN chapters c USING (draft_id)"
     " ORDER BY n.similarity DESC, e.epoch_number, d.agent_name"
 )
+
+
+def _refuse_committed(conn: psycopg.Connection, epoch_id: uuid.UUID) -> None:
+    """Lock the epoch's row for this write; raise if it is committed (the canon is never rewritten)."""
+    row = conn.execute(
+        "SELECT epoch_key, status FROM simulation_epochs WHERE epoch_id = %s FOR UPDATE", (epoch_id,)
+    ).fetchone()
+    if row is not None and row["status"] == "committed":
+        raise CanonLocked(
+            f"{row['epoch_key']} is committed: its rows are written only by its commit or a promotion"
+            " (a replay verifies them, a re-roll is an alternate world)"
+        )
 
 
 def _vector(values: Sequence[float] | None) -> np.ndarray | None:

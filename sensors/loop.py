@@ -62,6 +62,28 @@ def staging_depth() -> int:
     return int(raw)
 
 
+def loop_default_status() -> dg.DefaultSensorStatus:
+    """`DREAM_LOOP` (on/off, default on): whether the loop sensor runs until someone toggles it in the UI.
+    `dream ui` sets it off (a user who opens the UI to look must not find new epochs written) unless
+    `--loop`; `dream start` and `dream daemon` leave it on. A toggle in the UI is kept by the instance."""
+    raw = os.environ.get("DREAM_LOOP", "on")
+    if raw not in ("on", "off"):
+        raise ValueError(f"DREAM_LOOP must be on or off, got {raw!r}")
+    return dg.DefaultSensorStatus.RUNNING if raw == "on" else dg.DefaultSensorStatus.STOPPED
+
+
+LOOP_DESCRIPTION = (
+    "The D-REAM loop: keeps epochs running back to back (cold start, staging, retries with backoff, PHASE "
+    "pause). {state}"
+)
+LOOP_STATES = {
+    dg.DefaultSensorStatus.RUNNING: "On by default here (DREAM_LOOP=on: `dream start`, `dream daemon`, "
+    "`dream ui --loop`): new epochs are written while it runs; stop it here to only look.",
+    dg.DefaultSensorStatus.STOPPED: "Off by default here (DREAM_LOOP=off: `dream ui` without --loop), so "
+    "opening the UI writes nothing; start it here, or use `dream start`, to run the loop.",
+}
+
+
 def backoff(failures: int) -> timedelta:
     """10 s, 20 s, 40 s, … capped at 10 minutes: a failing engine is retried, never abandoned."""
     return min(BACKOFF_BASE * 2 ** max(failures - 1, 0), BACKOFF_MAX)
@@ -150,8 +172,8 @@ def _history(instance: dg.DagsterInstance, keys: list[str]) -> tuple[dict[str, t
 @dg.sensor(
     job=epoch_job,
     minimum_interval_seconds=1,  # the daemon still ticks at most every ~5 s; staging hides it
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Keeps epochs running back to back: cold start, staging, retries with backoff, PHASE pause.",
+    default_status=loop_default_status(),
+    description=LOOP_DESCRIPTION.format(state=LOOP_STATES[loop_default_status()]),
 )
 def dream_loop_sensor(context: dg.SensorEvaluationContext, fabric: StateFabric):
     books = enabled_books()
@@ -170,11 +192,14 @@ def dream_loop_sensor(context: dg.SensorEvaluationContext, fabric: StateFabric):
 
 
 @dg.run_failure_sensor(
-    monitored_jobs=[epoch_job],
+    # every job of the code location: epoch_job, the UI's implicit asset job (a backfill or a
+    # materialization from the asset graph), re-rolls and promotions all run on epoch partitions
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Records why an epoch run failed (the loop sensor retries it with backoff).",
+    description="Records on its epoch why any run on an epoch partition failed (the loop sensor retries an "
+    "open epoch with backoff; a failed replay of a committed epoch is recorded beside it, the canon untouched).",
 )
 def epoch_failure_sensor(context: dg.RunFailureSensorContext, fabric: StateFabric):
     key = context.dagster_run.tags.get(PARTITION_TAG)
     if key:
-        fabric.mark_epoch_failed(key, context.failure_event.message or "run failed", run_id=context.dagster_run.run_id)
+        fabric.record_run_failure(key, context.dagster_run.job_name, context.dagster_run.run_id,
+                                  context.failure_event.message or "run failed")

@@ -11,6 +11,7 @@ from spica.base import Lineage, Spica
 from spica.registry import register_domain
 
 
+@register_domain("far_shore")
 @register_domain("space_time")
 class SpicaBook(Spica):
     """A book written by a tournament of persona agents, one chapter per epoch."""

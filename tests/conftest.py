@@ -79,13 +79,28 @@ def instance() -> Iterator[dg.DagsterInstance]:
 def run_epoch(instance: dg.DagsterInstance, fabric: StateFabric, llm: LLMEngine):
     """Materialize epoch `number` of a book through Dagster, as the epoch job does."""
     from dream_pipeline.assets import epoch_assets
+    from dream_pipeline.checks import epoch_checks
     from dream_pipeline.partitions import epoch_key
 
     def run(number: int, book: str = "space_time", **kwargs) -> dg.ExecuteInProcessResult:
         key = epoch_key(book, number)
         instance.add_dynamic_partitions("epochs", [key])
-        return dg.materialize(
-            epoch_assets, instance=instance, partition_key=key, resources={"fabric": fabric, "llm": llm}, **kwargs
+        result = dg.materialize(
+            [*epoch_assets, *epoch_checks], instance=instance, partition_key=key,
+            resources={"fabric": fabric, "llm": llm}, **kwargs,
         )
+        assert_checks_hold(result)
+        return result
 
     return run
+
+
+def assert_checks_hold(result: dg.ExecuteInProcessResult) -> None:
+    """The asset checks ran on every asset the run materialized, and every blocking (ERROR) one passed."""
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    evaluations = [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    checked = {c.asset_key for c in evaluations}
+    expected = materialized & {dg.AssetKey(k) for k in ("drafts", "peer_votes", "chapter")}
+    assert expected <= checked, f"asset checks missing for {sorted(k.to_user_string() for k in expected - checked)}"
+    failed = [c for c in evaluations if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
+    assert not failed, f"asset checks failed: {[(c.check_name, c.metadata) for c in failed]}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, time
@@ -54,3 +55,29 @@ def test_a_phase_window_can_cross_midnight_in_a_time_zone():
     assert not window.contains(datetime(2026, 1, 1, 12, 0, tzinfo=UTC))
     with pytest.raises(ValueError):
         window.contains(datetime(2026, 1, 1, 12, 0))
+
+
+def test_every_job_runs_in_process_the_uis_implicit_asset_job_included():
+    """A backfill from the asset graph runs the implicit asset job: with Dagster's default (multiprocess)
+    executor that is one process per step, minutes per epoch on two cores."""
+    jobs = [defs.resolve_implicit_global_asset_job_def(), *(defs.resolve_job_def(n) for n in
+                                                            ("epoch_job", "phase_job", "reroll_job", "promote_job"))]
+    assert {job.name: job.executor_def.name for job in jobs} == {
+        "__ASSET_JOB": "in_process", "epoch_job": "in_process", "phase_job": "in_process",
+        "reroll_job": "in_process", "promote_job": "in_process",
+    }
+
+
+@pytest.mark.parametrize(("setting", "status", "says"), [
+    ("on", "RUNNING", "On by default here"),
+    ("off", "STOPPED", "Off by default here (DREAM_LOOP=off: `dream ui` without --loop)"),
+])
+def test_the_loop_sensor_says_whether_it_runs_by_default(setting, status, says):
+    code = ("from dream_pipeline.definitions import defs; s = defs.resolve_sensor_def('dream_loop_sensor'); "
+            "print(s.default_status.name); print(s.description)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "DREAM_LOOP": setting})
+    assert out.returncode == 0, out.stderr
+    first, description = out.stdout.split("\n", 1)
+    assert first == status
+    assert says in description

@@ -100,3 +100,51 @@ def test_one_live_run_owns_an_epoch(fabric, book):
     assert fabric.epoch("space_time-00001").status == "running"  # only the owner's failure counts
     fabric.mark_epoch_failed("space_time-00001", "engine down", run_id="run-b")
     assert fabric.epoch("space_time-00001").status == "failed"
+
+
+def _drive_to_commit(fabric, epoch) -> None:
+    agents = fabric.agents(epoch.active_agent_ids)
+    ids = fabric.write_drafts(epoch.epoch_id, [
+        DraftRow(a.instance_id, a.name, f"draft of {a.name}", 1, 1, "stop", False, 0.1) for a in agents
+    ])
+    fabric.commit_chapter(epoch.epoch_id, epoch.book, ChapterRow(epoch.epoch_number, ids[0], agents[0].instance_id,
+                                                                 "T", "x", 1.0, 0.0))
+    fabric.reap(fabric.epoch(epoch.epoch_key), None, None)
+
+
+def test_two_books_staged_together_open_one_epoch_at_a_time(fabric):
+    """Two books' first epochs released by the same instant (a cold start, one NOTIFY waking both):
+    exactly one opens; the other waits for its commit, then opens."""
+    for name in ("space_time", "far_shore"):
+        fabric.ensure_book(SpicaBook.load(name))
+    for number in range(1, 4):
+        keys = {book: f"{book}-{number:05d}" for book in ("space_time", "far_shore")}
+        start = threading.Barrier(2)
+        overlaps, errors = [], []
+
+        def run(book, keys=keys, start=start, overlaps=overlaps, errors=errors, number=number):
+            key = keys[book]
+            # both runs are live for the whole round, as staged runs are
+            live = set(keys.values()) - {key}
+            barrier = EpochBarrier(fabric, epoch_has_live_run=live.__contains__, poll_s=0.05)
+            previous = f"{book}-{number - 1:05d}" if number > 1 else None
+            try:
+                start.wait()
+                epoch, _ = barrier.open_in_turn(book, key, number, previous, timeout_s=30)
+                time.sleep(0.3)  # the tournament; nothing else may open meanwhile
+                with fabric.connection() as conn:
+                    open_now = conn.execute("SELECT count(*) AS n FROM simulation_epochs"
+                                            " WHERE status IN ('running', 'collapsed')").fetchone()["n"]
+                overlaps.append(open_now)
+                _drive_to_commit(fabric, epoch)
+            except Exception as exc:  # reported below, with the thread's name
+                errors.append(f"{book}: {exc!r}")
+
+        threads = [threading.Thread(target=run, args=(book,)) for book in keys]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == []
+        assert overlaps == [1, 1], f"round {number}: open epochs seen during each tournament: {overlaps}"
+        assert all(fabric.epoch(k).status == "committed" for k in keys.values())

@@ -51,7 +51,7 @@ def test_the_phase_job_checks_the_fabric_and_replays_the_latest_epoch(run_epoch,
     assert result.success
     events = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
     metadata = {k: v.value for e in events for k, v in e.event_specific_data.metadata.items()}
-    assert metadata["replays"] == {"space_time-00002": "identical"}
+    assert metadata["replays"] == {"space_time-00002": "verified"}
     assert metadata["committed_without_chapter"] == 0 and metadata["incomplete_ballots"] == 0
 
 

@@ -56,8 +56,62 @@ def test_the_plugin_fails_a_run_that_registers_a_non_spica_domain(pytester: pyte
     )
     pytester.makepyfile("def test_anything():\n    assert True\n")
     result = pytester.runpytest_subprocess("-p", "spica.pytest_plugin")
+    assert result.ret != pytest.ExitCode.OK
+    assert "SPICA: the domain class RogueDomain (conftest) does not derive from spica.Spica; it cannot be" \
+           " registered as domain 'rogue'" in result.stdout.str() + result.stderr.str()
+
+
+def test_a_test_using_an_unregistered_non_spica_domain_class_fails_naming_it(pytester: pytest.Pytester):
+    """Seed 000's SPICA Enforcement Test: an unregistered `class ConversationDomain:` must not pass."""
+    pytester.makepyfile(
+        """
+        def test_uses_a_plain_domain():
+            class ConversationDomain:
+                def turn(self):
+                    return "hello"
+
+            assert ConversationDomain().turn() == "hello"
+
+        def test_uses_a_spica_domain():
+            from spica import Spica
+
+            class ProperDomain(Spica):
+                kind = "domain"
+
+            assert ProperDomain({"name": "proper"}).name == "proper"
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "spica.pytest_plugin")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*SPICA: the domain class *ConversationDomain* does not derive from spica.Spica*"])
+
+
+def test_a_test_module_defining_a_non_spica_agent_class_fails_collection(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        class ConversationAgent:
+            pass
+
+        def test_anything():
+            assert ConversationAgent()
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "spica.pytest_plugin")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*registered domains must derive from spica.Spica: rogue*"])
+    result.stderr.fnmatch_lines(["*SPICA: the agent class ConversationAgent (*) does not derive from spica.Spica*"])
+
+
+def test_the_runner_takes_domains_only_from_the_registry(tmp_path):
+    from dream_pipeline.experiments import enabled_books
+    from spica import load_domain
+
+    assert load_domain("space_time").name == "space_time"
+    with pytest.raises(ValueError, match="'nowhere' is not a registered SPICA domain"):
+        load_domain("nowhere")
+    experiments = tmp_path / "experiments.yaml"
+    experiments.write_text("experiments:\n  - book: nowhere\n")
+    with pytest.raises(ValueError, match="not a registered SPICA domain"):
+        enabled_books(experiments)
 
 
 def test_the_plugin_lets_a_spica_domain_pass(pytester: pytest.Pytester):

@@ -12,9 +12,11 @@ import random
 
 import dagster as dg
 
+from dream_pipeline import canon
 from dream_pipeline.assets.common import EpochScope, epoch_seed, load_scope
 from dream_pipeline.partitions import epochs_partitions
 from dream_pipeline.prompts import chapter_title, summary_messages
+from dream_pipeline.replay import is_replay, verify_replay
 from dream_pipeline.tournament.sanitize import storable_text
 from resources.fabric import ChapterRow, StateFabric
 from resources.llm import LLMCallError, LLMEngine
@@ -33,15 +35,16 @@ def commit_chapter(context: dg.OpExecutionContext, fabric: StateFabric, llm: LLM
         (r.epoch_score for r in fabric.ratings(scope.epoch.epoch_id) if r.epoch_score is not None), reverse=True
     )
     margin = scores[0] - scores[1] if len(scores) > 1 else None
-    fabric.commit_chapter(
-        scope.epoch.epoch_id,
-        scope.book.name,
-        ChapterRow(
-            chapter_number=scope.number, draft_id=winner.draft_id, agent_id=winner.agent_id,
-            title=chapter_title(winner.text, scope.number), text=winner.text,
-            epoch_score=scores[0] if scores else None, margin=margin, embedding=winner.embedding,
-        ),
+    row = ChapterRow(
+        chapter_number=scope.number, draft_id=winner.draft_id, agent_id=winner.agent_id,
+        title=chapter_title(winner.text, scope.number), text=winner.text,
+        epoch_score=scores[0] if scores else None, margin=margin, embedding=winner.embedding,
     )
+    if is_replay(scope.epoch):  # a committed epoch: compare with the canon, write nothing (summary included)
+        verify_replay(fabric, scope.epoch, {"chapter": canon.chapter_facts(row)})
+        context.log.info(f"chapter {scope.number} verified against its commit")
+        return
+    fabric.commit_chapter(scope.epoch.epoch_id, scope.book.name, row)
     context.log.info(f"chapter {scope.number} committed: written by the {winner.agent_name}")
     update_summary(context, fabric, llm, scope)
 
@@ -98,6 +101,7 @@ def reaper(context: dg.OpExecutionContext, fabric: StateFabric) -> None:
             (a for a in scope.agents if a is not loser), key=lambda a: -ratings.get(a.instance_id, -math.inf)
         )
         replacement = choose_replacement(scope, loser, fabric.persona_names_used(scope.book.name), survivors)
+    verified = verify_replay(fabric, scope.epoch, {}) if is_replay(scope.epoch) else {}
     outcome = fabric.reap(scope.epoch, loser, replacement)
     if outcome.already_done:
         context.log.info(f"{scope.key} was already committed; nothing to reap")
@@ -119,6 +123,7 @@ def reaper(context: dg.OpExecutionContext, fabric: StateFabric) -> None:
             "replacement": lineage,
             "chapter": dg.MetadataValue.md(f"## Chapter {chapter.chapter_number}: {chapter.title}\n\n"
                                            f"*by the {chapter.author}*\n\n{chapter.text}"),
+            **verified,
         }
     )
 

@@ -9,7 +9,7 @@ from tabulate import tabulate
 
 from dream_pipeline.partitions import parse_epoch_key
 from resources.fabric import EpochRecord, StateFabric
-from spica import SpicaAgent, SpicaBook
+from spica import SpicaAgent, SpicaBook, load_domain
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def load_scope(fabric: StateFabric, partition_key: str) -> EpochScope:
     """The opened epoch behind a partition key (the roster asset opens it)."""
     book_name, _ = parse_epoch_key(partition_key)
     epoch = fabric.epoch(partition_key)
-    return EpochScope(SpicaBook.load(book_name), epoch, tuple(fabric.agents(epoch.active_agent_ids)))
+    return EpochScope(load_domain(book_name), epoch, tuple(fabric.agents(epoch.active_agent_ids)))
 
 
 def epoch_seed(epoch_key: str) -> int:

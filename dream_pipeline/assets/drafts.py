@@ -12,12 +12,14 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from dream_pipeline import canon
 from dream_pipeline.assets.common import EpochScope, load_scope, markdown_table
 from dream_pipeline.assets.roster import roster
 from dream_pipeline.burst import DraftResult, run_burst
 from dream_pipeline.memory import BookContext, novelty_penalty, peer_similarities
 from dream_pipeline.partitions import epochs_partitions
 from dream_pipeline.prompts import OUTLINE_CHAPTERS, draft_context, draft_messages
+from dream_pipeline.replay import is_replay, verify_replay
 from dream_pipeline.tournament import TRUNCATION_PENALTY, latency_penalty
 from resources.fabric import DraftRow, EmbeddingDimensionError, StateFabric
 from resources.llm import LLMCallError, LLMEngine
@@ -101,6 +103,14 @@ def compose_drafts(scope: EpochScope, fabric: StateFabric, llm: LLMEngine, *, se
 def drafts(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngine) -> dg.MaterializeResult:
     """Every rostered agent's draft of the next chapter; truncated drafts carry the −5 penalty."""
     scope = load_scope(fabric, context.partition_key)
+    if is_replay(scope.epoch):  # a committed epoch: recompute from the record and compare, write nothing
+        burst = compose_drafts(scope, fabric, llm, session_key=scope.key)
+        for r in burst.results:
+            if r.forfeit_reason:
+                context.log.warning(f"{r.agent.name} forfeits {scope.key}: {r.forfeit_reason}")
+        return dg.MaterializeResult(
+            metadata=verify_replay(fabric, scope.epoch, {"drafts": canon.draft_facts(burst.rows)})
+        )
     try:
         burst = compose_drafts(scope, fabric, llm, session_key=scope.key)
     except EmbeddingDimensionError as exc:

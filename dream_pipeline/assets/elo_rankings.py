@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from dream_pipeline import canon
 from dream_pipeline.assets.common import EpochScope, epoch_seed, load_scope, markdown_table
 from dream_pipeline.assets.peer_votes import peer_votes
 from dream_pipeline.partitions import epochs_partitions
+from dream_pipeline.replay import is_replay, verify_replay
 from dream_pipeline.standings import WINDOW_EPOCHS, window_statistics
 from dream_pipeline.tournament import (
     DEFAULT_K,
@@ -96,6 +98,10 @@ def elo_rankings(context: dg.AssetExecutionContext, config: EloConfig, fabric: S
     rows, winner, loser, newcomers = ranking.rows, ranking.winner, ranking.loser, ranking.newcomers
     separated = ranking.separated
     by_name = {a.name: a.instance_id for a in scope.agents}
+    if is_replay(scope.epoch):  # a committed epoch: compare with the record, write nothing
+        replayed = {"ratings": canon.rating_facts(rows),
+                    "outcome": canon.outcome_facts(by_name[winner], by_name[loser] if loser else None)}
+        return dg.MaterializeResult(metadata={**verify_replay(fabric, scope.epoch, replayed), "winner": winner})
     fabric.write_ratings(
         scope.epoch.epoch_id, rows, by_name[winner], by_name[loser] if loser else None,
         bottom_separated=separated, flags=ranking.flags,

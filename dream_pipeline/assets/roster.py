@@ -14,11 +14,12 @@ from dream_pipeline.loop_state import (
     worker_identity,
 )
 from dream_pipeline.partitions import epoch_key, epochs_partitions, parse_epoch_key
+from dream_pipeline.replay import is_replay
 from resources.epoch_barrier import EpochBarrier, PredecessorLost
 from resources.fabric import StateFabric
 from resources.llm import LLMEngine
 from schedules.phase_window import phase_window_from_env
-from spica import SpicaBook
+from spica import load_domain
 
 OUTCOME_TAG = "dream/outcome"
 
@@ -37,7 +38,7 @@ def roster(context: dg.AssetExecutionContext, config: RosterConfig, fabric: Stat
     PHASE is open or when another live run already owns the epoch."""
     key = context.partition_key
     book_name, number = parse_epoch_key(key)
-    book = SpicaBook.load(book_name)
+    book = load_domain(book_name)  # from the SPICA registry only
     if fabric.ensure_book(book):
         context.log.info(f"new book {book.title!r}: seated {len(book.initial_cast())} agents")
     instance = context.instance
@@ -46,11 +47,21 @@ def roster(context: dg.AssetExecutionContext, config: RosterConfig, fabric: Stat
     existing = fabric.find_epoch(key)
     waited = 0.0
     loop_run = context.run.tags.get(LOOP_TAG) == "epoch"
-    if existing is None or existing.status != "committed":
+
+    def phase_allows() -> bool:
+        # PHASE gates the loop's own new epochs; an epoch a person asks for (`dream run`, a backfill) just runs
+        if existing is not None or not config.phase_gate or not loop_run:
+            return True
+        return not phase_window_from_env().blocks(datetime.now(UTC), last_phase_success(instance))
+
+    if existing is not None and existing.status == "committed":
+        epoch = existing  # a replay: no barrier, nothing opened
+    else:
         previous = epoch_key(book_name, number - 1) if number > 1 else None
         llm.warm_up()
         try:
-            waited = barrier.wait_for_turn(book_name, key, previous, config.barrier_timeout_s)
+            epoch, waited = barrier.open_in_turn(book_name, key, number, previous, config.barrier_timeout_s,
+                                                 gate=phase_allows)
         except PredecessorLost as lost:
             if not loop_run:
                 raise
@@ -58,15 +69,12 @@ def roster(context: dg.AssetExecutionContext, config: RosterConfig, fabric: Stat
             context.log.info(f"{lost}; ending this staged run")
             instance.add_run_tags(context.run_id, {OUTCOME_TAG: "predecessor-lost"})
             return
-    # PHASE gates the loop's own runs; an epoch a person asks for (`dream run`, a backfill) just runs
-    if existing is None and config.phase_gate and loop_run:
-        window = phase_window_from_env()
-        if window.blocks(datetime.now(UTC), last_phase_success(instance)):
+        if epoch is None:
             context.log.info(f"PHASE window is open: {key} will start after it; ending this run cleanly")
             instance.add_run_tags(context.run_id, {OUTCOME_TAG: "deferred-phase"})
             return
-    epoch = fabric.open_epoch(book.name, key, number)
-    owner = barrier.claim(epoch.epoch_id, context.run_id, lambda run_id: run_is_live(instance, run_id))
+    replay = is_replay(epoch)  # a committed epoch is verified, never claimed or written
+    owner = None if replay else barrier.claim(epoch.epoch_id, context.run_id, lambda run_id: run_is_live(instance, run_id))
     if owner is not None:
         context.log.info(f"{key} is already owned by live run {owner}; ending this run cleanly")
         instance.add_run_tags(context.run_id, {OUTCOME_TAG: "duplicate"})
@@ -89,6 +97,7 @@ def roster(context: dg.AssetExecutionContext, config: RosterConfig, fabric: Stat
             "book": book.title,
             "agents": len(agents),
             "barrier_wait_s": round(waited, 3),
+            "replay": "verifying the committed epoch (nothing is rewritten)" if replay else "no",
             "roster": dg.MetadataValue.md(markdown_table(rows)),
         }
     )
