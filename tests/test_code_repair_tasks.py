@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from dream_pipeline.domains.code_repair.rules import pass_rate, judge_calls
+from dream_pipeline.domains.code_repair.rules import judge_calls, pass_rate
 from dream_pipeline.domains.code_repair.tasks import TaskError, load_tasks, parse_task, task_by_id
 from resources.sandbox import SandboxRunner
 
