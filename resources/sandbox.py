@@ -187,6 +187,7 @@ os._exit(os.waitstatus_to_exitcode(status) % 256 if os.WIFEXITED(status) else 12
 
 _HARNESS = r'''
 import ast, json, os, signal, sys
+os.environ.clear()  # the process starts with none; this drops the LC_CTYPE that locale coercion adds
 out = os.dup(1)
 null = os.open(os.devnull, os.O_RDWR)
 os.dup2(null, 1)
