@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import copy
 import hashlib
+import json
 import random
 import re
 from functools import cache
@@ -46,9 +47,16 @@ MAX_MUTANTS = 12
 
 
 def task_in_prompt(text: str) -> str | None:
-    """The task id of a CodeRepair prompt, or None for any other prompt."""
-    match = TASK_RE.search(text or "")
-    return match.group(1) if match else None
+    """The task id of a CodeRepair prompt (which opens with its task header), or None for any other
+    prompt; a header quoted later in a book's text does not count."""
+    match = TASK_RE.match((text or "").lstrip())
+    if match is None:
+        return None
+    try:
+        task_by_id(match.group(1))
+    except KeyError:
+        return None
+    return match.group(1)
 
 
 def _rng(seed: int, *parts: str) -> random.Random:
@@ -209,3 +217,15 @@ def review_fixes(prompt: str, system: str, seed: int) -> dict[str, list[dict]] |
         votes.append({"draft_id": label, "insight_score": score,
                       "rationale": f"This change to {task.function} {verdict}."})
     return {"votes": votes}
+
+
+def code_reply(config_seed: int, system: str, user: str, json_mode: bool, request_seed: int | None = None) -> str | None:
+    """The engine's answer to a CodeRepair request (a ballot in JSON mode, else a fix), or None when the
+    request is not one. A request `seed` gives another answer, as for prose."""
+    if task_in_prompt(user) is None:
+        return None
+    seed = config_seed if request_seed is None else int.from_bytes(
+        hashlib.sha256(f"{config_seed}:{request_seed}".encode()).digest()[:8], "big")
+    if json_mode:
+        return json.dumps(review_fixes(user, system, seed))
+    return propose_fix(user, system, seed)
