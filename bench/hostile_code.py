@@ -33,7 +33,7 @@ HIDDEN_FILE = PROJECT_ROOT / "dream_pipeline" / "domains" / "code_repair" / "tas
 class HostileCase:
     name: str
     limit: str  # the part of the sandbox that stops it
-    code: str  # a template: {port} {pid} {outside} {inside_checkout} {secret_name} {secret} {hidden} {token}
+    code: str  # a template: {port} {unix} {pid} {outside} {inside_checkout} {secret_name} {secret} {hidden} {token}
 
 
 CASES: tuple[HostileCase, ...] = (
@@ -47,6 +47,14 @@ def f(x):
 import socket
 def f(x):
     socket.create_connection(("1.1.1.1", 53), timeout=0.5).close()
+    return x + 1
+'''),
+    HostileCase("unix_socket", "file-system jail", '''
+import socket
+def f(x):
+    client = socket.socket(socket.AF_UNIX)
+    client.connect("{unix}")
+    client.close()
     return x + 1
 '''),
     HostileCase("environment_secret", "empty environment", '''
@@ -63,26 +71,26 @@ def f(x):
             raise PermissionError("no secret in the caller's environment")
     return x + 1
 '''),
-    HostileCase("write_outside", "read-only file system", '''
+    HostileCase("write_outside", "file-system jail", '''
 def f(x):
     with open("{outside}", "w") as fh:
         fh.write("escaped")
     return x + 1
 '''),
-    HostileCase("write_checkout", "read-only file system, hidden checkout", '''
+    HostileCase("write_checkout", "file-system jail", '''
 def f(x):
     with open("{inside_checkout}", "w") as fh:
         fh.write("escaped")
     return x + 1
 '''),
-    HostileCase("read_hidden_tests", "hidden checkout", '''
+    HostileCase("read_hidden_tests", "file-system jail", '''
 def f(x):
     with open("{hidden}") as fh:
         if "hidden" not in fh.read():
             raise LookupError("no hidden tests")
     return x + 1
 '''),
-    HostileCase("read_shadow", "unprivileged user", '''
+    HostileCase("read_shadow", "file-system jail, unprivileged user", '''
 def f(x):
     with open("/etc/shadow") as fh:
         fh.read()
@@ -123,7 +131,7 @@ def f(x):
 def f(x):
     blocks = []
     while True:
-        blocks.append(bytearray(1 << 24))
+        blocks.append(bytearray(1 << 26))
 '''),
     HostileCase("huge_allocation", "memory limit", '''
 def f(x):
@@ -201,6 +209,8 @@ class Bait:
 
     listener: socket.socket
     port: int
+    unix_listener: socket.socket
+    unix: Path
     secret_name: str
     secret: str
     outside: Path
@@ -208,20 +218,22 @@ class Bait:
     token: str
 
     def fill(self, case: HostileCase) -> str:
-        return case.code.format(port=self.port, pid=os.getpid(), outside=self.outside,
+        return case.code.format(port=self.port, unix=self.unix, pid=os.getpid(), outside=self.outside,
                                 inside_checkout=self.inside_checkout, secret_name=self.secret_name,
                                 secret=self.secret, hidden=HIDDEN_FILE, token=self.token)
 
     def connections(self) -> int:
         count = 0
-        self.listener.setblocking(False)
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except (BlockingIOError, OSError):
-                return count
-            conn.close()
-            count += 1
+        for listener in (self.listener, self.unix_listener):
+            listener.setblocking(False)
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except (BlockingIOError, OSError):
+                    break
+                conn.close()
+                count += 1
+        return count
 
 
 @contextmanager
@@ -234,14 +246,20 @@ def bait() -> Iterator[Bait]:
     tag = secrets.token_hex(6)
     outside = Path(tempfile.gettempdir()) / f"dream-sandbox-escape-{tag}"
     inside = PROJECT_ROOT / f".dream-sandbox-escape-{tag}"
+    unix = Path(tempfile.gettempdir()) / f"dream-sandbox-bait-{tag}.sock"
+    unix_listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    unix_listener.bind(str(unix))
+    unix.chmod(0o777)  # anyone may connect: only the jail keeps the candidate away
+    unix_listener.listen(16)
     os.environ[name] = value
     try:
-        yield Bait(listener, listener.getsockname()[1], name, value, outside, inside,
+        yield Bait(listener, listener.getsockname()[1], unix_listener, unix, name, value, outside, inside,
                    token=f"{600 + secrets.randbelow(300)}.{secrets.randbelow(10**6):06d}")
     finally:
         os.environ.pop(name, None)
         listener.close()
-        for path in (outside, inside):
+        unix_listener.close()
+        for path in (outside, inside, unix):
             path.unlink(missing_ok=True)
 
 

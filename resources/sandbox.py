@@ -9,19 +9,21 @@ How the process is held (each layer is probed once per process; what does not ho
 as a warning, and shows in `SandboxRunner.capabilities`):
 
 - a separate process started by `python -I -S -B` (no site, no user paths, no environment
-  variables read) with an **empty environment** and a **private directory** (0700, owned by the
-  sandbox user) as its cwd, in its own process group;
+  variables read) with an **empty environment**, in its own process group;
 - a small bootstrap we control (a fresh single-threaded interpreter: no `preexec_fn`, which is
   unsafe in a threaded run worker) first **unshares** a network namespace (no interface but a
-  downed loopback: the **network is cut**), a mount namespace (every mount remounted read-only,
-  the project checkout and the state directory hidden under an empty tmpfs, only the private
-  directory writable, a `/proc` of its own) and a PID namespace; then it forks the harness as
-  PID 1 of that namespace, so when the tree is killed every process in it dies, even one that
-  left the process group;
+  downed loopback: the **network is cut**), a mount namespace and a PID namespace. In the mount
+  namespace it builds a **jail**: a fresh tmpfs root holding the system runtime (/usr, /lib, ...)
+  bound read-only, /dev/null, zero and urandom, a `/proc` of its own and a small private `/work`
+  (0700, owned by the sandbox user) as cwd, and chroots into it: the checkout, the hidden tests,
+  /tmp, /etc and every unix socket of the host are simply not there. Then it forks the harness
+  as PID 1 of the PID namespace, so when the tree is killed every process in it dies, even one
+  that left the process group. A mount namespace it cannot finish setting up fails the run;
 - the harness sets **CPU-time, address-space, file-size, process-count** and open-file limits
   and, when the caller is root, **drops to nobody** (setgroups, setgid, setuid) before it execs
   the interpreter that reads the candidate; RLIMIT_NPROC binds only a non-root uid, one more
-  reason for the drop. When the caller is not root the candidate runs as the caller (said once);
+  reason for the drop. When the caller is not root it maps itself to 65534 in a user namespace
+  (exec then drops every capability) and the candidate runs with the caller's rights (said once);
 - a **wall-clock timeout** kills the whole process group; stdout is read up to a cap, and
   anything but exactly one well-formed result line scores 0 (`malformed`).
 """
@@ -68,12 +70,14 @@ class SandboxLimits:
     call_s: float = 1.0  # per call: a call that loops fails alone, the others still count
     memory_bytes: int = 256 * 1024 * 1024
     file_bytes: int = 1024 * 1024
+    workspace_bytes: int = 16 * 1024 * 1024  # the private /work, a tmpfs inside the jail
     processes: int = 32
     open_files: int = 64
     output_bytes: int = 1_000_000
 
     def __post_init__(self) -> None:
-        for name in ("cpu_s", "memory_bytes", "file_bytes", "processes", "open_files", "output_bytes"):
+        for name in ("cpu_s", "memory_bytes", "file_bytes", "workspace_bytes", "processes", "open_files",
+                     "output_bytes"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if not (self.wall_s > 0 and self.call_s > 0):
@@ -111,7 +115,7 @@ class Capabilities:
     python: str | None
     privileges_dropped: bool = False
     network_cut: bool = False
-    filesystem_read_only: bool = False
+    filesystem_jail: bool = False
     pid_namespace: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -119,7 +123,7 @@ class Capabilities:
         wanted = {
             "privileges_dropped": "the candidate runs as the calling user (not root, so no drop to nobody)",
             "network_cut": "the network is NOT cut (no network namespace on this machine)",
-            "filesystem_read_only": "the file system is NOT read-only outside the private directory",
+            "filesystem_jail": "no file-system jail: the candidate sees the host's files its user may read",
             "pid_namespace": "no PID namespace: a process that leaves the group may outlive the run",
         }
         return [text for name, text in wanted.items() if not getattr(self, name)]
@@ -136,36 +140,61 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 def mount(src, target, fstype, flags, data=None):
     enc = lambda s: None if s is None else s.encode()
-    return libc.mount(enc(src), enc(target), enc(fstype), flags, enc(data)) == 0
+    if libc.mount(enc(src), enc(target), enc(fstype), flags, enc(data)) != 0:
+        raise OSError(ctypes.get_errno(), "mount " + str(target))
+def bind_ro(src, dst):
+    mount(src, dst, None, MS_BIND | MS_REC)
+    st = os.statvfs(src).f_flag  # keep the source's flags (a user namespace may not clear them)
+    kept = (st & (MS_NOSUID | MS_NODEV | MS_NOEXEC | 1024 | 2048)) | ((1 << 21) if st & 4096 else 0)
+    mount(None, dst, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | kept)
+def jail(root):
+    # a fresh tmpfs as the new root: the system's runtime bound read-only, a few devices, an empty
+    # /proc for the PID namespace and a small private /work; nothing else of the host is visible
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
+    for top in cfg["runtime"]:
+        target = root + top
+        if os.path.islink(top):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.symlink(os.readlink(top), target)
+        elif os.path.isdir(top) and not os.path.exists(target):
+            os.makedirs(target)
+            bind_ro(top, target)
+    os.mkdir(root + "/dev")
+    for dev in ("null", "zero", "urandom", "random"):
+        open(root + "/dev/" + dev, "w").close()
+        mount("/dev/" + dev, root + "/dev/" + dev, None, MS_BIND)
+    os.mkdir(root + "/proc")
+    os.mkdir(root + "/work")
+    owner = ",uid=%d,gid=%d" % (cfg["uid"], cfg["gid"]) if cfg["drop"] else ""
+    mount("tmpfs", root + "/work", "tmpfs", MS_NOSUID | MS_NODEV,
+          "size=%d,mode=0700%s" % (cfg["limits"]["workspace_bytes"], owner))
+    mount(None, root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
+    os.chroot(root)
+    os.chdir("/work")
 root = os.getuid() == 0
 base = NEWNS | NEWNET | NEWPID | (0 if root else NEWUSER)
 flags = 0
+outer_uid, outer_gid = os.getuid(), os.getgid()
 if cfg["isolate"]:
     for attempt in (base, base & ~NEWPID, NEWNET | (0 if root else NEWUSER)):
         if libc.unshare(attempt) == 0:
             flags = attempt
             break
+if flags & NEWUSER:  # the caller as uid 65534 inside, so files can be made and exec drops every capability
+    for name, text in (("setgroups", "deny"), ("uid_map", "65534 %d 1" % outer_uid), ("gid_map", "65534 %d 1" % outer_gid)):
+        with open("/proc/self/" + name, "w") as f:
+            f.write(text)
 fs = False
-if flags & NEWNS and mount(None, "/", None, MS_REC | MS_PRIVATE):
-    known = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": 1024,
-             "nodiratime": 2048, "relatime": 1 << 21}
-    points = {}
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            kept = sum(known.get(opt, 0) for opt in fields[5].split(","))
-            points.setdefault(fields[4].replace("\\040", " "), kept)
-    for point, kept in points.items():
-        mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | kept)
-    for path in cfg["hide"]:
-        if os.path.isdir(path):
-            mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555")
-    work = cfg["workdir"]
-    fs = mount(work, work, None, MS_BIND) and mount(None, work, None, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV)
-    os.chdir(work)
+if flags & NEWNS:
+    try:
+        jail(cfg["workdir"])
+        fs = True
+    except OSError:
+        os._exit(96)  # a mount namespace we could not finish setting up: refuse to run the candidate
 pid = os.fork()
 if pid == 0:
-    if flags & NEWPID and flags & NEWNS:
+    if flags & NEWPID and fs:
         mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     lim = cfg["limits"]
     for res, value in ((resource.RLIMIT_CPU, lim["cpu_s"]), (resource.RLIMIT_AS, lim["memory_bytes"]),
@@ -211,6 +240,7 @@ if payload.get("probe"):
     except OSError:
         tmp = False
     emit({"probe": {"uid": os.getuid(), "pid": os.getpid(), "tmp_writable": tmp, "fs": sys.argv[1] == "1",
+                    "visible": [p for p in payload["paths"] if os.path.exists(p)],
                     "interfaces": [name for _, name in __import__("socket").if_nameindex()]}})
 results = []
 namespace = {"__name__": "candidate"}
@@ -267,19 +297,17 @@ def find_python(drop: bool) -> str | None:
     return None
 
 
-def _hidden_paths(python: str) -> list[str]:
-    """Folders the candidate must not read: the checkout (hidden tests, configuration) and the state
-    directory; never one that holds the sandbox's own interpreter."""
-    paths = [PROJECT_ROOT]
-    configured = os.environ.get("DREAM_STATE_DIR")
-    if configured:
-        paths.append(Path(configured).expanduser())
-    out = []
-    for path in paths:
-        resolved = path.resolve()
-        if not Path(python).is_relative_to(resolved) and not Path(tempfile.gettempdir()).resolve().is_relative_to(resolved):
-            out.append(str(resolved))
-    return out
+RUNTIME = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
+
+
+def _runtime_paths(python: str) -> list[str]:
+    """What the jail shows of the host, read-only: the system's runtime folders, and the installation
+    prefix of the sandbox's interpreter when it lives elsewhere (e.g. /opt/python)."""
+    prefix = str(Path(python).parent.parent)
+    paths = list(RUNTIME)
+    if not any(prefix == p or prefix.startswith(p + "/") for p in RUNTIME) and prefix != "/":
+        paths.append(prefix)
+    return paths
 
 
 class SandboxRunner:
@@ -325,10 +353,11 @@ class SandboxRunner:
                 os.chown(workdir, SANDBOX_UID, SANDBOX_GID)
             cfg = {
                 "isolate": self.isolate, "drop": self.drop, "uid": SANDBOX_UID, "gid": SANDBOX_GID,
-                "workdir": workdir, "hide": _hidden_paths(python) if self.isolate else [],
+                "workdir": workdir, "runtime": _runtime_paths(python),
                 "harness": _HARNESS, "limits": {
                     "cpu_s": self.limits.cpu_s, "memory_bytes": self.limits.memory_bytes,
-                    "file_bytes": self.limits.file_bytes, "processes": self.limits.processes,
+                    "file_bytes": self.limits.file_bytes, "workspace_bytes": self.limits.workspace_bytes,
+                    "processes": self.limits.processes,
                     "open_files": self.limits.open_files},
             }
             proc = subprocess.Popen(  # noqa: S603 - our own bootstrap, argv only, no shell
@@ -447,7 +476,8 @@ def _probe(isolate: bool) -> Capabilities:
         log.warning("sandbox unavailable: %s (set DREAM_SANDBOX_PYTHON)", caps.notes[0])
         return caps
     runner = SandboxRunner(isolate=isolate)
-    run = runner._execute(json.dumps({"probe": True}).encode(), python)
+    probe_paths = [str(PROJECT_ROOT), tempfile.gettempdir(), str(Path.home())]
+    run = runner._execute(json.dumps({"probe": True, "paths": probe_paths}).encode(), python)
     try:
         probe = json.loads(run.detail.splitlines()[0])["probe"] if run.ok else None
     except (ValueError, IndexError, KeyError, TypeError):
@@ -459,7 +489,7 @@ def _probe(isolate: bool) -> Capabilities:
             python=python,
             privileges_dropped=drop and probe.get("uid") == SANDBOX_UID,
             network_cut=set(probe.get("interfaces") or []) <= {"lo"},
-            filesystem_read_only=bool(probe.get("fs")) and not probe.get("tmp_writable"),
+            filesystem_jail=bool(probe.get("fs")) and not probe.get("tmp_writable") and not probe.get("visible"),
             pid_namespace=probe.get("pid") == 1,
         )
     for text in caps.missing():
@@ -472,7 +502,7 @@ def describe(caps: Capabilities) -> Iterable[str]:
     yield f"interpreter      : {caps.python or 'none'}"
     yield f"unprivileged user: {'nobody (65534)' if caps.privileges_dropped else 'NO: runs as the calling user'}"
     yield f"network          : {'cut (own network namespace)' if caps.network_cut else 'NOT cut'}"
-    yield f"file system      : {'read-only outside its private directory' if caps.filesystem_read_only else 'NOT read-only'}"
+    yield (f"file system      : {'a jail: the system runtime read-only and a private /work' if caps.filesystem_jail else 'NO jail'}")
     yield f"process tree     : {'own PID namespace' if caps.pid_namespace else 'process group only'}"
     for note in caps.notes:
         yield f"note             : {note}"

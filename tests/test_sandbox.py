@@ -73,7 +73,7 @@ def test_the_sandbox_runs_unprivileged_with_no_network_when_the_os_allows(runner
     if os.geteuid() == 0:
         assert caps.privileges_dropped
     if _namespaces_work():
-        assert caps.network_cut and caps.filesystem_read_only and caps.pid_namespace
+        assert caps.network_cut and caps.filesystem_jail and caps.pid_namespace
     run = runner.run("import os\ndef f(x):\n    return (os.getuid(), sorted(os.environ), os.getcwd().startswith('/'))\n",
                      "f", ["(0,)"])
     uid, env, absolute = eval(run.calls[0].value)  # noqa: S307 - a tuple literal produced by our own probe
@@ -97,13 +97,16 @@ def test_hostile_candidates_are_stopped_and_score_zero(runner, world, case):
     [("big_file", "ok", "OSError"),  # Python ignores SIGXFSZ: the write past the limit fails with EFBIG
      ("memory_hog", "ok", "MemoryError"), ("huge_allocation", "ok", "MemoryError"),
      ("infinite_loop", "ok", "CallTimeout"), ("sleep_forever", "ok", "CallTimeout"),
-     ("network_connect", "ok", "OSError"), ("garbage_output", "malformed", None),
-     ("output_flood", "malformed", None), ("stubborn_loop", "timeout", None)],
+     ("network_connect", "ok", "OSError"), ("unix_socket", "ok", "FileNotFoundError"),
+     ("read_hidden_tests", "ok", "FileNotFoundError"), ("garbage_output", "malformed", None),
+     ("output_flood", "malformed", None),
+     ("stubborn_loop", "timeout|killed", None)],  # CPU limit or wall clock first, as the machine's load has it
 )
-def test_hostile_candidates_end_the_way_their_limit_says(runner, world, name, status, error):
+def test_hostile_candidates_end_the_way_their_limit_says(world, name, status, error):
     case = next(c for c in CASES if c.name == name)
-    run = runner.run(world.fill(case), "f", [t.args for t in TESTS])
-    assert run.status == status
+    # a generous per-call alarm, so on a loaded machine a memory hog meets its limit before the alarm
+    run = SandboxRunner(SandboxLimits(wall_s=8.0, cpu_s=4, call_s=2.0)).run(world.fill(case), "f", [t.args for t in TESTS])
+    assert run.status in status.split("|")
     if error is None:
         assert run.calls == ()
     else:
