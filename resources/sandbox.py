@@ -8,8 +8,9 @@ candidate that forges the result line still has to produce the right answers to 
 How the process is held (each layer is probed once per process; what does not hold is said once,
 as a warning, and shows in `SandboxRunner.capabilities`):
 
-- a separate process started by `python -I -S -B` (no site, no user paths, no environment
-  variables read) with an **empty environment**, in its own process group;
+- a separate process (`python -S -s -B`: no site, no user paths) with an **empty environment**
+  (but PYTHONHASHSEED=0, which the harness removes once read, so the same code gives the same
+  result: replays can verify), in its own process group;
 - a small bootstrap we control (a fresh single-threaded interpreter: no `preexec_fn`, which is
   unsafe in a threaded run worker) first **unshares** a network namespace (no interface but a
   downed loopback: the **network is cut**), a mount namespace and a PID namespace. In the mount
@@ -209,14 +210,16 @@ if pid == 0:
         if os.getuid() != cfg["uid"] or os.geteuid() != cfg["uid"]:
             os._exit(97)
     libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL: die with the bootstrap
-    os.execv(sys.executable, [sys.executable, "-I", "-S", "-B", "-c", cfg["harness"], str(int(fs))])
+    # -s -S -B, not -I: the environment is ours, and a fixed hash seed makes a run reproducible
+    os.execve(sys.executable, [sys.executable, "-s", "-S", "-B", "-c", cfg["harness"], str(int(fs))],
+              {"PYTHONHASHSEED": "0"})
 _, status = os.waitpid(pid, 0)
 os._exit(os.waitstatus_to_exitcode(status) % 256 if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
 '''
 
 _HARNESS = r'''
 import ast, json, os, signal, sys
-os.environ.clear()  # the process starts with none; this drops the LC_CTYPE that locale coercion adds
+os.environ.clear()  # drops PYTHONHASHSEED and the LC_CTYPE that locale coercion adds: the candidate sees none
 out = os.dup(1)
 null = os.open(os.devnull, os.O_RDWR)
 os.dup2(null, 1)

@@ -59,6 +59,12 @@ def test_prints_do_not_spoil_the_result_and_exceptions_are_named(runner):
     assert run.calls[2].error == "KeyError"
 
 
+def test_the_same_code_gives_the_same_result(runner):
+    code = "def f(words):\n    return list(set(words))\n"  # string hashing decides the order
+    values = {runner.run(code, "f", ["(['pear', 'fig', 'kiwi', 'plum', 'lime'],)"]).calls[0].value for _ in range(3)}
+    assert len(values) == 1
+
+
 def test_a_candidate_that_does_not_define_the_function_scores_zero(runner):
     for code in ("def g(x):\n    return x + 1\n", "def f(x) return x", ""):
         run = runner.run(code, "f", [t.args for t in TESTS])
