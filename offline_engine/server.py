@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from offline_engine.code import code_reply
 from offline_engine.config import FAULT_KINDS, EngineConfig
 from offline_engine.embeddings import embed, to_base64
 from offline_engine.prose import Completion, count_tokens, fit, short_reply, write_prose
@@ -203,6 +204,9 @@ class Engine:
         seed_material = f"{cfg.seed}:{req.digest()}".encode()
         rng = random.Random(hashlib.sha256(seed_material).digest())  # noqa: S311 - simulation
         system, user = req.system(), req.last_user()
+        code = code_reply(cfg.seed, system, user, req.json_mode, req.seed)  # CodeRepair: offline_engine/code.py
+        if code is not None:
+            return fit(code, req.max_tokens)
         if req.json_mode:
             text = json_reply(cfg, system, user, fallback=short_reply(rng, system))
             return fit(text, req.max_tokens)
