@@ -42,6 +42,7 @@ ENV_SETTINGS = {
     "DREAM_PHASE_END": "end of the PHASE window, HH:MM (default: 07:00)",
     "DREAM_PHASE_TZ": "IANA time zone of the PHASE window (default: the machine's)",
     "DREAM_DECK_DATABASE_URL": "the deck's read-only URL (role dream_reader) when the fabric is external",
+    "DREAM_SANDBOX_PYTHON": "CodeRepair sandbox: the interpreter candidates run in (default: this one if nobody may run it, else python3)",
     # tests and benchmarks only
     "DREAM_TEST_DATABASE_URL": "tests: a PostgreSQL for the test suite (default: the embedded server)",
     "DREAM_TEST_DECK_DATABASE_URL": "tests: the deck's read-only URL on that server",
