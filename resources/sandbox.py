@@ -66,9 +66,10 @@ unavailable: the sandbox could not start (no usable interpreter)."""
 class SandboxLimits:
     """What one run may use. The defaults fit a small pure function and its tests."""
 
-    cpu_s: int = 2
-    wall_s: float = 6.0
-    call_s: float = 1.0  # CPU seconds per call: a call that loops fails alone, the others still count
+    cpu_s: int = 4
+    # a backstop well above the CPU limits: on a loaded machine those decide, so results are reproducible
+    wall_s: float = 20.0
+    call_s: float = 0.5  # CPU seconds per call: a call that loops fails alone, the others still count
     memory_bytes: int = 256 * 1024 * 1024
     file_bytes: int = 1024 * 1024
     workspace_bytes: int = 16 * 1024 * 1024  # the private /work, a tmpfs inside the jail
