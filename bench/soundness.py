@@ -12,12 +12,15 @@ Three scenarios:
 3. position — one voter adds +3 to whatever draft it is shown first. Figure: the spread (max − min,
    percentage points) of each position's rate of being a ballot's top choice, over all ballots.
 
-Run: python -m bench.soundness [--epochs N] [--full]   (fast: 12 epochs; --full: 30)
+Run: python -m bench.soundness [--epochs N] [--full] [--cast N]   (fast: 12 epochs; --full: 30)
+`--cast 16` runs the engine scenario with 16 agents, so its votes come from the bounded review design
+(6 drafts per voter) instead of the full review.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import uuid
 from collections import Counter
@@ -74,9 +77,11 @@ def quality_of(name: str, qualities: dict[str, float]) -> float:
 # ---- 1. the real pipeline ------------------------------------------------------------------
 
 
-def engine_scenario(epochs: int, seed: int) -> dict:
+def engine_scenario(epochs: int, seed: int, cast: int | None = None) -> dict:
     qualities = hidden_qualities(seed)
     fabric = scratch_fabric("dream_bench_soundness")
+    if cast:
+        os.environ["DREAM_CAST_SIZE"] = str(cast)  # read when the book is seated, in this process
     with running_engine(EngineConfig(seed=seed, qualities=qualities, long_draft_rate=0.05)) as url, \
             dg.instance_for_test() as instance:
         llm = LLMEngine(base_url=url, max_tokens=900)
@@ -183,11 +188,12 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="30 epochs per scenario (default: 12)")
     parser.add_argument("--epochs", type=int, help="epochs per scenario (overrides --full)")
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--cast", type=int, help="agents in the engine scenario (default: the book's 5)")
     args = parser.parse_args()
     epochs = args.epochs or (30 if args.full else 12)
 
     print(f"soundness benchmark: {epochs} epochs per scenario, seed {args.seed}")
-    engine = engine_scenario(epochs, args.seed)
+    engine = engine_scenario(epochs, args.seed, args.cast)
     clique = synthetic_run(epochs, args.seed, clique=("Agent01", "Agent02"))
     honest = synthetic_run(epochs, args.seed, first_bias=None)
     biased = synthetic_run(epochs, args.seed, first_bias="Agent03")
@@ -209,6 +215,7 @@ def main() -> None:
         "position_winrate_spread": round(spread, 1),
         "position_winrate_spread_unbiased": round(control, 1),
         "epochs": epochs,
+        "cast": args.cast or SpicaBook.load().cast_size,
     })
 
 

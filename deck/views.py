@@ -17,6 +17,7 @@ import streamlit as st
 
 from deck import charts, queries
 from deck.safe_text import dot_quote, md_escape
+from dream_pipeline.tournament.review_design import MAX_REVIEWS_PER_VOTER
 from dream_pipeline.tournament.selection import describe_margin
 
 REFRESH_SECONDS = 3
@@ -90,7 +91,10 @@ def _live_matrix(url: str, book: str, number: int | None) -> None:
     committed = epoch["status"] == "committed"
     drafted = int(roster["drafted"].sum()) if not roster.empty else 0
     abstained = roster.dropna(subset=["abstention"]) if not roster.empty else roster
-    expected = drafted * (drafted - 1) - len(abstained) * max(drafted - 1, 0)
+    if not roster.empty and roster["assigned"].sum():  # the review design, written with the votes
+        expected = int(roster.loc[roster["abstention"].isna(), "assigned"].sum())
+    else:  # before the votes: at most the full load of the bounded review
+        expected = (drafted - len(abstained)) * min(max(drafted - 1, 0), MAX_REVIEWS_PER_VOTER)
 
     m = st.columns(4)
     m[0].metric("Epoch", f"{epoch['epoch_number']:,}", help=epoch["epoch_key"])
@@ -116,7 +120,7 @@ def _live_matrix(url: str, book: str, number: int | None) -> None:
         columns = voters
     else:
         cells["column"] = [f"read #{p + 1}" for p in cells["position"]]
-        columns = [f"read #{i + 1}" for i in range(max(len(voters) - 1, int(cells["position"].max()) + 1))]
+        columns = [f"read #{i + 1}" for i in range(int(cells["position"].max()) + 1)]
     st.altair_chart(charts.vote_heatmap(cells, voters, columns, committed=committed), width="stretch")
 
     seen = cells.pivot(index="voter", columns="position", values="masked_label")
