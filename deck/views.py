@@ -91,7 +91,7 @@ def _live_matrix(url: str, book: str, number: int | None) -> None:
     committed = epoch["status"] == "committed"
     drafted = int(roster["drafted"].sum()) if not roster.empty else 0
     abstained = roster.dropna(subset=["abstention"]) if not roster.empty else roster
-    if not roster.empty and roster["assigned"].sum():  # the review design, written with the votes
+    if not roster.empty and roster["assigned"].sum():  # the review design, written before the ballots
         expected = int(roster.loc[roster["abstention"].isna(), "assigned"].sum())
     else:  # before the votes: at most the full load of the bounded review
         expected = (drafted - len(abstained)) * min(max(drafted - 1, 0), MAX_REVIEWS_PER_VOTER)

@@ -5,7 +5,7 @@
 ALTER TABLE simulation_epochs ADD COLUMN IF NOT EXISTS context_window INT CHECK (context_window > 0);
 
 -- Who reviewed whom: the bounded review design of an epoch (each voter reviews its load of drafts,
--- every draft is reviewed equally often), written with the votes in one transaction. A voter's votes
+-- every draft is reviewed equally often), written before the ballots are asked for. A voter's votes
 -- must be exactly its assigned drafts (StateFabric.integrity, 'incomplete_ballots'). `shown_chars`:
 -- how much of the draft the voter was shown (NULL: all of it).
 CREATE TABLE IF NOT EXISTS review_assignments (
