@@ -17,7 +17,14 @@ from dagster._daemon.types import DaemonHeartbeat
 
 from dream_pipeline.assets import epoch_assets
 from dream_pipeline.jobs import epoch_job
-from dream_pipeline.loop_state import LOOP_TAG, PARTITION_TAG, WORKER_TAG, resume_orphaned_runs
+from dream_pipeline.loop_state import (
+    LOOP_TAG,
+    PARTITION_TAG,
+    WORKER_TAG,
+    cancel_runs,
+    resume_orphaned_runs,
+    stop_run_workers,
+)
 from dream_pipeline.status import render_status
 from resources.llm import LLMEngine
 from sensors import dream_loop_sensor, epoch_failure_sensor
@@ -135,3 +142,20 @@ def test_a_failed_run_of_any_job_on_an_epoch_is_recorded_on_it(run_epoch, instan
     [recorded] = fabric.run_failures(key)
     assert recorded["job"] == run.job_name and recorded["run_id"] == run.run_id and recorded["status"] == "committed"
     assert fabric.canon_snapshot() == before  # recorded beside the canon, not in it
+
+
+def test_a_stop_kills_the_run_workers_and_ends_every_live_run_as_canceled(instance, fabric, llm):
+    """What Ctrl-C of `dream start` does before it stops the services: no run is left live or failed."""
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        identity = f"{socket.gethostname()}:{worker.pid}:{psutil.Process(worker.pid).create_time():.3f}"
+        running = _left_run(instance, fabric, llm, "space_time-00001", dg.DagsterRunStatus.STARTED, worker=identity)
+        staged = _left_run(instance, fabric, llm, "space_time-00002", dg.DagsterRunStatus.NOT_STARTED)
+        live = stop_run_workers(instance)
+        assert worker.wait(timeout=10) == -9
+        cancel_runs(instance, live, "stopped")
+    finally:
+        worker.kill()
+    assert {r.run_id for r in live} == {running.run_id, staged.run_id}
+    for run in (running, staged):
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.CANCELED
