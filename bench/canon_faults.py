@@ -5,6 +5,8 @@ A replay here is the UI's path: `dagster asset materialize` of one epoch's asset
 project's definitions (the implicit asset job, its default executor), in a process of its own.
 `canon_changed` counts the rows of committed epochs (ids, times and fingerprints included) that differ
 from before: it must stay 0 whatever happens to a replay.
+
+Run alone (no engine faults, the engine at a fixed latency): python -m bench.canon_faults
 """
 
 from __future__ import annotations
@@ -128,6 +130,9 @@ def stop_and_restart(loop: LoopHarness, timeout_s: float = 120) -> dict:
     runs_after = _dagster_runs(loop)
     log = (loop.state / "start.log").read_text()
     traces = log.count("DagsterExecutionInterruptedError")
+    if traces:
+        at = log.index("DagsterExecutionInterruptedError")
+        print("interruption trace in the log:\n" + log[max(0, at - 1500):at + 200])
     left = sum(runs_after.get(s, 0) for s in ("STARTING", "STARTED", "QUEUED", "NOT_STARTED", "CANCELING"))
     failed_by_stop = runs_after.get("FAILURE", 0) - runs_before.get("FAILURE", 0)
 
@@ -154,7 +159,35 @@ def stop_and_restart(loop: LoopHarness, timeout_s: float = 120) -> dict:
         moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
         return round((moment - restarted_at).total_seconds(), 1)
 
+    print("\n".join(line for line in (loop.state / "start.log").read_text().splitlines()[-400:]
+                    if any(k in line for k in ("resumed", "Sensor dream_loop_sensor", "Started process for run",
+                                               "STEP_START", "RUN_START", "stopping", "canceled"))
+                    and "_every_" not in line)[-6000:])
     return {"runs_left_live": left, "runs_failed_by_the_stop": failed_by_stop, "interruption_traces": traces,
             "restart_to_first_run_s": since(first_run),
             "restart_to_release_s": since(first["released_at"]) if first else None,
             "restart_to_first_commit_s": None if first_commit_s is None else round(first_commit_s, 1)}
+
+
+def main() -> None:
+    from bench.common import print_result, print_table
+
+    env = {"DREAM_ENGINE_SEED": "11", "DREAM_ENGINE_TTFT_S": "0.2", "DREAM_ENGINE_TOKENS_PER_S": "400"}
+    with LoopHarness("canon", env) as loop:
+        loop.dream("run", "--epochs", "3", "--no-text")
+        kill_rows = replay_kills(loop, "space_time-00002")
+        tamper = tampered_replay(loop, "space_time-00001")
+        restart = stop_and_restart(loop)
+    print_table("replays SIGKILLed at each step (the UI's path: dagster asset materialize)", kill_rows)
+    print_table("a replay against an altered record (one vote changed)", [tamper])
+    print_table("Ctrl-C of dream start mid-epoch, then dream start", [restart])
+    print_result({
+        "replay_kills": sum(r["killed"] for r in kill_rows),
+        "canon_changed": sum(r["canon_changed"] for r in kill_rows) + tamper["canon_changed"],
+        "tampered_replays_detected": int(tamper["detected"]),
+        **{f"stop_{k}" if not k.startswith("restart") else k: v for k, v in restart.items()},
+    })
+
+
+if __name__ == "__main__":
+    main()
