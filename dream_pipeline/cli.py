@@ -232,11 +232,23 @@ def _stop_runs(children) -> list:
     try:
         instance = dagster_instance()
         runs = stop_run_workers(instance)
+        if "daemon" in children:  # a worker still starting has reported no pid yet: its process tells
+            _kill_run_workers_of_group(children["daemon"].pid)
         cancel_runs(instance, runs, STOP_REASON)
         return runs
     except Exception as exc:  # storage down: the next start recognises the runs as orphaned
         print(f"dream: could not stop the runs cleanly ({exc}); the next start resumes them", file=sys.stderr)
         return []
+
+
+def _kill_run_workers_of_group(group: int) -> None:
+    """SIGKILL the run worker processes (the code server's `multiprocessing` spawn children) of a group."""
+    import psutil
+
+    for process in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getpgid(process.pid) == group and "spawn_main" in " ".join(process.info["cmdline"] or []):
+                process.kill()
 
 
 def cmd_start(args: argparse.Namespace) -> int:
