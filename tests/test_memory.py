@@ -20,7 +20,7 @@ from dream_pipeline.prompts import draft_context
 from dream_pipeline.tournament import Vote, epoch_scores
 from resources import embedded_postgres
 from resources import fabric as fabric_module
-from resources.fabric import ChapterRow, DraftRow, EmbeddingDimensionError, StateFabric
+from resources.fabric import CanonLocked, ChapterRow, DraftRow, EmbeddingDimensionError, StateFabric
 from resources.llm import LLMEngine
 from spica import SpicaBook
 
@@ -178,7 +178,13 @@ def test_epochs_keep_the_prompt_bounded_and_the_summary_rolling(fabric, engine_u
     metadata = meta[0].materialization.metadata
     assert metadata["context_tokens"].value <= budget and metadata["context_budget"].value == budget
     assert "canon_sim" in metadata["drafts_table"].value and "max_canon_similarity" in metadata
-    fabric.write_summary(epoch.epoch_id, BOOK, 2, "rewritten")  # a rerun rewrites, never adds
+    committed = fabric.latest_summary(BOOK, 3).summary
+    with pytest.raises(CanonLocked):  # a committed epoch's summary is canon: a replay never rewrites it
+        fabric.write_summary(epoch.epoch_id, BOOK, 2, "rewritten")
+    assert fabric.latest_summary(BOOK, 3).summary == committed
+    with fabric.connection() as conn:  # as if its run had died between the chapter and the Reaper
+        conn.execute("UPDATE simulation_epochs SET status = 'collapsed' WHERE epoch_id = %s", (epoch.epoch_id,))
+    fabric.write_summary(epoch.epoch_id, BOOK, 2, "rewritten")  # a rerun of an open epoch rewrites, never adds
     assert fabric.table_counts()["book_summaries"] == 2
     assert fabric.latest_summary(BOOK, 3).summary == "rewritten"
 
