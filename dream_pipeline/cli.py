@@ -305,11 +305,17 @@ def cmd_start(args: argparse.Namespace) -> int:
         except subprocess.TimeoutExpired:
             print(f"dream: {name} did not stop in 20 s; killing it", file=sys.stderr)
         _signal_group(child, signal.SIGKILL)  # whatever is left of its group
-    if runs:
+    try:  # runs a tick in flight at the freeze requested as the daemon resumed to stop: every process is gone
         from dream_pipeline.instance import dagster_instance
-        from dream_pipeline.loop_state import cancel_runs
+        from dream_pipeline.loop_state import cancel_runs, stop_run_workers
 
-        cancel_runs(dagster_instance(), runs, STOP_REASON)  # any the daemon had started meanwhile
+        instance = dagster_instance()
+        late = stop_run_workers(instance)
+        cancel_runs(instance, late, STOP_REASON)
+        runs += [r for r in late if r.run_id not in {known.run_id for known in runs}]
+    except Exception as exc:  # storage down: the next start recognises the runs as orphaned
+        print(f"dream: could not cancel the last runs ({exc}); the next start resumes them", file=sys.stderr)
+    if runs:
         print(f"canceled {len(runs)} staged or running run(s)")
     print("stopped (epochs that were interrupted are resumed by the next start)")
     return 0
