@@ -13,9 +13,9 @@ import functools
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -135,6 +135,16 @@ class VoterFlag:
     voter_agent: str
     partner: str
     strength: float
+
+
+@dataclass(frozen=True)
+class BallotWeight:
+    """The weight a voter's ballots carried in an epoch's elimination, why, and the position effect removed."""
+
+    voter_agent: str
+    weight: float
+    reason: str = ""
+    position_correction: Mapping[int, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -641,6 +651,18 @@ class StateFabric(dg.ConfigurableResource):
                 [(epoch_id, a.voter_agent, a.reason, a.raw_reply) for a in abstentions],
             )
 
+    def write_masked_terms(self, epoch_id: uuid.UUID, masked: Mapping[uuid.UUID, Mapping[str, int]]) -> None:
+        """What de-identification masked in each draft (by agent id) before the voters read it; the
+        drafts' texts are untouched."""
+        with self.connection() as conn:
+            _refuse_committed(conn, epoch_id)
+            conn.execute("UPDATE drafts SET masked_terms = '{}'::jsonb WHERE epoch_id = %s", (epoch_id,))
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "UPDATE drafts SET masked_terms = %s WHERE epoch_id = %s AND agent_id = %s",
+                    [(Jsonb(dict(terms)), epoch_id, agent_id) for agent_id, terms in masked.items()],
+                )
+
     def clear_votes(self, epoch_id: uuid.UUID) -> None:
         """Remove an open epoch's ballots before its voters vote again (a rerun)."""
         with self.connection() as conn:
@@ -701,13 +723,22 @@ class StateFabric(dg.ConfigurableResource):
         *,
         bottom_separated: bool | None = None,
         flags: Sequence[VoterFlag] = (),
+        weights: Sequence[BallotWeight] = (),
     ) -> None:
-        """Replace the epoch's ratings and voter flags and record its winner and loser, in one transaction."""
+        """Replace the epoch's ratings, voter flags and ballot weights and record its winner and loser,
+        in one transaction."""
         with self.connection() as conn:
             _refuse_committed(conn, epoch_id)
             conn.execute("DELETE FROM elo_ratings WHERE epoch_id = %s", (epoch_id,))
             conn.execute("DELETE FROM voter_flags WHERE epoch_id = %s", (epoch_id,))
+            conn.execute("DELETE FROM ballot_weights WHERE epoch_id = %s", (epoch_id,))
             with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO ballot_weights (epoch_id, voter_agent, weight, reason, position_correction)"
+                    " VALUES (%s, %s, %s, %s, %s)",
+                    [(epoch_id, w.voter_agent, w.weight, w.reason,
+                      Jsonb({str(p): c for p, c in w.position_correction.items()})) for w in weights],
+                )
                 cur.executemany(
                     "INSERT INTO elo_ratings (epoch_id, agent_id, agent_name, rating_before, rating_after,"
                     " epoch_score, penalty, rank, bt_rating, bt_lower, bt_upper)"
@@ -735,6 +766,12 @@ class StateFabric(dg.ConfigurableResource):
                 "SELECT * FROM voter_flags WHERE epoch_id = %s ORDER BY kind, voter_agent, partner", (epoch_id,)
             )
             return [VoterFlag(r["kind"], r["voter_agent"], r["partner"], r["strength"]) for r in rows]
+
+    def ballot_weights(self, epoch_id: uuid.UUID) -> list[BallotWeight]:
+        with self.connection() as conn:
+            rows = conn.execute("SELECT * FROM ballot_weights WHERE epoch_id = %s ORDER BY voter_agent", (epoch_id,))
+            return [BallotWeight(r["voter_agent"], r["weight"], r["reason"],
+                                 {int(p): c for p, c in r["position_correction"].items()}) for r in rows]
 
     def recent_votes(self, book: str, epoch_number: int, window: int) -> list[tuple[int, VoteRow, float]]:
         """Votes of the `window` epochs up to and including `epoch_number`, with each target's penalty."""
@@ -1080,7 +1117,7 @@ class StateFabric(dg.ConfigurableResource):
             conn.execute("UPDATE llm_calls SET epoch_key = %s WHERE epoch_key = %s", (superseded_key, epoch_key))
             conn.execute("UPDATE llm_calls SET epoch_key = %s WHERE epoch_key = %s", (epoch_key, world["world_key"]))
             for table in ("chapters", "book_summaries", "peer_votes", "vote_abstentions", "elo_ratings",
-                          "voter_flags", "drafts"):
+                          "voter_flags", "ballot_weights", "drafts"):
                 conn.execute(sql.SQL("DELETE FROM {} WHERE epoch_id = %s").format(sql.Identifier(table)),
                              (epoch["epoch_id"],))
             conn.execute(

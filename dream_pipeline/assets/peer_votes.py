@@ -14,6 +14,7 @@ from dream_pipeline.partitions import epochs_partitions
 from dream_pipeline.replay import is_replay, verify_replay
 from dream_pipeline.review import BallotResult, collect_ballots
 from dream_pipeline.tournament import plan_presentations
+from dream_pipeline.tournament.deidentify import Scrubbed, identity_terms, scrub
 from dream_pipeline.vote_matrix import vote_matrix_markdown
 from resources.fabric import AbstentionRow, DraftRow, StateFabric, VoteRow
 from resources.llm import LLMEngine
@@ -26,6 +27,14 @@ class Review:
     ballots: list[BallotResult]
     votes: list[VoteRow]
     abstentions: list[AbstentionRow]
+    masked: dict[str, Scrubbed]  # each author's draft as the voters read it, and what was masked
+
+
+def book_identity_terms(scope: EpochScope, fabric: StateFabric) -> tuple[str, ...]:
+    """Every name and role word of the book's agents: the cast, the reserve, everyone ever seated."""
+    manifest = scope.book.manifest
+    personas = [*manifest.get("cast", ()), *manifest.get("reserve", ()), *(a.manifest for a in scope.agents)]
+    return identity_terms([*personas, *sorted(fabric.persona_names_used(scope.book.name))])
 
 
 def compose_votes(scope: EpochScope, written: Sequence[DraftRow], fabric: StateFabric, llm: LLMEngine, *,
@@ -38,7 +47,9 @@ def compose_votes(scope: EpochScope, written: Sequence[DraftRow], fabric: StateF
     its voters the drafts the way the canon's run would have; only the engine's answers differ.
     """
     by_author = {d.agent_name: d for d in written}
-    presentations = plan_presentations(sorted(by_author), epoch_seed(scope.key))
+    terms = book_identity_terms(scope, fabric)
+    presentations = plan_presentations(sorted(by_author), epoch_seed(scope.key), reserved=terms)
+    shown = {a: scrub(d.text, terms) for a, d in by_author.items()}
     voters = [scope.agent(name) for name in sorted(by_author)]
 
     def rows(ballot: BallotResult) -> tuple[list[VoteRow], AbstentionRow | None]:
@@ -60,7 +71,7 @@ def compose_votes(scope: EpochScope, written: Sequence[DraftRow], fabric: StateF
     async def vote() -> tuple[list[BallotResult], list]:
         async with llm.session(session_key, seed=seed) as session:
             ballots = await collect_ballots(
-                session, voters, presentations, {a: d.text for a, d in by_author.items()}, llm.vote_format,
+                session, voters, presentations, {a: s.text for a, s in shown.items()}, llm.vote_format,
                 on_ballot=arrived if on_ballot is not None else None,
             )
             return ballots, session.calls
@@ -74,7 +85,7 @@ def compose_votes(scope: EpochScope, written: Sequence[DraftRow], fabric: StateF
         ballot_votes, abstention = rows(ballot)
         votes.extend(ballot_votes)
         abstentions.extend([abstention] if abstention else [])
-    return Review(ballots, votes, abstentions)
+    return Review(ballots, votes, abstentions, shown)
 
 
 @dg.asset(partitions_def=epochs_partitions, group_name="epoch", deps=[drafts], kinds={"openai", "postgres"})
@@ -100,6 +111,8 @@ def peer_votes(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLME
     if not votes:
         fabric.fail_for_a_new_roll(scope.key, "no valid ballot")
         raise dg.Failure(f"{scope.key}: no voter returned a valid ballot ({len(abstentions)} abstentions)")
+    fabric.write_masked_terms(scope.epoch.epoch_id,
+                              {scope.agent(a).instance_id: dict(s.masked) for a, s in review.masked.items()})
     for ballot in ballots:
         voter = scope.agent(ballot.voter)
         voter.record_telemetry(
@@ -113,6 +126,7 @@ def peer_votes(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLME
             "ballots": len(ballots) - len(abstentions),
             "abstentions": len(abstentions),
             "retried_ballots": sum(b.attempts > 1 for b in ballots),
+            "masked_identity_terms": sum(s.count for s in review.masked.values()),
             "vote_matrix": dg.MetadataValue.md(vote_matrix_markdown(votes)),
         }
     )

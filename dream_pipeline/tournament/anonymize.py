@@ -132,8 +132,11 @@ def _draw_labels(rng: random.Random, roles: Sequence[str], k: int) -> list[str]:
     return labels
 
 
-def plan_presentations(authors: Sequence[str], seed: int) -> dict[str, Presentation]:
+def plan_presentations(authors: Sequence[str], seed: int, reserved: Sequence[str] = ()) -> dict[str, Presentation]:
     """One ballot per voter (keyed in the order of ``authors``), deterministic for ``seed``.
+
+    ``reserved``: further names no mask role may equal or contain (the book's retired and reserve
+    agents, so a label never reads like one of its personas).
 
     Order: a seeded permutation ``P`` of the authors is read as a cycle; the voter at
     ``P[j]`` sees ``P[j+1], ..., P[j+N-1]`` (indices mod N).  The author ``P[m]`` then sits
@@ -149,7 +152,7 @@ def plan_presentations(authors: Sequence[str], seed: int) -> dict[str, Presentat
     rng = random.Random(seed)  # noqa: S311 - reproducible shuffling, not cryptography
     cycle = sorted(authors)
     rng.shuffle(cycle)
-    roles = mask_roles_for(authors)
+    roles = mask_roles_for([*authors, *reserved])
     n = len(cycle)
     by_voter: dict[str, Presentation] = {}
     for j, voter in enumerate(cycle):
