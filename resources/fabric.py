@@ -127,6 +127,9 @@ class RatingRow:
     bt_rating: float | None = None
     bt_lower: float | None = None
     bt_upper: float | None = None
+    elimination_score: float | None = None  # shrunk window mean: what elimination ranks on
+    window_mean: float | None = None
+    window_epochs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -393,6 +396,19 @@ class StateFabric(dg.ConfigurableResource):
                 "SELECT * FROM agents WHERE book = %s AND alive ORDER BY joined_epoch, name", (book,)
             ).fetchall()
         return [self._agent_from_row(row) for row in rows]
+
+    def lineage_members(self, book: str) -> list[tuple[SpicaAgent, bool, float | None]]:
+        """Every agent the book has had, with whether it is alive and its latest elimination score
+        (else its latest Elo; None if never rated): what the Reaper's diversity rule chooses from."""
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT a.*, (SELECT coalesce(r.elimination_score, r.rating_after) FROM elo_ratings r"
+                "   JOIN simulation_epochs e USING (epoch_id) WHERE r.agent_id = a.agent_id"
+                "   ORDER BY e.epoch_number DESC LIMIT 1) AS latest_score"
+                " FROM agents a WHERE a.book = %s ORDER BY a.joined_epoch, a.name",
+                (book,),
+            ).fetchall()
+        return [(self._agent_from_row(r), r["alive"], r["latest_score"]) for r in rows]
 
     def persona_names_used(self, book: str) -> set[str]:
         with self.connection() as conn:
@@ -741,11 +757,12 @@ class StateFabric(dg.ConfigurableResource):
                 )
                 cur.executemany(
                     "INSERT INTO elo_ratings (epoch_id, agent_id, agent_name, rating_before, rating_after,"
-                    " epoch_score, penalty, rank, bt_rating, bt_lower, bt_upper)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    " epoch_score, penalty, rank, bt_rating, bt_lower, bt_upper, elimination_score, window_mean,"
+                    " window_epochs) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     [
                         (epoch_id, r.agent_id, r.agent_name, r.rating_before, r.rating_after,
-                         r.epoch_score, r.penalty, r.rank, r.bt_rating, r.bt_lower, r.bt_upper)
+                         r.epoch_score, r.penalty, r.rank, r.bt_rating, r.bt_lower, r.bt_upper,
+                         r.elimination_score, r.window_mean, r.window_epochs)
                         for r in ratings
                     ],
                 )
@@ -798,7 +815,8 @@ class StateFabric(dg.ConfigurableResource):
         rows = conn.execute("SELECT * FROM elo_ratings WHERE epoch_id = %s ORDER BY rank", (epoch_id,))
         return [
             RatingRow(r["agent_id"], r["agent_name"], r["rating_before"], r["rating_after"],
-                      r["epoch_score"], r["penalty"], r["rank"], r["bt_rating"], r["bt_lower"], r["bt_upper"])
+                      r["epoch_score"], r["penalty"], r["rank"], r["bt_rating"], r["bt_lower"], r["bt_upper"],
+                      r["elimination_score"], r["window_mean"], r["window_epochs"])
             for r in rows
         ]
 

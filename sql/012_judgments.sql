@@ -13,3 +13,9 @@ CREATE TABLE IF NOT EXISTS ballot_weights (
     position_correction JSONB NOT NULL DEFAULT '{}'::jsonb,
     PRIMARY KEY (epoch_id, voter_agent)
 );
+
+-- The score elimination ranks on (empirical-Bayes shrunk mean adjusted score over the window), and the
+-- raw window mean and epochs behind it; the deck's chopping block applies the same rule to these.
+ALTER TABLE elo_ratings ADD COLUMN IF NOT EXISTS elimination_score DOUBLE PRECISION;
+ALTER TABLE elo_ratings ADD COLUMN IF NOT EXISTS window_mean DOUBLE PRECISION;
+ALTER TABLE elo_ratings ADD COLUMN IF NOT EXISTS window_epochs INT;

@@ -1,0 +1,173 @@
+"""Who is eliminated: the lowest empirical-Bayes shrunk mean score over a window, newcomers in grace.
+
+Chosen from measurements (docs/tournament_rules.md, section 11): sequential Elo freezes and forgets,
+win/lose/tie throws away the size of a lead, and an agent seen for one epoch is as uncertain as it
+is extreme. So an agent is judged on the raw adjusted scores it received (insight score minus its
+draft's penalties; each ballot weighted, position effects removed: ``reliability.py``) over the last
+``WINDOW_EPOCHS`` epochs:
+
+* ``y[i, t]`` = weighted mean adjusted score of agent ``i``'s draft in epoch ``t``;
+* ``m[i]`` = mean of ``y[i, t]`` over its ``n[i]`` epochs in the window;
+* ``sigma2`` = pooled within-agent variance of ``y`` (``SIGMA2_PRIOR`` while there is none),
+  ``mu`` = mean of ``m``, ``tau2`` = between-agent variance of ``m`` less the noise ``sigma2/n``
+  (at least ``TAU2_FLOOR``);
+* shrunk score = ``mu + tau2 / (tau2 + sigma2 / n[i]) * (m[i] - mu)``.
+
+The lowest shrunk score outside grace is eliminated; ties -> lower latest epoch score -> name.
+Everything is a pure function of its inputs; the deck calls :func:`pick_eliminated` on the stored
+scores, so the chopping block and the pipeline cannot disagree.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from dream_pipeline.tournament.reliability import VoterWeight, ballot_weights, position_effects
+
+__all__ = [
+    "SIGMA2_PRIOR",
+    "TAU2_FLOOR",
+    "WINDOW_EPOCHS",
+    "AgentEstimate",
+    "Judgment",
+    "draft_scores",
+    "judge_window",
+    "pick_eliminated",
+    "shrunk_scores",
+]
+
+WINDOW_EPOCHS = 10
+SIGMA2_PRIOR = 2.0  # points^2: the spread of one draft's epoch score before the window can say
+TAU2_FLOOR = 1e-3  # keeps the order of the raw means when the window cannot tell agents apart
+
+
+@dataclass(frozen=True)
+class AgentEstimate:
+    agent: str
+    mean: float  # raw mean epoch score over the window
+    epochs: int
+    shrunk: float
+    latest: float  # its latest epoch score in the window (the first tie-break)
+
+
+def draft_scores(votes: pd.DataFrame) -> dict[tuple[int, str], float]:
+    """``(epoch, target) -> weighted mean score`` from columns ``epoch, target, score, weight``.
+    A draft whose every vote weighs 0 gets no score (it is not seen)."""
+    out: dict[tuple[int, str], float] = {}
+    sums: dict[tuple[int, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for epoch, target, score, weight in votes[["epoch", "target", "score", "weight"]].itertuples(index=False):
+        acc = sums[(int(epoch), str(target))]
+        acc[0] += float(weight) * float(score)
+        acc[1] += float(weight)
+    for key, (total, weight) in sums.items():
+        if weight > 0:
+            out[key] = total / weight
+    return out
+
+
+def shrunk_scores(scores: Mapping[tuple[int, str], float]) -> dict[str, AgentEstimate]:
+    """Empirical-Bayes shrinkage of each agent's mean epoch score toward the mean of all agents."""
+    by_agent: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for (epoch, agent), y in scores.items():
+        if math.isnan(y):
+            raise ValueError(f"nan score for {agent!r} in epoch {epoch}")
+        by_agent[agent].append((epoch, y))
+    if not by_agent:
+        return {}
+    means = {a: math.fsum(y for _, y in ys) / len(ys) for a, ys in by_agent.items()}
+    counts = {a: len(ys) for a, ys in by_agent.items()}
+    dof = sum(n - 1 for n in counts.values())
+    sigma2 = (
+        math.fsum((y - means[a]) ** 2 for a, ys in by_agent.items() for _, y in ys) / dof if dof > 0 else SIGMA2_PRIOR
+    )
+    mu = math.fsum(means.values()) / len(means)
+    if len(means) > 1:
+        spread = math.fsum((m - mu) ** 2 for m in means.values()) / (len(means) - 1)
+        noise = math.fsum(sigma2 / counts[a] for a in means) / len(means)
+        tau2 = max(spread - noise, TAU2_FLOOR)
+    else:
+        tau2 = TAU2_FLOOR
+    return {
+        a: AgentEstimate(
+            agent=a, mean=means[a], epochs=counts[a],
+            shrunk=mu + tau2 / (tau2 + sigma2 / counts[a]) * (means[a] - mu),
+            latest=max(by_agent[a])[1],
+        )
+        for a in sorted(by_agent)
+    }
+
+
+def pick_eliminated(
+    shrunk: Mapping[str, float],
+    candidates: Collection[str],
+    newcomers: Collection[str] = (),
+    latest: Mapping[str, float] | None = None,
+) -> str | None:
+    """The candidate (not in grace) with the lowest shrunk score; a candidate without one counts as
+    lowest. Ties -> lower ``latest`` epoch score (missing = lowest) -> alphabetically first name.
+    None when every candidate is in grace."""
+    grace = set(newcomers)
+    pool = [a for a in candidates if a not in grace]
+    if not pool:
+        return None
+    latest = latest or {}
+
+    def key(a: str) -> tuple[float, float, str]:
+        s, last = shrunk.get(a), latest.get(a)
+        s = -math.inf if s is None or math.isnan(s) else s
+        last = -math.inf if last is None or math.isnan(last) else last
+        return (s, last, a)
+
+    return min(pool, key=key)
+
+
+@dataclass(frozen=True)
+class Judgment:
+    """One epoch's elimination decision and everything it was made from."""
+
+    estimates: dict[str, AgentEstimate]
+    weights: dict[str, VoterWeight]
+    loser: str | None
+
+
+def judge_window(
+    votes: pd.DataFrame,
+    candidates: Collection[str],
+    newcomers: Collection[str] = (),
+    flags: Sequence[tuple[str, str, str, float]] = (),
+    *,
+    correct_positions: bool = True,
+) -> Judgment:
+    """The elimination decision from a window of votes.
+
+    ``votes`` has columns ``epoch, voter, target, insight_score, penalty`` (the target draft's
+    penalty in that epoch) and, for position correction, ``position``. ``flags`` are the window's
+    voter flags ``(kind, voter, partner, strength)``. Scores are adjusted (``insight_score -
+    penalty``), position effects of voters with a significant one removed, ballots weighted.
+    """
+    voters = sorted(set(votes["voter"]))
+    weights = ballot_weights(voters, flags)
+    effects = position_effects(votes) if correct_positions and "position" in votes.columns and len(votes) else {}
+    if effects:
+        weights = {
+            v: VoterWeight(w.voter, w.weight, w.reason, dict(effects.get(v, {}))) for v, w in weights.items()
+        }
+    frame = votes.copy()
+    frame["score"] = frame["insight_score"].astype(float) - frame["penalty"].astype(float)
+    if effects:
+        correction = [
+            effects.get(v, {}).get(int(p), 0.0) for v, p in zip(frame["voter"], frame["position"], strict=True)
+        ]
+        frame["score"] = frame["score"] - pd.Series(correction, index=frame.index)
+    frame["weight"] = frame["voter"].map(lambda v: weights[v].weight)
+    estimates = shrunk_scores(draft_scores(frame))
+    loser = pick_eliminated(
+        {a: e.shrunk for a, e in estimates.items()}, candidates, newcomers,
+        {a: e.latest for a, e in estimates.items()},
+    )
+    return Judgment(estimates, weights, loser)
