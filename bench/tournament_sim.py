@@ -24,7 +24,7 @@ import pandas as pd
 
 from dream_pipeline.tournament import TRUNCATION_PENALTY, plan_presentations
 from dream_pipeline.tournament.diversity import Member, choose_replacement_parent, lineage_shares
-from dream_pipeline.tournament.elimination import WINDOW_EPOCHS, judge_window, pick_eliminated
+from dream_pipeline.tournament.elimination import GRACE_EPOCHS, WINDOW_EPOCHS, judge_window, pick_eliminated
 from dream_pipeline.tournament.voter_stats import flag_cliques, flag_outlier_voters
 from offline_engine.prose import write_prose
 from offline_engine.reviewer import measure
@@ -218,7 +218,7 @@ def simulate(seed: int, epochs: int, scenario: Scenario | None = None, rule: Rul
         votes = pd.DataFrame(rows, columns=columns)
         window = votes[votes["epoch"] > epoch - WINDOW_EPOCHS]
         flags = window_flags(window) if scenario.use_flags or scenario.clique else []
-        newcomers = [a for a in roster if personas[a].joined == epoch - 1 and epoch > 1]
+        newcomers = [a for a in roster if personas[a].joined > 0 and epoch - personas[a].joined <= GRACE_EPOCHS]
         protected = {scenario.biased} if scenario.biased else set()
         candidates = [a for a in roster if a not in protected]
         loser = rule(window, candidates, newcomers, flags, personas, draws, scenario)

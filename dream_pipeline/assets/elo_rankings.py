@@ -26,7 +26,7 @@ from dream_pipeline.tournament import (
     pairwise_outcomes,
     pick_winner,
 )
-from dream_pipeline.tournament.elimination import judge_window
+from dream_pipeline.tournament.elimination import GRACE_EPOCHS, judge_window
 from dream_pipeline.tournament.selection import bottom_is_separated
 from resources.fabric import BallotWeight, DraftRow, RatingRow, StateFabric, VoterFlag, VoteRow
 
@@ -78,7 +78,8 @@ def compose_ranking(scope: EpochScope, written: Sequence[DraftRow], votes: Seque
     winner = pick_winner(scores, after)
     joined = fabric.joined_epochs(list(names))
     newcomers = [
-        a.name for a in scope.agents if a.lineage.origin != "cast" and joined[a.instance_id] >= scope.number
+        a.name for a in scope.agents
+        if a.lineage.origin != "cast" and joined[a.instance_id] > scope.number - GRACE_EPOCHS
     ]
 
     history = fabric.recent_votes(scope.book.name, scope.number - 1, config.window_epochs - 1) \

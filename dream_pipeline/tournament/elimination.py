@@ -30,6 +30,7 @@ import pandas as pd
 from dream_pipeline.tournament.reliability import VoterWeight, ballot_weights, position_effects
 
 __all__ = [
+    "GRACE_EPOCHS",
     "SIGMA2_PRIOR",
     "TAU2_FLOOR",
     "WINDOW_EPOCHS",
@@ -42,8 +43,10 @@ __all__ = [
 ]
 
 WINDOW_EPOCHS = 10
+GRACE_EPOCHS = 1  # a newcomer cannot be eliminated in its first GRACE_EPOCHS epochs
 SIGMA2_PRIOR = 2.0  # points^2: the spread of one draft's epoch score before the window can say
 TAU2_FLOOR = 1e-3  # keeps the order of the raw means when the window cannot tell agents apart
+MIN_LUCK_DOF = 3  # epoch-to-epoch luck is estimated once the window holds this many repeat epochs
 
 
 @dataclass(frozen=True)
@@ -55,47 +58,74 @@ class AgentEstimate:
     latest: float  # its latest epoch score in the window (the first tie-break)
 
 
-def draft_scores(votes: pd.DataFrame) -> dict[tuple[int, str], float]:
-    """``(epoch, target) -> weighted mean score`` from columns ``epoch, target, score, weight``.
-    A draft whose every vote weighs 0 gets no score (it is not seen)."""
-    out: dict[tuple[int, str], float] = {}
-    sums: dict[tuple[int, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
+def draft_scores(votes: pd.DataFrame) -> dict[tuple[int, str], tuple[float, float]]:
+    """``(epoch, target) -> (weighted mean score, its sampling variance)`` from columns ``epoch, target,
+    score, weight``. The variance is the weighted spread of the draft's votes over their effective
+    number (nan for a single vote). A draft whose every vote weighs 0 gets no score (it is not seen)."""
+    acc: dict[tuple[int, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
     for epoch, target, score, weight in votes[["epoch", "target", "score", "weight"]].itertuples(index=False):
-        acc = sums[(int(epoch), str(target))]
-        acc[0] += float(weight) * float(score)
-        acc[1] += float(weight)
-    for key, (total, weight) in sums.items():
-        if weight > 0:
-            out[key] = total / weight
+        a = acc[(int(epoch), str(target))]
+        w, x = float(weight), float(score)
+        a[0] += w
+        a[1] += w * x
+        a[2] += w * x * x
+        a[3] += w * w
+    out: dict[tuple[int, str], tuple[float, float]] = {}
+    for key, (w, wx, wxx, ww) in acc.items():
+        if w <= 0:
+            continue
+        mean = wx / w
+        effective = w * w / ww
+        spread = max(wxx / w - mean * mean, 0.0) * effective / (effective - 1) if effective > 1.0001 else math.nan
+        out[key] = (mean, spread / effective if not math.isnan(spread) else math.nan)
     return out
 
 
-def shrunk_scores(scores: Mapping[tuple[int, str], float]) -> dict[str, AgentEstimate]:
-    """Empirical-Bayes shrinkage of each agent's mean epoch score toward the mean of all agents."""
+def shrunk_scores(scores: Mapping[tuple[int, str], float | tuple[float, float]]) -> dict[str, AgentEstimate]:
+    """Empirical-Bayes shrinkage of each agent's mean epoch score toward the mean of all agents.
+
+    A score may carry its sampling variance (``draft_scores``); the noise of an agent's mean is then
+    that variance plus any epoch-to-epoch luck beyond it (pooled within-agent variance, once the window
+    holds ``MIN_LUCK_DOF`` degrees of freedom). Without sampling variances and before that, every
+    difference between drafts counts as noise (the spread of all scores), so one epoch cannot decide."""
     by_agent: dict[str, list[tuple[int, float]]] = defaultdict(list)
-    for (epoch, agent), y in scores.items():
+    noise: dict[tuple[int, str], float] = {}
+    for (epoch, agent), value in scores.items():
+        y, var = value if isinstance(value, tuple) else (value, math.nan)
         if math.isnan(y):
             raise ValueError(f"nan score for {agent!r} in epoch {epoch}")
         by_agent[agent].append((epoch, y))
+        if not math.isnan(var):
+            noise[(epoch, agent)] = var
     if not by_agent:
         return {}
     means = {a: math.fsum(y for _, y in ys) / len(ys) for a, ys in by_agent.items()}
     counts = {a: len(ys) for a, ys in by_agent.items()}
     dof = sum(n - 1 for n in counts.values())
-    sigma2 = (
-        math.fsum((y - means[a]) ** 2 for a, ys in by_agent.items() for _, y in ys) / dof if dof > 0 else SIGMA2_PRIOR
-    )
+    sampling = math.fsum(noise.values()) / len(noise) if noise else 0.0
+    everything = [y for ys in by_agent.values() for _, y in ys]
+    if dof >= MIN_LUCK_DOF:
+        between = math.fsum((y - means[a]) ** 2 for a, ys in by_agent.items() for _, y in ys) / dof
+        luck = max(between - sampling, 0.0)
+    elif noise:
+        luck = 0.0
+    else:
+        total = math.fsum(everything) / len(everything)
+        luck = math.fsum((y - total) ** 2 for y in everything) / max(len(everything) - 1, 1) or SIGMA2_PRIOR
+    sigma2 = {
+        a: (math.fsum(noise.get((e, a), sampling) for e, _ in by_agent[a]) / counts[a] + luck) / counts[a]
+        for a in by_agent
+    }
     mu = math.fsum(means.values()) / len(means)
     if len(means) > 1:
         spread = math.fsum((m - mu) ** 2 for m in means.values()) / (len(means) - 1)
-        noise = math.fsum(sigma2 / counts[a] for a in means) / len(means)
-        tau2 = max(spread - noise, TAU2_FLOOR)
+        tau2 = max(spread - math.fsum(sigma2.values()) / len(sigma2), TAU2_FLOOR)
     else:
         tau2 = TAU2_FLOOR
     return {
         a: AgentEstimate(
             agent=a, mean=means[a], epochs=counts[a],
-            shrunk=mu + tau2 / (tau2 + sigma2 / counts[a]) * (means[a] - mu),
+            shrunk=mu + tau2 / (tau2 + sigma2[a]) * (means[a] - mu) if sigma2[a] > 0 else means[a],
             latest=max(by_agent[a])[1],
         )
         for a in sorted(by_agent)
@@ -152,20 +182,29 @@ def judge_window(
     """
     voters = sorted(set(votes["voter"]))
     weights = ballot_weights(voters, flags)
-    effects = position_effects(votes) if correct_positions and "position" in votes.columns and len(votes) else {}
+    # a ballot that weighs nothing has no say at all, not even in the consensus behind position effects
+    silenced = {v for v, w in weights.items() if w.weight <= 0}
+    frame = votes[~votes["voter"].isin(silenced)].copy()
+    effects = position_effects(frame) if correct_positions and "position" in frame.columns and len(frame) else {}
     if effects:
         weights = {
             v: VoterWeight(w.voter, w.weight, w.reason, dict(effects.get(v, {}))) for v, w in weights.items()
         }
-    frame = votes.copy()
-    frame["score"] = frame["insight_score"].astype(float) - frame["penalty"].astype(float)
+    frame["score"] = frame["insight_score"].astype(float)
     if effects:
         correction = [
             effects.get(v, {}).get(int(p), 0.0) for v, p in zip(frame["voter"], frame["position"], strict=True)
         ]
         frame["score"] = frame["score"] - pd.Series(correction, index=frame.index)
     frame["weight"] = frame["voter"].map(lambda v: weights[v].weight)
-    estimates = shrunk_scores(draft_scores(frame))
+    insight = shrunk_scores(draft_scores(frame))
+    drafts = draft_scores(frame.assign(score=frame["penalty"].astype(float)))
+    penalty = shrunk_scores({key: mean for key, (mean, _) in drafts.items()})  # a draft's penalty is one draw
+    estimates = {
+        a: AgentEstimate(a, e.mean - penalty[a].mean, e.epochs, e.shrunk - penalty[a].shrunk,
+                         e.latest - penalty[a].latest)
+        for a, e in insight.items()
+    }
     loser = pick_eliminated(
         {a: e.shrunk for a, e in estimates.items()}, candidates, newcomers,
         {a: e.latest for a, e in estimates.items()},

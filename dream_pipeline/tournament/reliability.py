@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 CLIQUE_WEIGHT = 0.0
-POSITION_Z = 4.5  # two-sided p ~ 7e-6 per test: 4 positions x 5-7 voters stays far below 5 % false flags
+POSITION_Z = 3.5  # two-sided p ~ 5e-4 per test: 4 positions x 5-7 voters keeps false flags near 1 % of voters
 POSITION_MIN_VOTES = 3
 
 
