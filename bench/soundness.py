@@ -42,7 +42,8 @@ from bench.tournament_sim import (
 )
 from dream_pipeline.tournament import plan_presentations, render_ballot_prompt
 from dream_pipeline.tournament.deidentify import identity_terms, leaked_terms, scrub
-from dream_pipeline.tournament.elimination import judge_window
+from dream_pipeline.tournament.elimination import WINDOW_EPOCHS, judge_window
+from dream_pipeline.tournament.reliability import position_effects
 from offline_engine.prose import write_prose
 from spica import SpicaAgent, SpicaBook
 
@@ -214,11 +215,15 @@ def main() -> None:
     started = time.perf_counter()
     print(f"soundness benchmark: {seeds} seeds x {epochs} epochs (lineage over {args.lineage_epochs})")
 
-    honest = run_seeds(seeds, max(epochs, args.lineage_epochs))
+    honest = run_seeds(seeds, epochs)
     randoms = run_seeds(seeds, epochs, Scenario(use_flags=False), random_rule)
     oracles = run_seeds(seeds, epochs, Scenario(use_flags=False), oracle_rule)
-    seed_rule = run_seeds(seeds, args.lineage_epochs, Scenario(use_flags=False), diverse=False)
-    no_penalty = [simulate(s, epochs, Scenario(penalties=False)) for s in range(seeds)]
+    # lineage over the long run: who leaves is the project's rule; flags and position corrections are
+    # left out there (honest voters raise none), which keeps 100 epochs x seeds within the fast budget
+    lean = Scenario(use_flags=False, correct_positions=False)
+    lineage = run_seeds(seeds, args.lineage_epochs, lean)
+    seed_rule = run_seeds(seeds, args.lineage_epochs, lean, diverse=False)
+    no_penalty = run_seeds(seeds, epochs, Scenario(penalties=False))
     print(f"  honest, random, oracle, no-penalty runs: {time.perf_counter() - started:.0f} s", flush=True)
 
     worst = [elimination_rates(r, epochs)[0] for r in honest]
@@ -237,25 +242,20 @@ def main() -> None:
         "random_best_eliminated_rate": mean_ci([elimination_rates(r, epochs)[1] for r in randoms]),
         "tau_b": mean_ci([t for t, _ in taus]),
         "tau_b_oracle": mean_ci([o for _, o in taus]),
-        "lineage_max_share": mean_ci([r.lineage_max_share for r in honest]),
+        "lineage_max_share": mean_ci([r.lineage_max_share for r in lineage]),
         "seed_rule_lineage_max_share": mean_ci([r.lineage_max_share for r in seed_rule]),
         "penalty_decided_share": mean_ci([p for p in penalty_decided if not math.isnan(p)]),
     }
 
     biased = run_seeds(seeds, epochs, Scenario(biased="Physicist"))
     detection = [1.0 if 0 in r.detected.get("Physicist", {}) else 0.0 for r in biased]
-    false_flags = [
-        len([v for v in r.detected if v != "Physicist"]) / 4 for r in biased
-    ] + [0.0] * 0
-    from dream_pipeline.tournament.reliability import position_effects
-
-    honest_flags = []
+    # false positives: honest voters flagged, beside the biased one and in the honest runs' last window
+    false_flags = [len([v for v in r.detected if v != "Physicist"]) / 4 for r in biased]
     for r in honest:
-        window = r.votes[(r.votes["epoch"] > epochs - 10) & (r.votes["epoch"] <= epochs)]
-        voters = set(window["voter"])
-        honest_flags.append(len(position_effects(window)) / len(voters))
+        window = r.votes[r.votes["epoch"] > epochs - WINDOW_EPOCHS]
+        false_flags.append(len(position_effects(window)) / window["voter"].nunique())
     figures["position_detection_rate"] = mean_ci(detection)
-    figures["position_false_positive_rate"] = mean_ci(honest_flags + false_flags)
+    figures["position_false_positive_rate"] = mean_ci(false_flags)
     print(f"  position runs: {time.perf_counter() - started:.0f} s", flush=True)
 
     cliques = run_seeds(seeds, epochs, Scenario(clique=("Financier", "Politician")))

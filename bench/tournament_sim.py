@@ -34,6 +34,7 @@ VOTE_NOISE = 0.7  # the offline reviewer's voter noise (reviewer.score_draft)
 DRAFT_CAP = 900  # the benchmark's token cap (the Dagster path runs with the same)
 POSITION_BIAS = 3.0
 CLIQUE_QUALITY = 0.35
+COLUMNS = ["epoch", "voter", "target", "insight_score", "position", "penalty"]
 
 
 @lru_cache(maxsize=1)
@@ -192,7 +193,7 @@ def simulate(seed: int, epochs: int, scenario: Scenario | None = None, rule: Rul
     roster = [p.name for p in cast]
     draws = random.Random(seed + 7_000_003)  # noqa: S311 - the rules' own randomness, apart from the votes
     normal, cut = text_quality_pool()
-    rows: list[tuple] = []
+    by_epoch: list[list[tuple]] = []
     oracle_rows: list[tuple] = []
     run = Run(personas)
     run.lineage_max_share = max(lineage_shares([personas[a].root for a in roster]).values())
@@ -202,6 +203,8 @@ def simulate(seed: int, epochs: int, scenario: Scenario | None = None, rule: Rul
         text_q = {a: rng.choice(cut if truncated[a] else normal) for a in roster}
         penalty = {a: TRUNCATION_PENALTY if truncated[a] else 0.0 for a in roster}
         presentations = plan_presentations(roster, seed * 10_007 + epoch)
+        rows: list[tuple] = []
+        by_epoch.append(rows)
         for voter in roster:
             for item in presentations[voter].items:
                 target = personas[item.author]
@@ -214,9 +217,7 @@ def simulate(seed: int, epochs: int, scenario: Scenario | None = None, rule: Rul
                     score = int(min(10, max(1, round(raw))))
                 rows.append((epoch, voter, item.author, score, item.position, penalty[item.author]))
                 oracle_rows.append((epoch, voter, item.author, target.truth + noise, item.position, 0.0))
-        columns = ["epoch", "voter", "target", "insight_score", "position", "penalty"]
-        votes = pd.DataFrame(rows, columns=columns)
-        window = votes[votes["epoch"] > epoch - WINDOW_EPOCHS]
+        window = pd.DataFrame([r for rs in by_epoch[-WINDOW_EPOCHS:] for r in rs], columns=COLUMNS)
         flags = window_flags(window) if scenario.use_flags or scenario.clique else []
         newcomers = [a for a in roster if personas[a].joined > 0 and epoch - personas[a].joined <= GRACE_EPOCHS]
         protected = {scenario.biased} if scenario.biased else set()
@@ -239,19 +240,21 @@ def simulate(seed: int, epochs: int, scenario: Scenario | None = None, rule: Rul
             newcomer.joined = epoch
         else:
             generation += 1
-            members = [Member(p.name, p.root, p.name in survivors, p.truth if rule is oracle_rule else _seen(votes, p.name))
+            seen = _seen(by_epoch)
+            members = [Member(p.name, p.root, p.name in survivors,
+                              p.truth if rule is oracle_rule else seen.get(p.name, -math.inf))
                        for p in personas.values()]
             if diverse:
                 parent = personas[choose_replacement_parent(members, survivors)]
             else:  # the seed's rule: a mutation of the best survivor
-                parent = personas[max(survivors, key=lambda a: (_seen(votes, a), a))]
+                parent = personas[max(survivors, key=lambda a: (seen.get(a, -math.inf), a))]
             newcomer = mutate(parent, f"{parent.root} {_roman(generation + 1)}", epoch, rng)
             personas[newcomer.name] = newcomer
         roster = [newcomer.name if a == loser else a for a in roster]
         share = max(lineage_shares([personas[a].root for a in roster]).values())
         run.lineage_max_share = max(run.lineage_max_share, share)
-    run.votes = pd.DataFrame(rows, columns=["epoch", "voter", "target", "insight_score", "position", "penalty"])
-    run.oracle_votes = pd.DataFrame(oracle_rows, columns=run.votes.columns)
+    run.votes = pd.DataFrame([r for rs in by_epoch for r in rs], columns=COLUMNS)
+    run.oracle_votes = pd.DataFrame(oracle_rows, columns=COLUMNS)
     if scenario.biased:
         from dream_pipeline.tournament.reliability import position_effects
 
@@ -267,10 +270,15 @@ def _used(run: Run, roster: Sequence[str]) -> set[str]:
     return used
 
 
-def _seen(votes: pd.DataFrame, agent: str) -> float:
-    """An agent's mean adjusted score received over the run (what the Reaper can know of it)."""
-    own = votes[votes["target"] == agent]
-    return float((own["insight_score"] - own["penalty"]).mean()) if len(own) else -math.inf
+def _seen(by_epoch: Sequence[Sequence[tuple]]) -> dict[str, float]:
+    """Each agent's mean adjusted score received over the run (what the Reaper can know of it)."""
+    totals: dict[str, list[float]] = {}
+    for rows in by_epoch:
+        for _, _, target, score, _, penalty in rows:
+            acc = totals.setdefault(target, [0.0, 0.0])
+            acc[0] += score - penalty
+            acc[1] += 1
+    return {a: total / n for a, (total, n) in totals.items()}
 
 
 def _roman(number: int) -> str:

@@ -178,3 +178,31 @@ def test_crossed_traits_mix_two_personas():
     assert len(child["obsessions"]) == 4
     assert child["voice"].startswith("precise, wonder-struck; with a streak of the calm at the bedside")
     assert crossed_traits(parent, donor, 4) == child
+
+
+def test_the_reaper_mutates_the_least_represented_lineage_once_the_reserve_is_empty():
+    import uuid
+
+    from dream_pipeline.assets.chapter import choose_replacement, lineage_root
+    from dream_pipeline.assets.common import EpochScope
+    from resources.fabric import EpochRecord
+    from spica import SpicaBook
+
+    book = SpicaBook.load()
+    cast = book.initial_cast()
+    physician = book.recruit(next(p for p in book.reserve() if p["name"] == "Physician"), replaced=cast[0])
+    clone = physician.mutate(2)  # the seed's rule had filled the cast with these
+    survivors = [physician, clone, cast[1], cast[2]]
+    loser = cast[3]
+    retired_poet = book.recruit(next(p for p in book.reserve() if p["name"] == "Poet"), replaced=cast[4])
+    members = [(a, True, 5.0) for a in survivors] + [(loser, False, 1.0), (retired_poet, False, 6.0)]
+    epoch = EpochRecord(uuid.uuid4(), "space_time/00000040", "space_time", 40, "running",
+                        tuple(a.instance_id for a in [*survivors, loser]))
+    used = {p["name"] for p in book.reserve()} | {a.name for a in [*cast, clone]}
+    child = choose_replacement(EpochScope(book, epoch, (*survivors, loser)), loser, used, survivors, members)
+    assert lineage_root(child) == "Poet"  # extinct root with the best elite, not another Physician
+    assert child.lineage.origin == "mutation" and child.lineage.parent_id == retired_poet.instance_id
+    assert child.name not in used
+    poet = retired_poet.manifest
+    assert set(child.manifest["obsessions"]) - set(poet["obsessions"])  # crossed with a living donor
+    assert child.manifest["voice"].startswith(poet["voice"].split(";")[0])
