@@ -43,7 +43,7 @@ from bench.tournament_sim import (
 from dream_pipeline.tournament import plan_presentations, render_ballot_prompt
 from dream_pipeline.tournament.deidentify import identity_terms, leaked_terms, scrub
 from dream_pipeline.tournament.elimination import WINDOW_EPOCHS, judge_window
-from dream_pipeline.tournament.reliability import position_effects
+from dream_pipeline.tournament.reliability import position_effects, sticky_flags
 from offline_engine.prose import write_prose
 from spica import SpicaAgent, SpicaBook
 
@@ -180,8 +180,10 @@ def engine_agreement(epochs: int, seed: int) -> dict:
         joined = fabric.joined_epochs([a.instance_id for a in roster])
         newcomers = [a.name for a in roster if a.lineage.origin != "cast" and joined[a.instance_id] >= number]
         recent = fabric.recent_votes("space_time", number, 10)
-        flags = [(f.kind, f.voter_agent, f.partner, f.strength)
-                 for f in window_statistics(recent, 0).flags]
+        flags = sticky_flags([(f.kind, f.voter_agent, f.partner, f.strength)
+                              for f in window_statistics(recent, 0).flags],
+                             [(f.kind, f.voter_agent, f.partner, f.strength)
+                              for f in fabric.recent_flags("space_time", number - 1, 9)])
         replayed = judge_window(window_frame(recent), [a.name for a in roster], newcomers, flags).loser
         loser = next(a.name for a in roster if a.instance_id == epoch.loser_agent_id)
         decided += 1

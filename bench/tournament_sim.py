@@ -25,6 +25,7 @@ import pandas as pd
 from dream_pipeline.tournament import TRUNCATION_PENALTY, plan_presentations
 from dream_pipeline.tournament.diversity import Member, choose_replacement_parent, lineage_shares
 from dream_pipeline.tournament.elimination import GRACE_EPOCHS, WINDOW_EPOCHS, judge_window, pick_eliminated
+from dream_pipeline.tournament.reliability import sticky_flags
 from dream_pipeline.tournament.voter_stats import flag_cliques, flag_outlier_voters
 from offline_engine.prose import write_prose
 from offline_engine.reviewer import measure
@@ -194,6 +195,7 @@ def simulate(seed: int, epochs: int, scenario: Scenario | None = None, rule: Rul
     draws = random.Random(seed + 7_000_003)  # noqa: S311 - the rules' own randomness, apart from the votes
     normal, cut = text_quality_pool()
     by_epoch: list[list[tuple]] = []
+    flag_history: list[list[tuple[str, str, str, float]]] = []
     oracle_rows: list[tuple] = []
     run = Run(personas)
     run.lineage_max_share = max(lineage_shares([personas[a].root for a in roster]).values())
@@ -218,7 +220,9 @@ def simulate(seed: int, epochs: int, scenario: Scenario | None = None, rule: Rul
                 rows.append((epoch, voter, item.author, score, item.position, penalty[item.author]))
                 oracle_rows.append((epoch, voter, item.author, target.truth + noise, item.position, 0.0))
         window = pd.DataFrame([r for rs in by_epoch[-WINDOW_EPOCHS:] for r in rs], columns=COLUMNS)
-        flags = window_flags(window) if scenario.use_flags or scenario.clique else []
+        raised = window_flags(window) if scenario.use_flags or scenario.clique else []
+        flag_history.append(raised)
+        flags = sticky_flags(raised, [f for fs in flag_history[-WINDOW_EPOCHS:-1] for f in fs])
         newcomers = [a for a in roster if personas[a].joined > 0 and epoch - personas[a].joined <= GRACE_EPOCHS]
         protected = {scenario.biased} if scenario.biased else set()
         candidates = [a for a in roster if a not in protected]
@@ -226,7 +230,7 @@ def simulate(seed: int, epochs: int, scenario: Scenario | None = None, rule: Rul
         record = EpochRecord(epoch, list(roster), [a for a in candidates if a not in newcomers], loser)
         if scenario.clique:
             members = set(scenario.clique)
-            record.clique_flagged = any(k == "clique" and {v, p} == members for k, v, p, _ in flags)
+            record.clique_flagged = any(k == "clique" and {v, p} == members for k, v, p, _ in raised)
             honest = window[~window["voter"].isin(members)]
             rest = [f for f in flags if not ({f[1], f[2]} & members)]
             record.loser_without_clique = rule(honest, candidates, newcomers, rest, personas, draws, scenario)

@@ -784,6 +784,17 @@ class StateFabric(dg.ConfigurableResource):
             )
             return [VoterFlag(r["kind"], r["voter_agent"], r["partner"], r["strength"]) for r in rows]
 
+    def recent_flags(self, book: str, epoch_number: int, window: int) -> list[VoterFlag]:
+        """Voter flags raised at the `window` epochs up to and including `epoch_number`."""
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT f.* FROM voter_flags f JOIN simulation_epochs e USING (epoch_id)"
+                " WHERE e.book = %s AND e.epoch_number BETWEEN %s AND %s"
+                " ORDER BY e.epoch_number, f.kind, f.voter_agent, f.partner",
+                (book, epoch_number - window + 1, epoch_number),
+            )
+            return [VoterFlag(r["kind"], r["voter_agent"], r["partner"], r["strength"]) for r in rows]
+
     def ballot_weights(self, epoch_id: uuid.UUID) -> list[BallotWeight]:
         with self.connection() as conn:
             rows = conn.execute("SELECT * FROM ballot_weights WHERE epoch_id = %s ORDER BY voter_agent", (epoch_id,))

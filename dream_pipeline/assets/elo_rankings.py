@@ -27,6 +27,7 @@ from dream_pipeline.tournament import (
     pick_winner,
 )
 from dream_pipeline.tournament.elimination import GRACE_EPOCHS, judge_window
+from dream_pipeline.tournament.reliability import sticky_flags
 from dream_pipeline.tournament.selection import bottom_is_separated
 from resources.fabric import BallotWeight, DraftRow, RatingRow, StateFabric, VoterFlag, VoteRow
 
@@ -86,8 +87,11 @@ def compose_ranking(scope: EpochScope, written: Sequence[DraftRow], votes: Seque
         if config.window_epochs > 1 else []
     recent = history + [(scope.number, v, penalty.get(v.target_agent, 0.0)) for v in votes]
     stats = window_statistics(recent, epoch_seed(scope.key))
-    judgment = judge_window(window_frame(recent), [a.name for a in scope.agents], newcomers,
-                            [(f.kind, f.voter_agent, f.partner, f.strength) for f in stats.flags])
+    raised_before = fabric.recent_flags(scope.book.name, scope.number - 1, config.window_epochs - 1) \
+        if config.window_epochs > 1 else []
+    flags = sticky_flags([(f.kind, f.voter_agent, f.partner, f.strength) for f in stats.flags],
+                         [(f.kind, f.voter_agent, f.partner, f.strength) for f in raised_before])
+    judgment = judge_window(window_frame(recent), [a.name for a in scope.agents], newcomers, flags)
     loser, estimates = judgment.loser, judgment.estimates
     weights = [BallotWeight(w.voter, w.weight, w.reason, dict(w.position_correction))
                for w in judgment.weights.values()]

@@ -31,6 +31,7 @@ from dream_pipeline.tournament.reliability import VoterWeight, ballot_weights, p
 
 __all__ = [
     "GRACE_EPOCHS",
+    "PENALTY_PRIOR_DRAFTS",
     "SIGMA2_PRIOR",
     "TAU2_FLOOR",
     "WINDOW_EPOCHS",
@@ -39,6 +40,7 @@ __all__ = [
     "draft_scores",
     "judge_window",
     "pick_eliminated",
+    "shrunk_penalties",
     "shrunk_scores",
 ]
 
@@ -47,6 +49,10 @@ GRACE_EPOCHS = 1  # a newcomer cannot be eliminated in its first GRACE_EPOCHS ep
 SIGMA2_PRIOR = 2.0  # points^2: the spread of one draft's epoch score before the window can say
 TAU2_FLOOR = 1e-3  # keeps the order of the raw means when the window cannot tell agents apart
 MIN_LUCK_DOF = 3  # epoch-to-epoch luck is estimated once the window holds this many repeat epochs
+# A penalty (mostly: ran into the cap or not) is one coin toss per draft; its between-agent spread cannot
+# be estimated from a few epochs, so an agent's penalty rate is pulled toward the window's by this many
+# virtual drafts (a Beta prior's strength; 12 matches verbosities spread over 0.03-0.30 around 0.1).
+PENALTY_PRIOR_DRAFTS = 12.0
 
 
 @dataclass(frozen=True)
@@ -132,6 +138,27 @@ def shrunk_scores(scores: Mapping[tuple[int, str], float | tuple[float, float]])
     }
 
 
+def shrunk_penalties(penalties: Mapping[tuple[int, str], float],
+                     prior_drafts: float = PENALTY_PRIOR_DRAFTS) -> dict[str, AgentEstimate]:
+    """Each agent's mean penalty per draft, pulled toward the window's mean penalty by ``prior_drafts``
+    virtual drafts: ``(sum + prior_drafts * mean_all) / (n + prior_drafts)``."""
+    by_agent: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for (epoch, agent), p in penalties.items():
+        by_agent[agent].append((epoch, p))
+    if not by_agent:
+        return {}
+    everything = [p for ps in by_agent.values() for _, p in ps]
+    overall = math.fsum(everything) / len(everything)
+    return {
+        a: AgentEstimate(
+            agent=a, mean=math.fsum(p for _, p in ps) / len(ps), epochs=len(ps),
+            shrunk=(math.fsum(p for _, p in ps) + prior_drafts * overall) / (len(ps) + prior_drafts),
+            latest=max(ps)[1],
+        )
+        for a, ps in sorted(by_agent.items())
+    }
+
+
 def pick_eliminated(
     shrunk: Mapping[str, float],
     candidates: Collection[str],
@@ -199,7 +226,7 @@ def judge_window(
     frame["weight"] = frame["voter"].map(lambda v: weights[v].weight)
     insight = shrunk_scores(draft_scores(frame))
     drafts = draft_scores(frame.assign(score=frame["penalty"].astype(float)))
-    penalty = shrunk_scores({key: mean for key, (mean, _) in drafts.items()})  # a draft's penalty is one draw
+    penalty = shrunk_penalties({key: mean for key, (mean, _) in drafts.items()})
     estimates = {
         a: AgentEstimate(a, e.mean - penalty[a].mean, e.epochs, e.shrunk - penalty[a].shrunk,
                          e.latest - penalty[a].latest)

@@ -23,6 +23,7 @@ import pandas as pd
 
 __all__ = [
     "CLIQUE_WEIGHT",
+    "sticky_flags",
     "POSITION_MIN_VOTES",
     "POSITION_Z",
     "VoterWeight",
@@ -72,6 +73,22 @@ def ballot_weights(voters: Sequence[str], flags: Sequence[tuple[str, str, str, f
     return {v: VoterWeight(v, weight[v], "; ".join(reason[v])) for v in sorted(weight)}
 
 
+Flag = tuple[str, str, str, float]
+
+
+def sticky_flags(current: Sequence[Flag], earlier: Sequence[Flag]) -> list[Flag]:
+    """The flags a decision weighs ballots by: this window's, plus every clique flag raised at an epoch
+    whose ballots are still in the window. A clique's ballots stay silenced while they can still count,
+    even after one member has left and the pair no longer shows as a clique."""
+    seen = {(k, v, p) for k, v, p, _ in current}
+    merged = list(current)
+    for kind, voter, partner, strength in earlier:
+        if kind == "clique" and (kind, voter, partner) not in seen:
+            seen.add((kind, voter, partner))
+            merged.append((kind, voter, partner, strength))
+    return merged
+
+
 def position_statistics(votes: pd.DataFrame) -> pd.DataFrame:
     """Per (voter, position): ``n``, ``effect`` (points) and ``z``, from a table with columns
     ``epoch, voter, target, insight_score, position``. Positions with too few votes on either side
@@ -105,11 +122,22 @@ def position_statistics(votes: pd.DataFrame) -> pd.DataFrame:
 def position_effects(votes: pd.DataFrame, *, z: float = POSITION_Z) -> dict[str, dict[int, float]]:
     """The significant position effects per voter: ``{voter: {position: points}}`` (``|z| >= z``).
 
-    The spread behind ``z`` is floored at half a point, so a voter with near-constant scores is not
-    flagged for a one-point wobble."""
-    stats = position_statistics(votes)
-    hit = stats[stats["z"].abs() >= z]
+    Found by peeling, as cliques are: the most significant effect is taken, subtracted from that
+    voter's scores at that position, and the rest judged again; a biased voter's inflated scores
+    move everyone's consensus and would otherwise make honest voters look biased too. The spread
+    behind ``z`` is floored at half a point, so a voter with near-constant scores is not flagged
+    for a one-point wobble."""
+    frame = votes[["epoch", "voter", "target", "insight_score", "position"]].copy()
+    frame["insight_score"] = frame["insight_score"].astype(float)
     effects: dict[str, dict[int, float]] = {}
-    for row in hit.itertuples(index=False):
-        effects.setdefault(str(row.voter), {})[int(row.position)] = float(row.effect)
+    for _ in range(len(frame)):
+        stats = position_statistics(frame)
+        stats = stats[stats["z"].abs() >= z]
+        if stats.empty:
+            break
+        top = stats.loc[stats["z"].abs().idxmax()]
+        voter, position, effect = str(top["voter"]), int(top["position"]), float(top["effect"])
+        effects.setdefault(voter, {})[position] = effects.get(voter, {}).get(position, 0.0) + effect
+        hit = (frame["voter"] == voter) & (frame["position"] == position)
+        frame.loc[hit, "insight_score"] -= effect
     return effects
