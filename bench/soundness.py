@@ -34,6 +34,8 @@ from bench.common import print_result, print_table
 from bench.tournament_sim import (
     Run,
     Scenario,
+    known_quality_rule,
+    known_verbosity_rule,
     oracle_rule,
     project_rule,
     random_rule,
@@ -211,6 +213,8 @@ def main() -> None:
     parser.add_argument("--lineage-epochs", type=int, default=100)
     parser.add_argument("--engine-epochs", type=int, default=12, help="epochs through Dagster per engine seed")
     parser.add_argument("--no-engine", action="store_true", help="skip the Dagster confirmation")
+    parser.add_argument("--bounds", action="store_true",
+                        help="also eliminate knowing each persona's true verbosity, or its true quality")
     args = parser.parse_args()
     seeds = args.seeds or (100 if args.full else 30)
     epochs = args.epochs or (30 if args.full else 12)
@@ -227,6 +231,11 @@ def main() -> None:
     seed_rule = run_seeds(seeds, args.lineage_epochs, lean, diverse=False)
     no_penalty = run_seeds(seeds, epochs, Scenario(penalties=False))
     print(f"  honest, random, oracle, no-penalty runs: {time.perf_counter() - started:.0f} s", flush=True)
+    if args.bounds:
+        for name, rule in (("known_verbosity", known_verbosity_rule), ("known_quality", known_quality_rule)):
+            runs = run_seeds(seeds, epochs, Scenario(use_flags=False, correct_positions=False), rule)
+            m, lo, hi = mean_ci([elimination_rates(r, epochs)[0] for r in runs])
+            print(f"  bound, {name}: worst eliminated {m:.3f} [{lo:.3f}, {hi:.3f}]", flush=True)
 
     worst = [elimination_rates(r, epochs)[0] for r in honest]
     best = [elimination_rates(r, epochs)[1] for r in honest]

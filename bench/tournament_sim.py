@@ -24,7 +24,15 @@ import pandas as pd
 
 from dream_pipeline.tournament import TRUNCATION_PENALTY, plan_presentations
 from dream_pipeline.tournament.diversity import Member, choose_replacement_parent, lineage_shares
-from dream_pipeline.tournament.elimination import GRACE_EPOCHS, WINDOW_EPOCHS, judge_window, pick_eliminated
+from dream_pipeline.tournament.elimination import (
+    GRACE_EPOCHS,
+    WINDOW_EPOCHS,
+    draft_scores,
+    judge_window,
+    pick_eliminated,
+    shrunk_penalties,
+    shrunk_scores,
+)
 from dream_pipeline.tournament.reliability import sticky_flags
 from dream_pipeline.tournament.voter_stats import flag_cliques, flag_outlier_voters
 from offline_engine.prose import write_prose
@@ -166,6 +174,22 @@ def random_rule(window, candidates, newcomers, flags, personas, rng, scenario) -
 
 def oracle_rule(window, candidates, newcomers, flags, personas, rng, scenario) -> str | None:
     return pick_eliminated({a: personas[a].truth for a in candidates}, candidates, newcomers)
+
+
+def known_verbosity_rule(window, candidates, newcomers, flags, personas, rng, scenario) -> str | None:
+    """A bound: the project's insight estimate, but each persona's true expected penalty (5 v)."""
+    insight = shrunk_scores({k: m for k, (m, _) in draft_scores(window.assign(
+        score=window["insight_score"].astype(float), weight=1.0)).items()})
+    return pick_eliminated({a: e.shrunk - TRUNCATION_PENALTY * personas[a].v for a, e in insight.items()},
+                           candidates, newcomers)
+
+
+def known_quality_rule(window, candidates, newcomers, flags, personas, rng, scenario) -> str | None:
+    """A bound: each persona's true expected insight score, but the project's penalty estimate."""
+    drafts = draft_scores(window.assign(score=window["penalty"].astype(float), weight=1.0))
+    penalty = shrunk_penalties({k: m for k, (m, _) in drafts.items()})
+    return pick_eliminated({a: expected_score(personas[a].q, 0.0) - e.shrunk for a, e in penalty.items()},
+                           candidates, newcomers)
 
 
 def window_flags(window: pd.DataFrame) -> list[tuple[str, str, str, float]]:
