@@ -295,6 +295,9 @@ def main() -> None:
     print_table("clique scenario (Financier + Politician rate each other 10, everyone else 1)", [
         {"flagged_by_epoch_max": max(flag_epochs), "flagged_by_epoch_median": statistics.median(flag_epochs),
          "epochs_decided_by_clique": decided_by_clique, "best_honest_survived_share": statistics.fmean(survived)}])
+    print_table(f"lineage over {args.lineage_epochs} epochs", [
+        {"rule": "diverse Reaper", "epochs_with_a_one_lineage_jury": sum(r.jury_majority_epochs for r in lineage)},
+        {"rule": "seed's Reaper", "epochs_with_a_one_lineage_jury": sum(r.jury_majority_epochs for r in seed_rule)}])
     print_table("identity leaks", [{"raw_drafts_naming_a_persona": raw_leak, "ballot_prompts_leaking": leak}])
     if engine:
         print_table("Dagster path (offline engine, seed 3)", [engine])

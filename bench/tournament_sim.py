@@ -23,7 +23,12 @@ from functools import lru_cache
 import pandas as pd
 
 from dream_pipeline.tournament import TRUNCATION_PENALTY, plan_presentations
-from dream_pipeline.tournament.diversity import Member, choose_replacement_parent, lineage_shares
+from dream_pipeline.tournament.diversity import (
+    Member,
+    choose_replacement_parent,
+    jury_majority,
+    lineage_shares,
+)
 from dream_pipeline.tournament.elimination import (
     GRACE_EPOCHS,
     WINDOW_EPOCHS,
@@ -126,6 +131,7 @@ class Run:
     oracle_votes: pd.DataFrame | None = None
     detected: dict[str, dict[int, float]] = field(default_factory=dict)
     lineage_max_share: float = 0.0
+    jury_majority_epochs: int = 0  # epochs whose jury (the roster) had a majority of one lineage
 
 
 def _logit(p: float) -> float:
@@ -225,6 +231,7 @@ def simulate(seed: int, epochs: int, scenario: Scenario | None = None, rule: Rul
     run.lineage_max_share = max(lineage_shares([personas[a].root for a in roster]).values())
     generation = 0
     for epoch in range(1, epochs + 1):
+        run.jury_majority_epochs += jury_majority([personas[a].root for a in roster]) is not None
         truncated = {a: rng.random() < personas[a].v for a in roster}
         text_q = {a: rng.choice(cut if truncated[a] else normal) for a in roster}
         penalty = {a: TRUNCATION_PENALTY if truncated[a] else 0.0 for a in roster}
