@@ -138,7 +138,7 @@ def f(x):
     block = bytearray(1 << 34)
     return x + 1 + block[0]
 '''),
-    HostileCase("infinite_loop", "per-call alarm", '''
+    HostileCase("infinite_loop", "per-call CPU alarm", '''
 def f(x):
     while True:
         pass
@@ -152,7 +152,7 @@ def f(x):
         except BaseException:
             pass
 '''),
-    HostileCase("sleep_forever", "per-call alarm", '''
+    HostileCase("sleep_forever", "wall clock", '''
 import time
 def f(x):
     time.sleep(10 ** 6)

@@ -16,13 +16,16 @@ Scenarios (each over the same seeds):
 - identity leaks: real offline drafts (which name their authors) rendered on ballots after
   de-identification; figure: the share of ballot prompts that still hold a name or role of the book.
 
-Run: python -m bench.soundness [--seeds N] [--epochs N] [--full]   (fast: 30 seeds, 12 epochs)
+Run: python -m bench.soundness [--seeds N] [--epochs N] [--full] [--cast N]   (fast: 30 seeds, 12 epochs)
+`--cast 16` runs the Dagster confirmation with 16 agents, so its votes come from the bounded review
+design (6 drafts per voter, docs/tournament_rules.md section 11) instead of the full review.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import statistics
 import time
@@ -141,9 +144,10 @@ def run_seeds(seeds: int, epochs: int, scenario: Scenario | None = None, rule=pr
     return [simulate(seed, epochs, scenario, rule, **kw) for seed in range(seeds)]
 
 
-def engine_agreement(epochs: int, seed: int) -> dict:
+def engine_agreement(epochs: int, seed: int, cast: int | None = None) -> dict:
     """One book through the Dagster epoch job against the offline engine; its stored window votes are
-    replayed through `judge_window` and must pick the losers the pipeline recorded."""
+    replayed through `judge_window` and must pick the losers the pipeline recorded. `cast`: agents
+    seated (default: the book's cast size)."""
     import dagster as dg
 
     from bench.common import scratch_fabric
@@ -164,6 +168,8 @@ def engine_agreement(epochs: int, seed: int) -> dict:
     qualities = dict(zip([n.lower() for n in names], spread, strict=True))
     config = EngineConfig(seed=seed, qualities=qualities, long_draft_rate=0.1)
     fabric = scratch_fabric("dream_bench_soundness")
+    if cast:
+        os.environ["DREAM_CAST_SIZE"] = str(cast)  # read when the book is seated, in this process
     quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
     with running_engine(config) as url, dg.instance_for_test() as instance:
         llm = LLMEngine(base_url=url, max_tokens=900)
@@ -201,7 +207,8 @@ def engine_agreement(epochs: int, seed: int) -> dict:
         if len(ranked) > 1 and ranked[0] < ranked[1]:
             worst_n += 1
             worst_hits += loser == min(eligible, key=eligible.get)
-    return {"engine_epochs": epochs, "engine_rule_agreement": agree / max(decided, 1),
+    seated = len(fabric.epoch(epoch_key("space_time", 1)).active_agent_ids)
+    return {"engine_epochs": epochs, "engine_cast": seated, "engine_rule_agreement": agree / max(decided, 1),
             "engine_worst_eliminated_rate": worst_hits / max(worst_n, 1)}
 
 
@@ -215,6 +222,7 @@ def main() -> None:
     parser.add_argument("--no-engine", action="store_true", help="skip the Dagster confirmation")
     parser.add_argument("--bounds", action="store_true",
                         help="also eliminate knowing each persona's true verbosity, or its true quality")
+    parser.add_argument("--cast", type=int, help="agents in the Dagster confirmation (default: the book's cast)")
     args = parser.parse_args()
     seeds = args.seeds or (100 if args.full else 30)
     epochs = args.epochs or (30 if args.full else 12)
@@ -288,7 +296,7 @@ def main() -> None:
 
     raw_leak, leak = identity_leak_rate(seeds)
     synthetic_s = time.perf_counter() - started
-    engine = {} if args.no_engine else engine_agreement(args.engine_epochs, 3)
+    engine = {} if args.no_engine else engine_agreement(args.engine_epochs, 3, args.cast)
 
     rows = [{"figure": k, "mean": m, "ci95_low": lo, "ci95_high": hi} for k, (m, lo, hi) in figures.items()]
     print_table(f"synthetic tournaments: mean over {seeds} seeds, 95 % interval", rows)

@@ -141,13 +141,16 @@ def vote_cells(conn: psycopg.Connection, epoch_id: uuid.UUID) -> pd.DataFrame:
 
 
 def roster(conn: psycopg.Connection, epoch_id: uuid.UUID) -> pd.DataFrame:
-    """The agents the epoch started with, and whether each has drafted and voted or abstained yet."""
+    """The agents the epoch started with, and whether each has drafted, how many drafts it was assigned to
+    review, and whether it has voted or abstained yet."""
     return _frame(
         conn,
         "SELECT a.name AS agent, a.origin, a.joined_epoch,"
         " EXISTS (SELECT 1 FROM drafts d WHERE d.epoch_id = e.epoch_id AND d.agent_id = a.agent_id) AS drafted,"
         " (SELECT count(*) FROM peer_votes v WHERE v.epoch_id = e.epoch_id AND v.voter_agent_id = a.agent_id)"
         "   AS votes_cast,"
+        " (SELECT count(*) FROM review_assignments r WHERE r.epoch_id = e.epoch_id AND r.voter_agent_id = a.agent_id)"
+        "   AS assigned,"
         " (SELECT x.reason FROM vote_abstentions x WHERE x.epoch_id = e.epoch_id AND x.voter_agent = a.name)"
         "   AS abstention"
         " FROM simulation_epochs e CROSS JOIN LATERAL unnest(e.active_agent_ids) AS r(agent_id)"

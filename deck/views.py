@@ -18,6 +18,7 @@ import streamlit as st
 from deck import charts, queries
 from deck.safe_text import dot_quote, md_escape
 from dream_pipeline.tournament.elimination import pick_eliminated
+from dream_pipeline.tournament.review_design import MAX_REVIEWS_PER_VOTER
 from dream_pipeline.tournament.selection import describe_margin
 
 REFRESH_SECONDS = 3
@@ -92,7 +93,10 @@ def _live_matrix(url: str, book: str, number: int | None) -> None:
     committed = epoch["status"] == "committed"
     drafted = int(roster["drafted"].sum()) if not roster.empty else 0
     abstained = roster.dropna(subset=["abstention"]) if not roster.empty else roster
-    expected = drafted * (drafted - 1) - len(abstained) * max(drafted - 1, 0)
+    if not roster.empty and roster["assigned"].sum():  # the review design, written before the ballots
+        expected = int(roster.loc[roster["abstention"].isna(), "assigned"].sum())
+    else:  # before the votes: at most the full load of the bounded review
+        expected = (drafted - len(abstained)) * min(max(drafted - 1, 0), MAX_REVIEWS_PER_VOTER)
 
     m = st.columns(4)
     m[0].metric("Epoch", f"{epoch['epoch_number']:,}", help=epoch["epoch_key"])
@@ -118,7 +122,7 @@ def _live_matrix(url: str, book: str, number: int | None) -> None:
         columns = voters
     else:
         cells["column"] = [f"read #{p + 1}" for p in cells["position"]]
-        columns = [f"read #{i + 1}" for i in range(max(len(voters) - 1, int(cells["position"].max()) + 1))]
+        columns = [f"read #{i + 1}" for i in range(int(cells["position"].max()) + 1)]
     st.altair_chart(charts.vote_heatmap(cells, voters, columns, committed=committed), width="stretch")
 
     seen = cells.pivot(index="voter", columns="position", values="masked_label")
@@ -132,7 +136,7 @@ def _live_matrix(url: str, book: str, number: int | None) -> None:
         st.subheader("Ballot weights in the elimination")
         st.caption("A flagged clique member's ballots weigh 0, an outlier's 1/ratio² (its disagreement over the "
                    "crowd's median); a significant position effect (points, by 0-based position read) is "
-                   "subtracted from that voter's scores. docs/tournament_rules.md, section 12.")
+                   "subtracted from that voter's scores. docs/tournament_rules.md, section 13.")
         st.dataframe(weights, hide_index=True, width="stretch")
     if not abstained.empty:
         st.caption("Abstentions (ballots that never parsed): " +
@@ -350,7 +354,7 @@ def lineage(url: str, book: str | None) -> None:
             top = shares.iloc[0]
             st.metric("Largest lineage in the living cast", f"{top['share']:.0%}",
                       help=f"{top['lineage']}: {top['alive']} of {int(shares['alive'].sum())} living agents descend "
-                           "from it. The Reaper keeps it low (docs/tournament_rules.md, section 13).")
+                           "from it. The Reaper keeps it low (docs/tournament_rules.md, section 14).")
             st.caption("Living cast by lineage: " + ", ".join(
                 f"{md_escape(r.lineage)} {r.share:.0%}" for r in shares.itertuples()))
         page = int(st.number_input(f"Page of arrivals (of {pages:,}; the latest first)", min_value=1,

@@ -20,7 +20,8 @@ def every_agent_drafted(context: dg.AssetCheckExecutionContext, fabric: StateFab
     )
 
 
-@dg.asset_check(asset=peer_votes, description="Each voter rated every other draft exactly once; no self-votes.")
+@dg.asset_check(asset=peer_votes,
+                description="Each voter rated exactly its assigned drafts (the review design), once each; no self-votes.")
 def ballots_complete(context: dg.AssetCheckExecutionContext, fabric: StateFabric) -> dg.AssetCheckResult:
     report = fabric.integrity(_epoch_id(fabric, context))
     bad = {k: report[k] for k in ("self_votes", "incomplete_ballots", "orphan_votes")}

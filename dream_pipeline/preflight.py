@@ -30,7 +30,14 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dream_pipeline.settings import ConfigError, fabric_from_env, known_settings, llm_from_env
+from dream_pipeline.settings import (
+    ConfigError,
+    cast_size,
+    fabric_from_env,
+    known_settings,
+    llm_context_tokens,
+    llm_from_env,
+)
 
 if TYPE_CHECKING:
     from resources.llm import LLMEngine
@@ -75,6 +82,8 @@ def check_values(env: Mapping[str, str]) -> LLMEngine:
     """Parse every value now; returns the engine resource, resolved."""
     fabric_from_env(resolve=True)
     llm = llm_from_env(resolve=True)
+    llm_context_tokens()
+    cast_size()
     for name in ("DREAM_PHASE_START", "DREAM_PHASE_END"):
         if env.get(name):
             try:

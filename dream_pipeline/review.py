@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dream_pipeline.context_fit import ballot_overflow
 from dream_pipeline.prompts import ballot_messages
 from dream_pipeline.tournament import (
     BallotError,
@@ -17,11 +18,11 @@ from dream_pipeline.tournament import (
     parse_ballot,
     render_ballot_prompt,
 )
+from dream_pipeline.tournament.review_design import BALLOT_MAX_TOKENS
 from dream_pipeline.tournament.sanitize import storable_text, unstorable_count
 from resources.llm import LLMCallError, LLMSession
 from spica import SpicaAgent
 
-BALLOT_MAX_TOKENS = 1024
 BALLOT_ATTEMPTS = 3  # a first try and two repairs, then the voter abstains
 
 
@@ -50,13 +51,23 @@ async def collect_ballots(
     drafts_by_author: Mapping[str, str],
     vote_format: str,
     on_ballot: Callable[[BallotResult], Awaitable[None]] | None = None,
+    *,
+    max_tokens: int = BALLOT_MAX_TOKENS,
+    shown: Mapping[str, int] | None = None,
+    window: int | None = None,
 ) -> list[BallotResult]:
     """One ballot per voter, in parallel. A reply that never parses is an abstention, never a score.
-    `on_ballot` is awaited with each ballot the moment it is complete (the live matrix fills in)."""
+    `on_ballot` is awaited with each ballot the moment it is complete (the live matrix fills in).
+
+    Each draft is shown up to `shown[author]` characters; a ballot that would not fit `window` (a bug in
+    the plan) raises instead of being sent."""
 
     async def ballot(voter: SpicaAgent) -> BallotResult:
         presentation = presentations[voter.name]
-        prompt = render_ballot_prompt(presentation, drafts_by_author)
+        prompt = render_ballot_prompt(presentation, drafts_by_author, shown)
+        over = ballot_overflow(ballot_messages(voter, prompt), max_tokens, window)
+        if over:
+            raise RuntimeError(f"the ballot of {voter.name} would pass the context window by {over} tokens")
         fmt = response_format(vote_format, presentation.labels())
         repair: str | None = None
         reply: str | None = None
@@ -64,7 +75,7 @@ async def collect_ballots(
             try:
                 completion = await session.chat(
                     purpose="ballot", agent_name=voter.name, messages=ballot_messages(voter, prompt, repair),
-                    max_tokens=BALLOT_MAX_TOKENS, response_format=fmt,
+                    max_tokens=max_tokens, response_format=fmt,
                 )
             except LLMCallError as exc:
                 return BallotResult(voter.name, (), attempt, abstention_reason=storable_text(f"engine_error: {exc}"))

@@ -31,6 +31,8 @@ ENV_SETTINGS = {
     "DREAM_CONTEXT_TOKENS": "budget of a draft prompt's book context, in whitespace tokens (default: 1500)",
     "DREAM_CONTEXT_TOP_K": "earlier chapters retrieved by similarity into a draft prompt (default: 3)",
     "DREAM_SUMMARY_TOKENS": "cap of the rolling summary of the book (default: 200)",
+    "DREAM_LLM_CONTEXT_TOKENS": "the engine's context window in tokens: every request is fitted into it, at least 1536 (default: 8192)",
+    "DREAM_CAST_SIZE": "agents seated when a book starts, overriding its manifest's cast_size (default: the manifest's)",
     # read outside the resources
     "DREAM_DAGSTER_STORAGE_URL": "Dagster's run/event storage, postgresql+psycopg2://… (default: the embedded server)",
     "DREAM_DAGSTER_YAML": "instance configuration installed into DAGSTER_HOME (default: deploy/dagster.yaml)",
@@ -42,6 +44,7 @@ ENV_SETTINGS = {
     "DREAM_PHASE_END": "end of the PHASE window, HH:MM (default: 07:00)",
     "DREAM_PHASE_TZ": "IANA time zone of the PHASE window (default: the machine's)",
     "DREAM_DECK_DATABASE_URL": "the deck's read-only URL (role dream_reader) when the fabric is external",
+    "DREAM_SANDBOX_PYTHON": "CodeRepair sandbox: the interpreter candidates run in (default: this one if nobody may run it, else python3)",
     # tests and benchmarks only
     "DREAM_TEST_DATABASE_URL": "tests: a PostgreSQL for the test suite (default: the embedded server)",
     "DREAM_TEST_DECK_DATABASE_URL": "tests: the deck's read-only URL on that server",
@@ -63,6 +66,11 @@ LLM_FIELDS = {
     "DREAM_SUMMARY_TOKENS": "summary_tokens",
 }
 FABRIC_FIELDS = {"DREAM_DATABASE_URL": "database_url", "DREAM_EMBEDDING_DIM": "embedding_dim"}
+
+
+DEFAULT_CONTEXT_TOKENS = 8192  # what the small local servers give (llama.cpp, Ollama: 2048-8192) at most
+MIN_CONTEXT_TOKENS = 1536  # below this a ballot of two drafts has no room to show them (tests/test_context_fit.py)
+CAST_SIZE_RANGE = (2, 256)
 
 
 class ConfigError(ValueError):
@@ -149,3 +157,29 @@ def _float_env(name: str) -> float | None:
         return float(raw)
     except ValueError:
         raise ConfigError(name, f"must be a number of seconds, got {raw!r}") from None
+
+
+def _bounded_int(name: str, low: int, high: int) -> int | None:
+    raw = os.environ.get(name)
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(name, f"must be within {low}..{high}, got {value}")
+    return value
+
+
+def llm_context_tokens() -> int:
+    """The engine's context window, in tokens: what every draft and ballot request is fitted into.
+
+    `DREAM_LLM_CONTEXT_TOKENS`, else `DEFAULT_CONTEXT_TOKENS`. The one place the pipeline asks, so a
+    window probed from the server can replace the setting here."""
+    return _bounded_int("DREAM_LLM_CONTEXT_TOKENS", MIN_CONTEXT_TOKENS, 10_000_000) or DEFAULT_CONTEXT_TOKENS
+
+
+def cast_size() -> int | None:
+    """`DREAM_CAST_SIZE`: how many agents a new book seats (None: its manifest decides)."""
+    return _bounded_int("DREAM_CAST_SIZE", *CAST_SIZE_RANGE)

@@ -73,6 +73,7 @@ class EpochRecord:
     loser_agent_id: uuid.UUID | None = None
     world_seed: int | None = None  # the engine seed of the promoted alternate world; None: the first roll
     context_chapters: tuple[int, ...] | None = None  # chapters its prompt retrieved (None: not recorded yet)
+    context_window: int | None = None  # the window its requests were fitted into (None: not recorded)
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,19 @@ class VoteRow:
     masked_label: str
     position: int
     latency_penalty: float = 0.0
+
+
+@dataclass(frozen=True)
+class AssignmentRow:
+    """One draft a voter was assigned to review, as it was shown (`shown_chars` None: whole)."""
+
+    voter_agent: str
+    target_agent: str
+    voter_agent_id: uuid.UUID
+    target_agent_id: uuid.UUID
+    masked_label: str
+    position: int
+    shown_chars: int | None = None
 
 
 @dataclass(frozen=True)
@@ -336,8 +350,9 @@ class StateFabric(dg.ConfigurableResource):
 
     # ---- books and agents -----------------------------------------------------------------------
 
-    def ensure_book(self, book: SpicaBook) -> bool:
-        """Record the book domain and seat its initial cast the first time; True if it was new."""
+    def ensure_book(self, book: SpicaBook, cast_size: int | None = None) -> bool:
+        """Record the book domain and seat its initial cast (`cast_size` agents, default the manifest's)
+        the first time; True if it was new."""
         with self.connection() as conn:
             inserted = conn.execute(
                 "INSERT INTO domains (domain_id, instance_id, kind, manifest, state) VALUES (%s, %s, %s, %s, %s)"
@@ -345,7 +360,8 @@ class StateFabric(dg.ConfigurableResource):
                 (book.name, book.instance_id, book.kind, Jsonb(dict(book.manifest)), Jsonb(book.state)),
             ).fetchone()
             if inserted:
-                self._insert_agents(conn, book.name, book.initial_cast(), joined_epoch=1)
+                cast = book.initial_cast() if cast_size is None else book.initial_cast(cast_size)
+                self._insert_agents(conn, book.name, cast, joined_epoch=1)
             return inserted is not None
 
     def _insert_agents(
@@ -436,6 +452,7 @@ class StateFabric(dg.ConfigurableResource):
             loser_agent_id=row["loser_agent_id"],
             world_seed=row.get("world_seed"),
             context_chapters=None if row.get("context_chapters") is None else tuple(row["context_chapters"]),
+            context_window=row.get("context_window"),
         )
 
     def open_epoch(self, book: str, epoch_key: str, epoch_number: int,
@@ -585,17 +602,18 @@ class StateFabric(dg.ConfigurableResource):
     # ---- drafts, votes, ratings -----------------------------------------------------------------
 
     def write_drafts(self, epoch_id: uuid.UUID, drafts: Sequence[DraftRow],
-                     context_chapters: Sequence[int] = ()) -> list[uuid.UUID]:
+                     context_chapters: Sequence[int] = (), context_window: int | None = None) -> list[uuid.UUID]:
         """Replace the epoch's drafts (and so everything downstream of them) in one transaction, with
-        the chapters their prompt retrieved (`book_memory`'s `retrieved`)."""
+        the chapters their prompt retrieved (`book_memory`'s `retrieved`) and the context window their
+        requests were fitted into (None: unbounded)."""
         with self.connection() as conn:
             _refuse_committed(conn, epoch_id)
             # the chapter of an uncommitted (collapsed) epoch goes with the drafts it was chosen from
             conn.execute("DELETE FROM book_summaries WHERE epoch_id = %s", (epoch_id,))
             conn.execute("DELETE FROM chapters WHERE epoch_id = %s", (epoch_id,))
             conn.execute("DELETE FROM drafts WHERE epoch_id = %s", (epoch_id,))
-            conn.execute("UPDATE simulation_epochs SET context_chapters = %s WHERE epoch_id = %s",
-                         (list(context_chapters), epoch_id))
+            conn.execute("UPDATE simulation_epochs SET context_chapters = %s, context_window = %s WHERE epoch_id = %s",
+                         (list(context_chapters), context_window, epoch_id))
             # stable ids: a rerun or replay of the epoch rewrites the same draft rows
             ids = [d.draft_id or uuid.uuid5(epoch_id, str(d.agent_id)) for d in drafts]
             with conn.cursor() as cur:
@@ -637,14 +655,31 @@ class StateFabric(dg.ConfigurableResource):
         ]
 
     def write_votes(
-        self, epoch_id: uuid.UUID, votes: Sequence[VoteRow], abstentions: Sequence[AbstentionRow]
+        self, epoch_id: uuid.UUID, votes: Sequence[VoteRow], abstentions: Sequence[AbstentionRow],
+        assignments: Sequence[AssignmentRow] = (),
     ) -> None:
-        """Replace the epoch's ballots: the votes and the recorded abstentions, together."""
+        """Replace the epoch's ballots: the review design, the votes and the recorded abstentions, together."""
         with self.connection() as conn:
             _refuse_committed(conn, epoch_id)
             conn.execute("DELETE FROM peer_votes WHERE epoch_id = %s", (epoch_id,))
             conn.execute("DELETE FROM vote_abstentions WHERE epoch_id = %s", (epoch_id,))
+            self._insert_review_design(conn, epoch_id, assignments)
             self._insert_ballots(conn, epoch_id, votes, abstentions)
+
+    @staticmethod
+    def _insert_review_design(conn: psycopg.Connection, epoch_id: uuid.UUID,
+                              assignments: Sequence[AssignmentRow]) -> None:
+        conn.execute("DELETE FROM review_assignments WHERE epoch_id = %s", (epoch_id,))
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO review_assignments (epoch_id, voter_agent, target_agent, voter_agent_id,"
+                " target_agent_id, masked_label, position, shown_chars) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (epoch_id, a.voter_agent, a.target_agent, a.voter_agent_id, a.target_agent_id,
+                     a.masked_label, a.position, a.shown_chars)
+                    for a in assignments
+                ],
+            )
 
     @staticmethod
     def _insert_ballots(conn: psycopg.Connection, epoch_id: uuid.UUID, votes: Sequence[VoteRow],
@@ -680,11 +715,19 @@ class StateFabric(dg.ConfigurableResource):
                 )
 
     def clear_votes(self, epoch_id: uuid.UUID) -> None:
-        """Remove an open epoch's ballots before its voters vote again (a rerun)."""
+        """Remove an open epoch's ballots and review design before its voters vote again (a rerun)."""
         with self.connection() as conn:
             _refuse_committed(conn, epoch_id)
             conn.execute("DELETE FROM peer_votes WHERE epoch_id = %s", (epoch_id,))
             conn.execute("DELETE FROM vote_abstentions WHERE epoch_id = %s", (epoch_id,))
+            conn.execute("DELETE FROM review_assignments WHERE epoch_id = %s", (epoch_id,))
+
+    def write_review_design(self, epoch_id: uuid.UUID, assignments: Sequence[AssignmentRow]) -> None:
+        """The open epoch's review design (who reviews which draft, as shown), replaced in one transaction
+        before the ballots are asked for, so the deck and the checks know what each voter owes."""
+        with self.connection() as conn:
+            _refuse_committed(conn, epoch_id)
+            self._insert_review_design(conn, epoch_id, assignments)
 
     def write_ballot(self, epoch_id: uuid.UUID, votes: Sequence[VoteRow], abstention: AbstentionRow | None) -> None:
         """One voter's ballot (its votes, or its abstention) as it arrives, in one transaction; writing
@@ -706,6 +749,16 @@ class StateFabric(dg.ConfigurableResource):
             "SELECT * FROM peer_votes WHERE epoch_id = %s ORDER BY voter_agent, position", (epoch_id,)
         ).fetchall()
         return [_vote_from_row(r) for r in rows]
+
+    def review_assignments(self, epoch_id: uuid.UUID) -> list[AssignmentRow]:
+        """The epoch's review design: who was assigned which draft, in ballot order."""
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT voter_agent, target_agent, voter_agent_id, target_agent_id, masked_label, position,"
+                " shown_chars FROM review_assignments WHERE epoch_id = %s ORDER BY voter_agent, position",
+                (epoch_id,),
+            ).fetchall()
+        return [AssignmentRow(**r) for r in rows]
 
     def abstentions(self, epoch_id: uuid.UUID) -> list[AbstentionRow]:
         with self.connection() as conn:
@@ -1145,8 +1198,8 @@ class StateFabric(dg.ConfigurableResource):
             )
             conn.execute("UPDATE llm_calls SET epoch_key = %s WHERE epoch_key = %s", (superseded_key, epoch_key))
             conn.execute("UPDATE llm_calls SET epoch_key = %s WHERE epoch_key = %s", (epoch_key, world["world_key"]))
-            for table in ("chapters", "book_summaries", "peer_votes", "vote_abstentions", "elo_ratings",
-                          "voter_flags", "ballot_weights", "drafts"):
+            for table in ("chapters", "book_summaries", "peer_votes", "vote_abstentions", "review_assignments",
+                          "elo_ratings", "voter_flags", "ballot_weights", "drafts"):
                 conn.execute(sql.SQL("DELETE FROM {} WHERE epoch_id = %s").format(sql.Identifier(table)),
                              (epoch["epoch_id"],))
             conn.execute(
@@ -1173,11 +1226,19 @@ class StateFabric(dg.ConfigurableResource):
         " JOIN simulation_epochs e USING (epoch_id) WHERE TRUE {epoch_and} GROUP BY 1, 2 HAVING count(*) > 1) d",
         "self_votes": "SELECT count(*) AS n FROM peer_votes v JOIN simulation_epochs e USING (epoch_id)"
         " WHERE v.voter_agent = v.target_agent {epoch_and}",
+        # a voter's votes are exactly its assigned drafts (review_assignments); an epoch recorded before
+        # the design was: every other draft
         "incomplete_ballots": "SELECT count(*) AS n FROM (SELECT v.epoch_id, v.voter_agent, count(*) AS votes,"
-        " count(DISTINCT v.target_agent) AS targets FROM peer_votes v GROUP BY 1, 2) b"
+        " count(DISTINCT v.target_agent) AS targets, count(r.target_agent) AS assigned_votes FROM peer_votes v"
+        " LEFT JOIN review_assignments r ON r.epoch_id = v.epoch_id AND r.voter_agent = v.voter_agent"
+        " AND r.target_agent = v.target_agent GROUP BY 1, 2) b"
         " JOIN (SELECT epoch_id, count(*) AS drafts FROM drafts GROUP BY 1) d USING (epoch_id)"
+        " LEFT JOIN (SELECT epoch_id, voter_agent, count(*) AS assigned FROM review_assignments GROUP BY 1, 2) a"
+        " USING (epoch_id, voter_agent)"
         " JOIN simulation_epochs e USING (epoch_id)"
-        " WHERE (b.votes <> d.drafts - 1 OR b.targets <> b.votes) {epoch_and}",
+        " WHERE (b.targets <> b.votes OR CASE WHEN EXISTS (SELECT 1 FROM review_assignments x"
+        " WHERE x.epoch_id = b.epoch_id) THEN b.assigned_votes <> b.votes OR b.votes <> coalesce(a.assigned, 0)"
+        " ELSE b.votes <> d.drafts - 1 END) {epoch_and}",
         "orphan_votes": "SELECT count(*) AS n FROM peer_votes v JOIN simulation_epochs e USING (epoch_id)"
         " WHERE NOT EXISTS (SELECT 1 FROM drafts d WHERE d.epoch_id = v.epoch_id"
         " AND d.agent_id = v.target_agent_id) {epoch_and}",

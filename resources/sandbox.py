@@ -66,9 +66,10 @@ unavailable: the sandbox could not start (no usable interpreter)."""
 class SandboxLimits:
     """What one run may use. The defaults fit a small pure function and its tests."""
 
-    cpu_s: int = 2
-    wall_s: float = 6.0
-    call_s: float = 1.0  # per call: a call that loops fails alone, the others still count
+    cpu_s: int = 4
+    # a backstop well above the CPU limits: on a loaded machine those decide, so results are reproducible
+    wall_s: float = 20.0
+    call_s: float = 0.5  # CPU seconds per call: a call that loops fails alone, the others still count
     memory_bytes: int = 256 * 1024 * 1024
     file_bytes: int = 1024 * 1024
     workspace_bytes: int = 16 * 1024 * 1024  # the private /work, a tmpfs inside the jail
@@ -177,11 +178,10 @@ root = os.getuid() == 0
 base = NEWNS | NEWNET | NEWPID | (0 if root else NEWUSER)
 flags = 0
 outer_uid, outer_gid = os.getuid(), os.getgid()
-if cfg["isolate"]:
-    for attempt in (base, base & ~NEWPID, NEWNET | (0 if root else NEWUSER)):
-        if libc.unshare(attempt) == 0:
-            flags = attempt
-            break
+for attempt in (base, base & ~NEWPID, NEWNET | (0 if root else NEWUSER)):
+    if libc.unshare(attempt) == 0:
+        flags = attempt
+        break
 if flags & NEWUSER:  # the caller as uid 65534 inside, so files can be made and exec drops every capability
     for name, text in (("setgroups", "deny"), ("uid_map", "65534 %d 1" % outer_uid), ("gid_map", "65534 %d 1" % outer_gid)):
         with open("/proc/self/" + name, "w") as f:
@@ -230,7 +230,7 @@ class CallTimeout(BaseException):
     pass
 def on_alarm(signum, frame):
     raise CallTimeout()
-signal.signal(signal.SIGALRM, on_alarm)
+signal.signal(signal.SIGPROF, on_alarm)
 def emit(obj):
     os.write(out, (json.dumps(obj) + "\n").encode())
     os._exit(0)
@@ -259,12 +259,11 @@ for source in payload["calls"]:
         continue
     try:
         args = ast.literal_eval(source)
-        signal.setitimer(signal.ITIMER_REAL, payload["call_s"])
+        signal.setitimer(signal.ITIMER_PROF, payload["call_s"])
         try:
-            value = fn(*args)
+            text = repr(fn(*args))  # a __repr__ that never ends is the call's fault too
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-        text = repr(value)
+            signal.setitimer(signal.ITIMER_PROF, 0)
         results.append({"ok": True, "value": text} if len(text) <= %(max_value)d else {"ok": False, "error": "TooLong"})
     except BaseException as exc:
         results.append({"ok": False, "error": type(exc).__name__})
@@ -316,14 +315,13 @@ def _runtime_paths(python: str) -> list[str]:
 class SandboxRunner:
     """Runs candidate functions in the sandbox. Cheap to create; the probe runs once per process."""
 
-    def __init__(self, limits: SandboxLimits | None = None, *, isolate: bool = True) -> None:
+    def __init__(self, limits: SandboxLimits | None = None) -> None:
         self.limits = limits or SandboxLimits()
-        self.isolate = isolate
         self.drop = os.geteuid() == 0
 
     @property
     def capabilities(self) -> Capabilities:
-        return _probe(self.isolate)
+        return _probe()
 
     def run(self, code: str, function: str, calls: Sequence[str]) -> SandboxRun:
         """Call `function` defined by `code` once per argument tuple in `calls` (Python literals)."""
@@ -355,7 +353,7 @@ class SandboxRunner:
             if self.drop:
                 os.chown(workdir, SANDBOX_UID, SANDBOX_GID)
             cfg = {
-                "isolate": self.isolate, "drop": self.drop, "uid": SANDBOX_UID, "gid": SANDBOX_GID,
+                "drop": self.drop, "uid": SANDBOX_UID, "gid": SANDBOX_GID,
                 "workdir": workdir, "runtime": _runtime_paths(python),
                 "harness": _HARNESS, "limits": {
                     "cpu_s": self.limits.cpu_s, "memory_bytes": self.limits.memory_bytes,
@@ -470,7 +468,7 @@ def _clip(text: str, limit: int = 300) -> str:
 
 
 @cache
-def _probe(isolate: bool) -> Capabilities:
+def _probe() -> Capabilities:
     """Run the probe harness once and measure what holds; warn once about what does not."""
     drop = os.geteuid() == 0
     python = find_python(drop)
@@ -478,7 +476,7 @@ def _probe(isolate: bool) -> Capabilities:
         caps = Capabilities(python=None, notes=("no interpreter the sandbox user may execute",))
         log.warning("sandbox unavailable: %s (set DREAM_SANDBOX_PYTHON)", caps.notes[0])
         return caps
-    runner = SandboxRunner(isolate=isolate)
+    runner = SandboxRunner()
     probe_paths = [str(PROJECT_ROOT), tempfile.gettempdir(), str(Path.home())]
     run = runner._execute(json.dumps({"probe": True, "paths": probe_paths}).encode(), python)
     try:

@@ -35,8 +35,32 @@ class SpicaBook(Spica):
     def premise(self) -> str:
         return str(self.manifest.get("premise", ""))
 
-    def initial_cast(self) -> list[SpicaAgent]:
-        return [self._agent(persona, "cast") for persona in self.manifest["cast"]]
+    @property
+    def cast_size(self) -> int:
+        """How many agents the book seats: the manifest's `cast_size`, else the size of its cast."""
+        return int(self.manifest.get("cast_size", len(self.manifest["cast"])))
+
+    def initial_cast(self, size: int | None = None) -> list[SpicaAgent]:
+        """The agents seated when the book starts, `size` of them (default `cast_size`).
+
+        The cast first; past it, reserve personas in manifest order; past those, mutations of the
+        seated personas in turn (`Physicist II`, `Financier II`, ..., then `III`), recorded as children
+        of their persona. All are cast members (origin 'cast': no newcomer's grace in epoch 1). The
+        reserve personas taken here are no longer in the pool the Reaper draws replacements from."""
+        size = self.cast_size if size is None else size
+        if size < 2:
+            raise ValueError(f"a cast needs at least 2 agents, got {size}")
+        personas = [*self.manifest["cast"], *self.manifest.get("reserve", ())][:size]
+        seated = [self._agent(persona, "cast") for persona in personas]
+        bases = list(seated)
+        round_ = 1
+        while len(seated) < size:
+            for parent in bases[: size - len(seated)]:
+                child = parent.mutate(round_)
+                child.lineage = Lineage(parent_id=parent.instance_id, generation=round_, origin="cast")
+                seated.append(child)
+            round_ += 1
+        return seated
 
     def reserve(self) -> list[dict[str, Any]]:
         return [dict(persona) for persona in self.manifest.get("reserve", ())]

@@ -39,7 +39,10 @@ def test_one_epoch_writes_the_whole_record(run_epoch, fabric):
     abstentions = fabric.abstentions(epoch.epoch_id)
     voters = {v.voter_agent for v in votes}
     assert len(voters) + len(abstentions) == 5
-    assert len(votes) == 4 * len(voters)  # every voter rated every other draft exactly once
+    assert len(votes) == 4 * len(voters)  # a cast of 5 fits the default window: everyone reviews everyone else
+    assignments = fabric.review_assignments(epoch.epoch_id)
+    assert len(assignments) == 5 * 4 and epoch.context_window == 8192
+    assert {(v.voter_agent, v.target_agent) for v in votes} <= {(a.voter_agent, a.target_agent) for a in assignments}
     assert all(v.voter_agent != v.target_agent for v in votes)
     assert all(1 <= v.insight_score <= 10 for v in votes)
     assert all(v.masked_label.startswith("Anonymous_") and v.voter_agent not in v.masked_label for v in votes)

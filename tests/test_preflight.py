@@ -129,6 +129,10 @@ def clean_env(monkeypatch, tmp_path):
         ("DREAM_ENGINE_FAULT_RATE", "2"),
         ("DREAM_ENGINE_JSON_MODE", "maybe"),
         ("DREAM_LLM_BASE_URL", "127.0.0.1:8000"),
+        ("DREAM_LLM_CONTEXT_TOKENS", "512"),
+        ("DREAM_LLM_CONTEXT_TOKENS", "8k"),
+        ("DREAM_CAST_SIZE", "1"),
+        ("DREAM_CAST_SIZE", "300"),
     ],
 )
 def test_bad_values_name_their_setting(clean_env, setting, value):

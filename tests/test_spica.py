@@ -18,6 +18,33 @@ def test_every_agent_and_domain_is_a_spica_derivative():
     assert len({p["voice"] for p in book.reserve()}) == len(book.reserve())  # each a distinct voice
 
 
+@pytest.mark.parametrize("size", [3, 5, 7, 14, 16, 64])
+def test_a_cast_of_any_size_is_the_cast_then_the_reserve_then_mutations(size):
+    book = SpicaBook.load()
+    assert book.cast_size == 5  # the manifest's cast, no cast_size key
+    cast = book.initial_cast(size)
+    names = [a.name for a in cast]
+    assert len(cast) == size and len(set(names)) == size
+    assert all(a.lineage.origin == "cast" for a in cast)  # seated with the book: no newcomer's grace
+    personas = [p["name"] for p in book.manifest["cast"]] + [p["name"] for p in book.reserve()]
+    assert names[:14] == personas[:size]
+    by_id = {a.instance_id: a for a in cast}
+    for child in cast[14:]:  # mutations of seated personas, recorded as their children, parents seated first
+        parent = by_id[child.lineage.parent_id]
+        assert child.name.startswith(parent.name + " ") and cast.index(parent) < cast.index(child)
+        assert child.role == parent.role
+    if size == 16:
+        assert names[14:] == ["Physicist II", "Financier II"]
+
+
+def test_a_manifest_may_set_its_cast_size():
+    manifest = dict(SpicaBook.load().manifest, cast_size=7)
+    book = SpicaBook(manifest)
+    assert book.cast_size == 7 and len(book.initial_cast()) == 7
+    with pytest.raises(ValueError, match="at least 2"):
+        book.initial_cast(1)
+
+
 def test_spawn_instance_records_lineage_and_keeps_the_manifest_immutable():
     parent = SpicaAgent({"name": "Physicist", "role": "physicist", "voice": "precise"})
     child = parent.spawn_instance(manifest_changes={"voice": "bolder"}, origin="mutation")

@@ -16,11 +16,13 @@ from dream_pipeline import canon
 from dream_pipeline.assets.common import EpochScope, load_scope, markdown_table
 from dream_pipeline.assets.roster import roster
 from dream_pipeline.burst import DraftResult, run_burst
+from dream_pipeline.context_fit import epoch_window, fit_draft_prompt
 from dream_pipeline.memory import BookContext, novelty_penalty, peer_similarities
 from dream_pipeline.partitions import epochs_partitions
 from dream_pipeline.prompts import OUTLINE_CHAPTERS, draft_context, draft_messages
 from dream_pipeline.replay import is_replay, verify_replay
 from dream_pipeline.tournament import TRUNCATION_PENALTY, latency_penalty
+from dream_pipeline.tournament.review_design import ContextTooSmall
 from resources.fabric import DraftRow, EmbeddingDimensionError, StateFabric
 from resources.llm import LLMCallError, LLMEngine
 
@@ -35,6 +37,8 @@ class Burst:
     retrieved: tuple[int, ...]  # the earlier chapters the memory retrieved for the prompt, best first
     context_ms: float
     embedding_error: str | None
+    window: int | None  # the context window the requests were fitted into (None: unbounded)
+    max_tokens: int  # every draft's cap: DREAM_MAX_TOKENS, or less when the window leaves less
 
 
 def compose_drafts(scope: EpochScope, fabric: StateFabric, llm: LLMEngine, *, session_key: str,
@@ -42,7 +46,8 @@ def compose_drafts(scope: EpochScope, fabric: StateFabric, llm: LLMEngine, *, se
     """Draft, embed and score novelty for every agent of `scope`, storing nothing but the engine calls.
 
     Shared by the `drafts` asset (the canon, `session_key` = the epoch) and a re-roll (an alternate
-    world: its own key and seed). Raises EmbeddingDimensionError on a dimension mismatch.
+    world: its own key and seed). Raises EmbeddingDimensionError on a dimension mismatch, ContextTooSmall
+    when no draft prompt fits the epoch's context window.
     """
     started = time.perf_counter()
     # a rerun, replay or re-roll reads the chapters the epoch's first run retrieved; an epoch committed
@@ -52,13 +57,15 @@ def compose_drafts(scope: EpochScope, fabric: StateFabric, llm: LLMEngine, *, se
     memory = fabric.book_memory(scope.book.name, scope.number, top_k=llm.context_top_k, outline=OUTLINE_CHAPTERS,
                                 retrieved=epoch.context_chapters, scan="exact" if legacy else "auto")
     retrieved = tuple(chapter.chapter_number for chapter, _ in memory.related)
-    prompt = draft_context(scope.book, memory, llm.context_tokens)
+    window = epoch_window(epoch)
+    prompt, max_tokens = fit_draft_prompt(lambda budget: draft_context(scope.book, memory, budget), scope.agents,
+                                          llm.context_tokens, llm.max_tokens, window)
     context_ms = (time.perf_counter() - started) * 1000
 
     async def burst() -> tuple[list[DraftResult], list[list[float]] | None, str | None, list]:
         async with llm.session(session_key, seed=seed) as session:
             results = await run_burst(
-                session, scope.agents, lambda a: draft_messages(a, prompt), llm.max_tokens
+                session, scope.agents, lambda a: draft_messages(a, prompt), max_tokens
             )
             texts = [r.completion.text for r in results if r.completion]
             try:
@@ -71,7 +78,7 @@ def compose_drafts(scope: EpochScope, fabric: StateFabric, llm: LLMEngine, *, se
     fabric.record_llm_calls(calls)
     written = [r for r in results if r.completion is not None]
     if len(written) < 2:
-        return Burst(results, [], prompt, retrieved, context_ms, embedding_error)
+        return Burst(results, [], prompt, retrieved, context_ms, embedding_error, window, max_tokens)
     if vectors:
         fabric.check_dimensions(vectors, "draft embeddings")
     canon = fabric.canon_similarity(scope.book.name, scope.number, vectors) if vectors else [None] * len(written)
@@ -96,7 +103,7 @@ def compose_drafts(scope: EpochScope, fabric: StateFabric, llm: LLMEngine, *, se
                 near_duplicate_of=peer.closest if peer and peer.near_duplicate else None,
             )
         )
-    return Burst(results, rows, prompt, retrieved, context_ms, embedding_error)
+    return Burst(results, rows, prompt, retrieved, context_ms, embedding_error, window, max_tokens)
 
 
 @dg.asset(partitions_def=epochs_partitions, group_name="epoch", deps=[roster], kinds={"openai", "postgres"})
@@ -113,7 +120,7 @@ def drafts(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngin
         )
     try:
         burst = compose_drafts(scope, fabric, llm, session_key=scope.key)
-    except EmbeddingDimensionError as exc:
+    except (EmbeddingDimensionError, ContextTooSmall) as exc:
         fabric.mark_epoch_failed(scope.key, str(exc))
         raise dg.Failure(str(exc)) from exc
     results, rows, prompt = burst.results, burst.rows, burst.prompt
@@ -126,7 +133,7 @@ def drafts(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngin
         fabric.fail_for_a_new_roll(scope.key, f"only {len(rows)} drafts")
         raise dg.Failure(f"{scope.key}: only {len(rows)} of {len(results)} agents produced a draft")
 
-    fabric.write_drafts(scope.epoch.epoch_id, rows, context_chapters=burst.retrieved)
+    fabric.write_drafts(scope.epoch.epoch_id, rows, context_chapters=burst.retrieved, context_window=burst.window)
     by_agent = {d.agent_name: d for d in rows}
     for r in results:
         c, d = r.completion, by_agent.get(r.agent.name)
@@ -150,7 +157,8 @@ def drafts(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngin
             "drafts": len(rows),
             "forfeits": len(results) - len(rows),
             "truncated": sum(d.truncated for d in rows),
-            "max_tokens": llm.max_tokens,
+            "max_tokens": burst.max_tokens,
+            "context_window": burst.window or "unbounded",
             "completion_tokens": sum(d.completion_tokens for d in rows),
             "context_tokens": prompt.tokens,
             "context_budget": prompt.budget,

@@ -15,6 +15,7 @@ from dream_pipeline.loop_state import (
 )
 from dream_pipeline.partitions import epoch_key, epochs_partitions, parse_epoch_key
 from dream_pipeline.replay import is_replay
+from dream_pipeline.settings import cast_size
 from resources.epoch_barrier import EpochBarrier, PredecessorLost
 from resources.fabric import StateFabric
 from resources.llm import LLMEngine
@@ -31,7 +32,8 @@ class RosterConfig(dg.Config):
 
 @dg.asset(partitions_def=epochs_partitions, group_name="epoch", kinds={"postgres"}, output_required=False)
 def roster(context: dg.AssetExecutionContext, config: RosterConfig, fabric: StateFabric, llm: LLMEngine):
-    """The 5–7 agents who compete in this epoch; a rerun keeps the roster the epoch started with.
+    """The agents who compete in this epoch (the book's cast size, `DREAM_CAST_SIZE`); a rerun keeps the
+    roster the epoch started with.
 
     A run staged early waits here until the previous epoch has committed (LISTEN/NOTIFY in the
     fabric), with its engine client warmed up first. It ends cleanly, materializing nothing, when
@@ -39,8 +41,9 @@ def roster(context: dg.AssetExecutionContext, config: RosterConfig, fabric: Stat
     key = context.partition_key
     book_name, number = parse_epoch_key(key)
     book = load_domain(book_name)  # from the SPICA registry only
-    if fabric.ensure_book(book):
-        context.log.info(f"new book {book.title!r}: seated {len(book.initial_cast())} agents")
+    seats = cast_size()
+    if fabric.ensure_book(book, seats):
+        context.log.info(f"new book {book.title!r}: seated {seats or len(book.initial_cast())} agents")
     instance = context.instance
     instance.add_run_tags(context.run_id, {WORKER_TAG: worker_identity()})  # lets the loop see a killed run
     barrier = EpochBarrier(fabric, lambda k: bool(live_runs(instance, k, exclude=context.run_id)))

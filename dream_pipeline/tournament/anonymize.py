@@ -1,12 +1,11 @@
 """Blind review: who sees which draft, under which mask, in which order.
 
-Every voter reviews every *other* author's draft exactly once, under a mask
+Every voter reviews the ``load`` authors that follow it in one seeded cyclic order
+(`review_design.py`; ``load = N - 1`` is every *other* author), each under a mask
 ``Anonymous_<Role>_<n>`` drawn afresh for that voter, so a label carries no
 information across ballots and a voter can never recognise (or rate) itself.
-The presentation order is a rotation of one seeded cyclic order: voter at
-index ``j`` of the cycle reads the authors that follow it, so across all voters
-every author occupies every position ``0..N-2`` exactly once (no position bias
-for anyone).  Everything is a pure function of ``(authors, seed)``.
+Across all voters every author occupies every position ``0..load-1`` exactly once
+(no position bias for anyone).  Everything is a pure function of ``(authors, seed, load)``.
 """
 
 from __future__ import annotations
@@ -15,6 +14,9 @@ import random
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from dream_pipeline.tournament.review_design import cyclic_targets, review_cycle
+from dream_pipeline.tournament.token_budget import estimate_tokens, prefix_within
 
 __all__ = [
     "MASK_ROLES",
@@ -25,6 +27,7 @@ __all__ = [
     "mask_roles_for",
     "BALLOT_DRAFT_MAX_CHARS",
     "ballot_excerpt",
+    "shown_on_ballot",
 ]
 
 MASK_ROLES: tuple[str, ...] = (
@@ -63,7 +66,7 @@ MASK_ROLES: tuple[str, ...] = (
 )
 
 MIN_AUTHORS = 2
-MAX_AUTHORS = 12
+MAX_AUTHORS = 256  # DREAM_CAST_SIZE's bound
 # Names shorter than this are only excluded by equality, not by substring (else "Al" would veto roles).
 _SUBSTRING_MIN_LEN = 4
 
@@ -132,17 +135,20 @@ def _draw_labels(rng: random.Random, roles: Sequence[str], k: int) -> list[str]:
     return labels
 
 
-def plan_presentations(authors: Sequence[str], seed: int, reserved: Sequence[str] = ()) -> dict[str, Presentation]:
-    """One ballot per voter (keyed in the order of ``authors``), deterministic for ``seed``.
+def plan_presentations(
+    authors: Sequence[str], seed: int, load: int | None = None, reserved: Sequence[str] = ()
+) -> dict[str, Presentation]:
+    """One ballot per voter (keyed in the order of ``authors``), deterministic for ``(seed, load)``.
 
     ``reserved``: further names no mask role may equal or contain (the book's retired and reserve
     agents, so a label never reads like one of its personas).
 
     Order: a seeded permutation ``P`` of the authors is read as a cycle; the voter at
-    ``P[j]`` sees ``P[j+1], ..., P[j+N-1]`` (indices mod N).  The author ``P[m]`` then sits
-    at position ``(m - j - 1) mod N`` for voter ``P[j]``: over the N-1 voters who see it,
-    that is every position 0..N-2 exactly once.  Labels are drawn per voter from a
-    sub-stream of the same seed, distinct roles within a ballot where possible.
+    ``P[j]`` sees ``P[j+1], ..., P[j+load]`` (indices mod N; ``load`` defaults to N-1, everyone
+    else).  The author ``P[m]`` then sits at position ``(m - j - 1) mod N`` for voter ``P[j]``:
+    over the ``load`` voters who see it, that is every position 0..load-1 exactly once.  Labels
+    are drawn per voter from a sub-stream of the same seed, distinct roles within a ballot
+    where possible.
     """
     authors = list(authors)
     if len(authors) < MIN_AUTHORS or len(authors) > MAX_AUTHORS:
@@ -150,13 +156,12 @@ def plan_presentations(authors: Sequence[str], seed: int, reserved: Sequence[str
     if len(set(authors)) != len(authors):
         raise ValueError("duplicate author names")
     rng = random.Random(seed)  # noqa: S311 - reproducible shuffling, not cryptography
-    cycle = sorted(authors)
-    rng.shuffle(cycle)
+    cycle = review_cycle(authors, rng)
+    targets = cyclic_targets(cycle, len(authors) - 1 if load is None else load)
     roles = mask_roles_for([*authors, *reserved])
-    n = len(cycle)
     by_voter: dict[str, Presentation] = {}
-    for j, voter in enumerate(cycle):
-        shown = [cycle[(j + step) % n] for step in range(1, n)]
+    for voter in cycle:
+        shown = targets[voter]
         labels = _draw_labels(rng, roles, len(shown))
         items = tuple(
             BallotItem(label=lab, author=a, position=p)
@@ -197,11 +202,30 @@ def ballot_excerpt(text: str, limit: int = BALLOT_DRAFT_MAX_CHARS) -> str:
     return text[:limit] + BALLOT_CUT_MARKER.format(hidden=f"{len(text) - limit:,}")
 
 
-def render_ballot_prompt(presentation: Presentation, drafts: Mapping[str, str]) -> str:
+def shown_on_ballot(text: str, tokens: int | None) -> int:
+    """How many characters of ``text`` a ballot shows when a draft may take ``tokens`` (estimated, after
+    its draft tags are neutralised); ``None`` shows it whole up to ``BALLOT_DRAFT_MAX_CHARS``."""
+    limit = min(len(text), BALLOT_DRAFT_MAX_CHARS)
+    if tokens is None:
+        return limit
+    budget = tokens
+    while True:
+        chars = min(limit, prefix_within(text, budget))
+        over = estimate_tokens(neutralise_draft_tags(text[:chars])) - tokens
+        if over <= 0 or chars == 0:
+            return chars
+        budget -= over  # neutralising lengthened the text: ask for that much less
+
+
+def render_ballot_prompt(
+    presentation: Presentation, drafts: Mapping[str, str], shown: Mapping[str, int] | None = None
+) -> str:
     """The user message for one voter: instructions, then each draft as ``<draft id="LABEL">``...``</draft>``
-    (a draft longer than ``BALLOT_DRAFT_MAX_CHARS`` is cut, with a marker saying how much is hidden)."""
-    blocks = [
-        f'<draft id="{item.label}">\n{neutralise_draft_tags(ballot_excerpt(drafts[item.author]))}\n</draft>'
-        for item in presentation.items
-    ]
+    (a draft longer than ``shown[author]`` characters, by default ``BALLOT_DRAFT_MAX_CHARS``, is cut, with a
+    marker saying how much is hidden)."""
+    shown = shown or {}
+    blocks = []
+    for item in presentation.items:
+        text = ballot_excerpt(drafts[item.author], shown.get(item.author, BALLOT_DRAFT_MAX_CHARS))
+        blocks.append(f'<draft id="{item.label}">\n{neutralise_draft_tags(text)}\n</draft>')
     return BALLOT_INSTRUCTIONS + "\n\n" + "\n\n".join(blocks) + "\n"

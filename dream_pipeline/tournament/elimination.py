@@ -1,8 +1,8 @@
 """Who is eliminated: the lowest empirical-Bayes shrunk mean score over a window, newcomers in grace.
 
-Chosen from measurements (docs/tournament_rules.md, section 11): sequential Elo freezes and forgets,
-win/lose/tie throws away the size of a lead, and an agent seen for one epoch is as uncertain as it
-is extreme. So an agent is judged on the raw adjusted scores it received (insight score minus its
+Chosen from measurements (docs/tournament_rules.md, sections 12 and 15): sequential Elo freezes and
+forgets, win/lose/tie throws away the size of a lead, and an agent seen for one epoch is as uncertain
+as it is extreme. So an agent is judged on the raw adjusted scores it received (insight score minus its
 draft's penalties; each ballot weighted, position effects removed: ``reliability.py``) over the last
 ``WINDOW_EPOCHS`` epochs:
 
