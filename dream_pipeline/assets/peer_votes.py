@@ -52,7 +52,8 @@ def compose_votes(scope: EpochScope, written: Sequence[DraftRow], fabric: StateF
     (and, through `on_design`, the review design before any ballot is asked for; through `on_ballot`,
     each ballot's rows the moment it is complete, in a worker thread).
 
-    The review load and the cuts come from the epoch's context window and its drafts; the design and
+    Each draft is de-identified first (docs/tournament_rules.md, section 0); the review load and the cuts
+    come from the epoch's context window and those scrubbed drafts, the text the voters read; the design and
     the presentation (labels and order per voter) are drawn from the epoch's key, so a re-roll shows its
     voters the drafts the way the canon's run would have; only the engine's answers differ.
     Raises `ContextTooSmall` when no ballot fits the window.
