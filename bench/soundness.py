@@ -1,223 +1,342 @@
-"""Is the tournament sound? Ratings against hidden qualities, eliminations, cliques, position bias.
+"""Do the judgments track quality? Eliminations, ratings, position bias, cliques, diversity, leaks.
 
-Three scenarios:
-1. engine — the full epoch graph through Dagster against the offline engine, whose simulated
-   reviewers blend a measured text quality with a hidden quality per persona (set here) and add
-   voter noise. Figures: Kendall τ between final Elo and hidden quality; how often the truly worst
-   eligible agent was the one eliminated.
-2. clique — tournament rules on synthetic ballots: honest noisy voters score 1 + 9·quality + noise;
-   two agents rate each other 10 and everyone else 1. Figures: whether the best honest agent
-   survives while the clique is intact (later, better newcomers may fairly outrank it); the first
-   epoch in which the clique is flagged; when the clique members are eliminated.
-3. position — one voter adds +3 to whatever draft it is shown first. Figure: the spread (max − min,
-   percentage points) of each position's rate of being a ballot's top choice, over all ballots.
+Many seeds of synthetic tournaments (`bench/tournament_sim.py`: the project's rule functions over the
+offline reviewer's noise model; the truth is each persona's expected adjusted epoch score, penalties
+included) give every figure as a mean over seeds with a 95 % interval, beside a random and an oracle
+eliminator run on the same seeds. A few seeds then go through the real Dagster path against the
+offline engine, and its stored votes are replayed through the same rule to confirm the two agree.
 
-Run: python -m bench.soundness [--epochs N] [--full] [--cast N]   (fast: 12 epochs; --full: 30)
-`--cast 16` runs the engine scenario with 16 agents, so its votes come from the bounded review design
-(6 drafts per voter) instead of the full review.
+Scenarios (each over the same seeds):
+- honest: everyone votes by the noise model; figures: worst / best eliminated rates, tau_b, and, over
+  100 epochs, the largest lineage share of the living cast;
+- position: the best writer (never eliminated) adds +3 to the draft it reads first; figures: how
+  often the score-based position test flags it, and how often it flags an honest voter;
+- clique: two mediocre agents rate each other 10 and everyone else 1; figures: the epoch the pair is
+  flagged, epochs whose loser would change without the clique's ballots, the best honest agent kept;
+- identity leaks: real offline drafts (which name their authors) rendered on ballots after
+  de-identification; figure: the share of ballot prompts that still hold a name or role of the book.
+
+Run: python -m bench.soundness [--seeds N] [--epochs N] [--full] [--cast N]   (fast: 30 seeds, 12 epochs)
+`--cast 16` runs the Dagster confirmation with 16 agents, so its votes come from the bounded review
+design (6 drafts per voter, docs/tournament_rules.md section 11) instead of the full review.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
-import uuid
-from collections import Counter
+import statistics
+import time
+from collections.abc import Sequence
 
-import dagster as dg
+import pandas as pd
 
-from bench.common import print_result, print_table, scratch_fabric
-from dream_pipeline.assets import epoch_assets
-from dream_pipeline.partitions import epoch_key
-from dream_pipeline.standings import window_statistics
-from dream_pipeline.tournament import (
-    INITIAL_RATING,
-    Vote,
-    elo_update,
-    epoch_scores,
-    pairwise_outcomes,
-    pick_loser,
-    plan_presentations,
+from bench.common import print_result, print_table
+from bench.tournament_sim import (
+    Run,
+    Scenario,
+    known_quality_rule,
+    known_verbosity_rule,
+    oracle_rule,
+    project_rule,
+    random_rule,
+    simulate,
+    window_flags,
 )
-from offline_engine import EngineConfig, running_engine
-from resources.fabric import VoteRow
-from resources.llm import LLMEngine
-from spica import SpicaBook
+from dream_pipeline.tournament import plan_presentations, render_ballot_prompt
+from dream_pipeline.tournament.deidentify import identity_terms, leaked_terms, scrub
+from dream_pipeline.tournament.elimination import WINDOW_EPOCHS, judge_window
+from dream_pipeline.tournament.reliability import position_effects, sticky_flags
+from offline_engine.prose import write_prose
+from spica import SpicaAgent, SpicaBook
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+T95 = {29: 2.045, 49: 2.010, 99: 1.984}
 
 
-def kendall_tau(xs: list[float], ys: list[float]) -> float:
-    """Kendall's τ-a (ties count as neither concordant nor discordant)."""
-    n, total = len(xs), 0
+def kendall_tau_b(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Kendall's tau-b (ties in either ranking corrected for)."""
+    n = len(xs)
+    concordant = discordant = ties_x = ties_y = 0
     for i in range(n):
         for j in range(i + 1, n):
-            total += _sign(xs[i] - xs[j]) * _sign(ys[i] - ys[j])
-    return total / (n * (n - 1) / 2) if n > 1 else float("nan")
+            dx, dy = xs[i] - xs[j], ys[i] - ys[j]
+            if dx == 0 and dy == 0:
+                continue
+            if dx == 0:
+                ties_x += 1
+            elif dy == 0:
+                ties_y += 1
+            elif (dx > 0) == (dy > 0):
+                concordant += 1
+            else:
+                discordant += 1
+    denominator = math.sqrt((concordant + discordant + ties_x) * (concordant + discordant + ties_y))
+    return (concordant - discordant) / denominator if denominator else float("nan")
 
 
-def _sign(x: float) -> int:
-    return (x > 0) - (x < 0)
+def mean_ci(values: Sequence[float]) -> tuple[float, float, float]:
+    """Mean and its 95 % t interval over seeds."""
+    values = [v for v in values if not math.isnan(v)]
+    m = statistics.fmean(values)
+    if len(values) < 2:
+        return m, m, m
+    t = T95.get(len(values) - 1, 1.96 if len(values) > 100 else 2.05)
+    half = t * statistics.stdev(values) / math.sqrt(len(values))
+    return m, m - half, m + half
 
 
-def hidden_qualities(seed: int) -> dict[str, float]:
+def elimination_rates(run: Run, epochs: int) -> tuple[float, float]:
+    """(worst eliminated, best eliminated) per decided epoch of the first ``epochs``: "worst" is the
+    eligible agent (not in grace) with the lowest truth, counted only in epochs where it is unique;
+    "best" is the roster's highest truth, grace or not."""
+    worst_hits = worst_n = best_hits = decided = 0
+    for record in run.epochs[:epochs]:
+        if record.loser is None or len(record.eligible) < 2:
+            continue
+        truth = {a: run.personas[a].truth for a in record.eligible}
+        ranked = sorted(truth.values())
+        decided += 1
+        best_hits += record.loser == max(record.roster, key=lambda a: run.personas[a].truth)
+        if ranked[0] < ranked[1]:
+            worst_n += 1
+            worst_hits += record.loser == min(truth, key=truth.get)
+    return (worst_hits / worst_n if worst_n else math.nan, best_hits / decided if decided else math.nan)
+
+
+def pooled_taus(run: Run, epochs: int) -> tuple[float, float]:
+    """tau_b of the pooled estimate over every agent rated in the first ``epochs`` (the project's
+    estimator, flags and corrections included), and the same estimator fed truth + the ballots' noise."""
+    votes = run.votes[run.votes["epoch"] <= epochs]
+    oracle = run.oracle_votes[run.oracle_votes["epoch"] <= epochs]
+    agents = sorted(set(votes["target"]))
+    real = judge_window(votes, agents, (), window_flags(votes)).estimates
+    ideal = judge_window(oracle, agents, (), (), correct_positions=False).estimates
+    truth = [run.personas[a].truth for a in agents]
+    return (kendall_tau_b(truth, [real[a].shrunk for a in agents]),
+            kendall_tau_b(truth, [ideal[a].shrunk for a in agents]))
+
+
+def identity_leak_rate(seeds: int) -> tuple[float, float]:
+    """(share of raw offline drafts naming a book identity, share of ballot prompts leaking one after
+    de-identification), over ``seeds`` epochs' worth of real offline drafts."""
     book = SpicaBook.load()
-    names = [p["name"] for p in book.manifest["cast"]] + [p["name"] for p in book.reserve()]
+    personas = [*book.manifest["cast"], *book.manifest["reserve"]]
+    terms = identity_terms(personas)
+    raw = prompts = leaks = drafts = 0
+    for seed in range(seeds):
+        rng = random.Random(seed)  # noqa: S311 - simulation
+        chosen = rng.sample(personas, 5)
+        texts = {}
+        for p in chosen:
+            text = write_prose(rng, SpicaAgent(p).system_prompt(), f"Write chapter {seed + 2}.", 900, 0.1).text
+            raw += bool(leaked_terms(text, terms))
+            drafts += 1
+            texts[p["name"]] = scrub(text, terms).text
+        for presentation in plan_presentations(list(texts), seed, reserved=terms).values():
+            prompts += 1
+            leaks += bool(leaked_terms(render_ballot_prompt(presentation, texts).replace("_", " "), terms))
+    return raw / drafts, leaks / prompts
+
+
+def run_seeds(seeds: int, epochs: int, scenario: Scenario | None = None, rule=project_rule, **kw) -> list[Run]:
+    return [simulate(seed, epochs, scenario, rule, **kw) for seed in range(seeds)]
+
+
+def engine_agreement(epochs: int, seed: int, cast: int | None = None) -> dict:
+    """One book through the Dagster epoch job against the offline engine; its stored window votes are
+    replayed through `judge_window` and must pick the losers the pipeline recorded. `cast`: agents
+    seated (default: the book's cast size)."""
+    import dagster as dg
+
+    from bench.common import scratch_fabric
+    from bench.tournament_sim import expected_score
+    from dream_pipeline.assets import epoch_assets
+    from dream_pipeline.assets.elo_rankings import window_frame
+    from dream_pipeline.partitions import epoch_key
+    from dream_pipeline.standings import window_statistics
+    from offline_engine import EngineConfig, running_engine
+    from offline_engine.prose import persona_long_draft_rate
+    from offline_engine.themes import hidden_quality, theme_for_system
+    from resources.llm import LLMEngine
+
+    book = SpicaBook.load()
+    names = [p["name"] for p in [*book.manifest["cast"], *book.manifest["reserve"]]]
     spread = [0.05 + 0.9 * i / (len(names) - 1) for i in range(len(names))]
     random.Random(seed).shuffle(spread)
-    return dict(zip(names, spread, strict=True))
-
-
-def quality_of(name: str, qualities: dict[str, float]) -> float:
-    """A mutation ('Physicist II') writes with its parent's voice, so it has its hidden quality."""
-    return qualities.get(name, qualities.get(name.split(" ")[0], 0.5))
-
-
-# ---- 1. the real pipeline ------------------------------------------------------------------
-
-
-def engine_scenario(epochs: int, seed: int, cast: int | None = None) -> dict:
-    qualities = hidden_qualities(seed)
+    qualities = dict(zip([n.lower() for n in names], spread, strict=True))
+    config = EngineConfig(seed=seed, qualities=qualities, long_draft_rate=0.1)
     fabric = scratch_fabric("dream_bench_soundness")
     if cast:
         os.environ["DREAM_CAST_SIZE"] = str(cast)  # read when the book is seated, in this process
-    with running_engine(EngineConfig(seed=seed, qualities=qualities, long_draft_rate=0.05)) as url, \
-            dg.instance_for_test() as instance:
+    quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+    with running_engine(config) as url, dg.instance_for_test() as instance:
         llm = LLMEngine(base_url=url, max_tokens=900)
         for number in range(1, epochs + 1):
             key = epoch_key("space_time", number)
             instance.add_dynamic_partitions("epochs", [key])
-            result = dg.materialize(epoch_assets, instance=instance, partition_key=key, run_config=QUIET,
+            result = dg.materialize(epoch_assets, instance=instance, partition_key=key, run_config=quiet,
                                     resources={"fabric": fabric, "llm": llm}, raise_on_error=False)
             print(f"  engine epoch {number:>3}: {'ok' if result.success else 'FAILED'}", flush=True)
-
-    worst_hits = decided = 0
-    eliminations = []
+    agree = decided = worst_hits = worst_n = 0
     for number in range(1, epochs + 1):
         epoch = fabric.epoch(epoch_key("space_time", number))
         if epoch.loser_agent_id is None:
             continue
         roster = fabric.agents(epoch.active_agent_ids)
         joined = fabric.joined_epochs([a.instance_id for a in roster])
-        eligible = [a.name for a in roster if a.lineage.origin == "cast" or joined[a.instance_id] < number]
-        worst = min(eligible, key=lambda n: quality_of(n, qualities))
+        newcomers = [a.name for a in roster if a.lineage.origin != "cast" and joined[a.instance_id] >= number]
+        recent = fabric.recent_votes("space_time", number, 10)
+        flags = sticky_flags([(f.kind, f.voter_agent, f.partner, f.strength)
+                              for f in window_statistics(recent, 0).flags],
+                             [(f.kind, f.voter_agent, f.partner, f.strength)
+                              for f in fabric.recent_flags("space_time", number - 1, 9)])
+        replayed = judge_window(window_frame(recent), [a.name for a in roster], newcomers, flags).loser
         loser = next(a.name for a in roster if a.instance_id == epoch.loser_agent_id)
         decided += 1
-        worst_hits += loser == worst
-        eliminations.append({"epoch": number, "eliminated": loser, "q_eliminated": quality_of(loser, qualities),
-                             "truly_worst": worst, "q_worst": quality_of(worst, qualities)})
-    standings = [s for s in fabric.standings("space_time") if s.rating is not None]
-    tau = kendall_tau([s.rating for s in standings], [quality_of(s.name, qualities) for s in standings])
-    print_table("engine scenario: eliminations", eliminations)
-    print_table("engine scenario: final ratings vs hidden quality",
-                [{"agent": s.name, "elo": s.rating, "hidden_quality": quality_of(s.name, qualities), "alive": s.alive}
-                 for s in standings])
-    return {"kendall_tau": round(tau, 3), "worst_eliminated_rate": round(worst_hits / max(decided, 1), 3),
-            "engine_epochs": epochs}
+        agree += replayed == loser
 
+        def truth(agent: SpicaAgent) -> float:
+            system = agent.system_prompt()
+            q = hidden_quality(theme_for_system(system), seed, config.quality_map)
+            return expected_score(q, persona_long_draft_rate(system, config.long_draft_rate))
 
-# ---- 2 and 3. tournament rules on synthetic ballots ----------------------------------------
-
-
-def synthetic_run(epochs: int, seed: int, *, clique: tuple[str, ...] = (), first_bias: str | None = None) -> dict:
-    rng = random.Random(seed)
-    pool = [f"Agent{i:02d}" for i in range(40)]
-    quality = {name: rng.random() for name in pool}
-    roster, reserve = pool[:6], pool[6:]
-    for member in clique:  # the clique members are mediocre writers
-        if member not in roster:
-            raise ValueError(member)
-        quality[member] = 0.35
-    ratings: dict[str, float] = {}
-    joined = {name: 0 for name in roster}
-    recent: list[tuple[int, VoteRow, float]] = []
-    ids = {name: uuid.uuid5(uuid.NAMESPACE_DNS, name) for name in pool}
-    honest = [a for a in roster if a not in clique]
-    best_honest = max(honest, key=quality.get)
-    best_survived, clique_flag_epoch, top_positions = True, None, Counter[int]()
-    clique_out: dict[str, int] = {}
-    ballots = 0
-    for epoch in range(1, epochs + 1):
-        presentations = plan_presentations(roster, seed * 1000 + epoch)
-        votes = []
-        for voter in roster:
-            ballot: dict[int, int] = {}
-            for item in presentations[voter].items:
-                if voter in clique:
-                    score = 10 if item.author in clique else 1
-                else:
-                    raw = 1 + 9 * quality[item.author] + rng.gauss(0, 1.2)
-                    raw += 3 if (voter == first_bias and item.position == 0) else 0
-                    score = int(min(10, max(1, round(raw))))
-                votes.append(Vote(voter, item.author, item.label, score, ""))
-                ballot[item.position] = score
-            top = [p for p, score in ballot.items() if score == max(ballot.values())]
-            for position in top:  # a tie for the top choice is shared, not given to the first shown
-                top_positions[position] += 1 / len(top)
-            ballots += 1
-        ratings = elo_update({a: ratings.get(a, INITIAL_RATING) for a in roster}, pairwise_outcomes(votes))
-        scores = epoch_scores(votes, {}, roster)
-        for v in votes:
-            recent.append((epoch, VoteRow(v.voter, v.target, ids[v.voter], ids[v.target], v.insight_score, "",
-                                          v.label, 0), 0.0))
-        recent = [r for r in recent if r[0] > epoch - 10]
-        flags = window_statistics(recent, seed).flags
-        if clique and clique_flag_epoch is None and any(
-            f.kind == "clique" and {f.voter_agent, f.partner} == set(clique) for f in flags
-        ):
-            clique_flag_epoch = epoch
-        newcomers = [a for a in roster if joined[a] == epoch - 1 and epoch > 1 and a in pool[6:]]
-        loser = pick_loser({a: ratings[a] for a in roster}, scores, newcomers)
-        if loser is None:
-            continue
-        if loser == best_honest and clique and not clique_out:
-            best_survived = False  # eliminated while the clique was intact
-        if loser in clique:
-            clique_out[loser] = epoch
-        newcomer = reserve.pop(0)
-        roster = [newcomer if a == loser else a for a in roster]
-        joined[newcomer] = epoch
-    rates = {p: 100.0 * top_positions[p] / ballots for p in range(len(roster) - 1)}
-    return {"best_honest_survived": best_survived, "clique_flag_epoch": clique_flag_epoch,
-            "position_top_rate_pct": rates, "best_honest": best_honest, "clique_eliminated": clique_out}
+        eligible = {a.name: truth(a) for a in roster if a.name not in newcomers}
+        ranked = sorted(eligible.values())
+        if len(ranked) > 1 and ranked[0] < ranked[1]:
+            worst_n += 1
+            worst_hits += loser == min(eligible, key=eligible.get)
+    seated = len(fabric.epoch(epoch_key("space_time", 1)).active_agent_ids)
+    return {"engine_epochs": epochs, "engine_cast": seated, "engine_rule_agreement": agree / max(decided, 1),
+            "engine_worst_eliminated_rate": worst_hits / max(worst_n, 1)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--full", action="store_true", help="30 epochs per scenario (default: 12)")
-    parser.add_argument("--epochs", type=int, help="epochs per scenario (overrides --full)")
-    parser.add_argument("--seed", type=int, default=3)
-    parser.add_argument("--cast", type=int, help="agents in the engine scenario (default: the book's 5)")
+    parser.add_argument("--full", action="store_true", help="100 seeds, 30 epochs, 2 engine seeds")
+    parser.add_argument("--seeds", type=int, help="synthetic seeds (default 30; --full 100)")
+    parser.add_argument("--epochs", type=int, help="epochs per synthetic run (default 12; --full 30)")
+    parser.add_argument("--lineage-epochs", type=int, default=100)
+    parser.add_argument("--engine-epochs", type=int, default=12, help="epochs through Dagster per engine seed")
+    parser.add_argument("--no-engine", action="store_true", help="skip the Dagster confirmation")
+    parser.add_argument("--bounds", action="store_true",
+                        help="also eliminate knowing each persona's true verbosity, or its true quality")
+    parser.add_argument("--cast", type=int, help="agents in the Dagster confirmation (default: the book's cast)")
     args = parser.parse_args()
+    seeds = args.seeds or (100 if args.full else 30)
     epochs = args.epochs or (30 if args.full else 12)
+    started = time.perf_counter()
+    print(f"soundness benchmark: {seeds} seeds x {epochs} epochs (lineage over {args.lineage_epochs})")
 
-    print(f"soundness benchmark: {epochs} epochs per scenario, seed {args.seed}")
-    engine = engine_scenario(epochs, args.seed, args.cast)
-    clique = synthetic_run(epochs, args.seed, clique=("Agent01", "Agent02"))
-    honest = synthetic_run(epochs, args.seed, first_bias=None)
-    biased = synthetic_run(epochs, args.seed, first_bias="Agent03")
-    spread = max(biased["position_top_rate_pct"].values()) - min(biased["position_top_rate_pct"].values())
-    control = max(honest["position_top_rate_pct"].values()) - min(honest["position_top_rate_pct"].values())
+    honest = run_seeds(seeds, epochs)
+    randoms = run_seeds(seeds, epochs, Scenario(use_flags=False), random_rule)
+    oracles = run_seeds(seeds, epochs, Scenario(use_flags=False), oracle_rule)
+    # lineage over the long run: who leaves is the project's rule; flags and position corrections are
+    # left out there (honest voters raise none), which keeps 100 epochs x seeds within the fast budget
+    lean = Scenario(use_flags=False, correct_positions=False)
+    lineage = run_seeds(seeds, args.lineage_epochs, lean)
+    seed_rule = run_seeds(seeds, args.lineage_epochs, lean, diverse=False)
+    no_penalty = run_seeds(seeds, epochs, Scenario(penalties=False))
+    print(f"  honest, random, oracle, no-penalty runs: {time.perf_counter() - started:.0f} s", flush=True)
+    if args.bounds:
+        for name, rule in (("known_verbosity", known_verbosity_rule), ("known_quality", known_quality_rule)):
+            runs = run_seeds(seeds, epochs, Scenario(use_flags=False, correct_positions=False), rule)
+            m, lo, hi = mean_ci([elimination_rates(r, epochs)[0] for r in runs])
+            print(f"  bound, {name}: worst eliminated {m:.3f} [{lo:.3f}, {hi:.3f}]", flush=True)
 
-    print_table("clique scenario (Agent01 + Agent02 rate each other 10, everyone else 1)",
-                [{"best_honest": clique["best_honest"], "survived_while_clique_intact": clique["best_honest_survived"],
-                  "clique_flagged_in_epoch": clique["clique_flag_epoch"],
-                  "clique_members_eliminated_in": clique["clique_eliminated"] or "never"}])
-    print_table("position scenario: % of ballots whose top choice sat at each position",
-                [{"position": p, "one_voter_biased": biased["position_top_rate_pct"][p],
-                  "no_bias": honest["position_top_rate_pct"][p]} for p in biased["position_top_rate_pct"]])
-    print(f"\n  spread with the biased voter: {spread:.1f} pp; without: {control:.1f} pp")
+    worst = [elimination_rates(r, epochs)[0] for r in honest]
+    best = [elimination_rates(r, epochs)[1] for r in honest]
+    taus = [pooled_taus(r, epochs) for r in honest]
+    penalty_decided = [
+        statistics.fmean([a.loser != b.loser for a, b in zip(r.epochs[:epochs], q.epochs, strict=True)
+                          if a.roster == b.roster] or [math.nan])
+        for r, q in zip(honest, no_penalty, strict=True)
+    ]
+    figures = {
+        "worst_eliminated_rate": mean_ci(worst),
+        "random_worst_eliminated_rate": mean_ci([elimination_rates(r, epochs)[0] for r in randoms]),
+        "oracle_worst_eliminated_rate": mean_ci([elimination_rates(r, epochs)[0] for r in oracles]),
+        "best_eliminated_rate": mean_ci(best),
+        "random_best_eliminated_rate": mean_ci([elimination_rates(r, epochs)[1] for r in randoms]),
+        "tau_b": mean_ci([t for t, _ in taus]),
+        "tau_b_oracle": mean_ci([o for _, o in taus]),
+        "lineage_max_share": mean_ci([r.lineage_max_share for r in lineage]),
+        "seed_rule_lineage_max_share": mean_ci([r.lineage_max_share for r in seed_rule]),
+        "penalty_decided_share": mean_ci([p for p in penalty_decided if not math.isnan(p)]),
+    }
+
+    biased = run_seeds(seeds, epochs, Scenario(biased="Physicist"))
+    detection = [1.0 if 0 in r.detected.get("Physicist", {}) else 0.0 for r in biased]
+    # false positives: honest voters flagged, beside the biased one and in the honest runs' last window
+    false_flags = [len([v for v in r.detected if v != "Physicist"]) / 4 for r in biased]
+    for r in honest:
+        window = r.votes[r.votes["epoch"] > epochs - WINDOW_EPOCHS]
+        false_flags.append(len(position_effects(window)) / window["voter"].nunique())
+    figures["position_detection_rate"] = mean_ci(detection)
+    figures["position_false_positive_rate"] = mean_ci(false_flags)
+    print(f"  position runs: {time.perf_counter() - started:.0f} s", flush=True)
+
+    cliques = run_seeds(seeds, epochs, Scenario(clique=("Financier", "Politician")))
+    flag_epochs = [next((e.epoch for e in r.epochs if e.clique_flagged), math.inf) for r in cliques]
+    decided_by_clique = sum(sum(e.loser != e.loser_without_clique for e in r.epochs) for r in cliques)
+    survived = []
+    for r in cliques:
+        cast = [a for a in r.epochs[0].roster if a not in ("Financier", "Politician")]
+        best_honest = max(cast, key=lambda a: r.personas[a].truth)
+        intact = True
+        ok = True
+        for e in r.epochs:
+            if e.loser in ("Financier", "Politician"):
+                intact = False
+            if intact and e.loser == best_honest:
+                ok = False
+        survived.append(ok)
+    print(f"  clique runs: {time.perf_counter() - started:.0f} s", flush=True)
+
+    raw_leak, leak = identity_leak_rate(seeds)
+    synthetic_s = time.perf_counter() - started
+    engine = {} if args.no_engine else engine_agreement(args.engine_epochs, 3, args.cast)
+
+    rows = [{"figure": k, "mean": m, "ci95_low": lo, "ci95_high": hi} for k, (m, lo, hi) in figures.items()]
+    print_table(f"synthetic tournaments: mean over {seeds} seeds, 95 % interval", rows)
+    print_table("clique scenario (Financier + Politician rate each other 10, everyone else 1)", [
+        {"flagged_by_epoch_max": max(flag_epochs), "flagged_by_epoch_median": statistics.median(flag_epochs),
+         "epochs_decided_by_clique": decided_by_clique, "best_honest_survived_share": statistics.fmean(survived)}])
+    print_table(f"lineage over {args.lineage_epochs} epochs", [
+        {"rule": "diverse Reaper", "epochs_with_a_one_lineage_jury": sum(r.jury_majority_epochs for r in lineage)},
+        {"rule": "seed's Reaper", "epochs_with_a_one_lineage_jury": sum(r.jury_majority_epochs for r in seed_rule)}])
+    print_table("identity leaks", [{"raw_drafts_naming_a_persona": raw_leak, "ballot_prompts_leaking": leak}])
+    if engine:
+        print_table("Dagster path (offline engine, seed 3)", [engine])
+    print(f"\n  synthetic part: {synthetic_s:.0f} s; total {time.perf_counter() - started:.0f} s wall, "
+          f"{time.process_time():.0f} s CPU in this process (the Dagster path also runs the engine and "
+          "PostgreSQL in their own processes)")
+
+    def r3(x: float) -> float:
+        return round(x, 3)
+
     print_result({
-        **engine,
-        "best_honest_survived": clique["best_honest_survived"],
-        "clique_flag_epoch": clique["clique_flag_epoch"],
-        "position_winrate_spread": round(spread, 1),
-        "position_winrate_spread_unbiased": round(control, 1),
+        "seeds": seeds,
         "epochs": epochs,
-        "cast": args.cast or SpicaBook.load().cast_size,
+        "worst_eliminated_rate": r3(figures["worst_eliminated_rate"][0]),
+        "worst_eliminated_ci95": [r3(figures["worst_eliminated_rate"][1]), r3(figures["worst_eliminated_rate"][2])],
+        "random_worst_eliminated_rate": r3(figures["random_worst_eliminated_rate"][0]),
+        "oracle_worst_eliminated_rate": r3(figures["oracle_worst_eliminated_rate"][0]),
+        "best_eliminated_rate": r3(figures["best_eliminated_rate"][0]),
+        "tau_b": r3(figures["tau_b"][0]),
+        "tau_b_oracle": r3(figures["tau_b_oracle"][0]),
+        "identity_leak_rate": r3(leak),
+        "position_detection_rate": r3(figures["position_detection_rate"][0]),
+        "position_false_positive_rate": r3(figures["position_false_positive_rate"][0]),
+        "clique_flag_epoch": None if math.isinf(max(flag_epochs)) else int(max(flag_epochs)),
+        "clique_decided_losers": int(decided_by_clique),
+        "best_honest_survived": all(survived),
+        "lineage_max_share": r3(figures["lineage_max_share"][0]),
+        **{k: (r3(v) if isinstance(v, float) else v) for k, v in engine.items()},
     })
 
 
 if __name__ == "__main__":
+    pd.set_option("display.width", 160)
     main()

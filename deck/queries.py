@@ -178,6 +178,8 @@ def standings(conn: psycopg.Connection, book: str, rated_epoch_id: uuid.UUID | N
         conn,
         "SELECT a.name AS agent, a.origin, a.joined_epoch, a.generation,"
         " r.rating_after AS elo, r.bt_rating, r.bt_lower, r.bt_upper, r.epoch_score, r.rank,"
+        " r.elimination_score, r.window_mean, r.window_epochs,"
+        " coalesce(a.manifest->>'base_name', a.name) AS lineage,"
         " (SELECT count(*) FROM elo_ratings x WHERE x.agent_id = a.agent_id) AS epochs,"
         " (SELECT count(*) FROM chapters c WHERE c.agent_id = a.agent_id) AS chapters"
         " FROM agents a LEFT JOIN elo_ratings r ON r.agent_id = a.agent_id AND r.epoch_id = %(epoch_id)s"
@@ -301,6 +303,27 @@ def lineage_summary(conn: psycopg.Connection, book: str) -> pd.DataFrame:
         " max(generation) AS max_generation"
         " FROM agents WHERE book = %(book)s GROUP BY origin ORDER BY origin",
         {"book": book},
+    )
+
+
+def lineage_shares(conn: psycopg.Connection, book: str) -> pd.DataFrame:
+    """The living cast per root persona (a mutation's `base_name`), largest share first."""
+    return _frame(
+        conn,
+        "SELECT coalesce(manifest->>'base_name', name) AS lineage, count(*) AS alive,"
+        " count(*)::float / sum(count(*)) OVER () AS share"
+        " FROM agents WHERE book = %(book)s AND alive GROUP BY 1 ORDER BY share DESC, lineage",
+        {"book": book},
+    )
+
+
+def ballot_weights(conn: psycopg.Connection, epoch_id: uuid.UUID) -> pd.DataFrame:
+    """The weight each voter's ballots carried in the epoch's elimination, why, and position corrections."""
+    return _frame(
+        conn,
+        "SELECT voter_agent AS voter, weight, reason, position_correction::text AS position_correction"
+        " FROM ballot_weights WHERE epoch_id = %(epoch_id)s ORDER BY voter_agent",
+        {"epoch_id": epoch_id},
     )
 
 

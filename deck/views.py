@@ -17,6 +17,7 @@ import streamlit as st
 
 from deck import charts, queries
 from deck.safe_text import dot_quote, md_escape
+from dream_pipeline.tournament.elimination import pick_eliminated
 from dream_pipeline.tournament.review_design import MAX_REVIEWS_PER_VOTER
 from dream_pipeline.tournament.selection import describe_margin
 
@@ -88,6 +89,7 @@ def _live_matrix(url: str, book: str, number: int | None) -> None:
             return
         cells = queries.vote_cells(conn, epoch["epoch_id"])
         roster = queries.roster(conn, epoch["epoch_id"])
+        weights = queries.ballot_weights(conn, epoch["epoch_id"])
     committed = epoch["status"] == "committed"
     drafted = int(roster["drafted"].sum()) if not roster.empty else 0
     abstained = roster.dropna(subset=["abstention"]) if not roster.empty else roster
@@ -130,6 +132,12 @@ def _live_matrix(url: str, book: str, number: int | None) -> None:
     seen.columns = [f"read #{p + 1}" for p in seen.columns]
     st.subheader("The masks each voter saw" + (" and who was behind them" if committed else ""))
     st.dataframe(seen, width="stretch")
+    if not weights.empty:
+        st.subheader("Ballot weights in the elimination")
+        st.caption("A flagged clique member's ballots weigh 0, an outlier's 1/ratio² (its disagreement over the "
+                   "crowd's median); a significant position effect (points, by 0-based position read) is "
+                   "subtracted from that voter's scores. docs/tournament_rules.md, section 13.")
+        st.dataframe(weights, hide_index=True, width="stretch")
     if not abstained.empty:
         st.caption("Abstentions (ballots that never parsed): " +
                    ", ".join(f"{md_escape(r.agent)} ({md_escape(r.abstention)})" for r in abstained.itertuples()))
@@ -163,14 +171,20 @@ def chopping_block(url: str, book: str | None) -> None:
     if rated is None:
         st.info("No epoch has been rated yet: the standings appear after the first epoch's votes are counted.")
     st.caption("Bars: Bradley–Terry 95 % bootstrap interval over the recent window; dot: its rating; "
-               "diamond: Elo. The lowest Elo outside grace is eliminated; *separated* means its interval lies "
-               "below everyone else's. Newcomers are safe in their first epoch (grace).")
+               "diamond: Elo (shown for continuity). The lowest *elimination score* outside grace is eliminated: "
+               "the mean adjusted score over the last 10 epochs, shrunk toward the roster's mean by how little is "
+               "known (empirical Bayes), ballots weighted by voter reliability; *separated* means the bottom "
+               "agent's interval lies below everyone else's. Newcomers are safe in their first epoch (grace).")
     plotted = frame.dropna(subset=["bt_rating"])
     if not plotted.empty:
         st.altair_chart(charts.standings_intervals(plotted), width="stretch")
-    table = frame[["agent", "status", "elo", "bt_rating", "bt_lower", "bt_upper", "epoch_score", "epochs",
-                   "chapters", "origin", "joined_epoch"]]
+    table = frame[["agent", "status", "elimination_score", "window_mean", "window_epochs", "elo", "bt_rating",
+                   "bt_lower", "bt_upper", "epoch_score", "epochs", "chapters", "lineage", "origin", "joined_epoch"]]
     st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "elimination_score": st.column_config.NumberColumn("elimination score", format="%.2f",
+                                                           help="Shrunk mean adjusted score over the window"),
+        "window_mean": st.column_config.NumberColumn("window mean", format="%.2f"),
+        "window_epochs": st.column_config.NumberColumn("epochs in window", format="%d"),
         "elo": st.column_config.NumberColumn("Elo", format="%.1f"),
         "bt_rating": st.column_config.NumberColumn("BT", format="%.1f"),
         "bt_lower": st.column_config.NumberColumn("BT lower", format="%.1f"),
@@ -186,16 +200,20 @@ def chopping_block(url: str, book: str | None) -> None:
 
 
 def classify_standings(frame: pd.DataFrame, current_epoch: int) -> pd.DataFrame:
-    """Add `status`: grace (a newcomer in its first epoch), at the bottom (the lowest Elo outside grace),
-    not rated yet, or safe."""
+    """Add `status`: grace (a newcomer in its first epoch), at the bottom (whom the pipeline's own
+    elimination rule, `pick_eliminated`, picks on the stored elimination scores), not rated yet, or safe."""
     frame = frame.copy()
     grace = (frame["origin"] != "cast") & (frame["joined_epoch"] == current_epoch)
     status = pd.Series("safe", index=frame.index)
-    status[frame["elo"].isna()] = "not rated yet"
+    status[frame["elimination_score"].isna()] = "not rated yet"
     status[grace] = "grace"
-    candidates = frame[~grace & frame["elo"].notna()]
-    if not candidates.empty:
-        status[candidates.sort_values(["elo", "agent"]).index[0]] = "at the bottom"
+    rated = frame[frame["elimination_score"].notna()]
+    bottom = pick_eliminated(
+        dict(zip(rated["agent"], rated["elimination_score"], strict=True)), list(rated["agent"]),
+        list(frame.loc[grace, "agent"]), dict(zip(rated["agent"], rated["epoch_score"], strict=True)),
+    )
+    if bottom is not None:
+        status[frame.index[frame["agent"] == bottom][0]] = "at the bottom"
     frame["status"] = status
     return frame
 
@@ -326,11 +344,19 @@ def lineage(url: str, book: str | None) -> None:
             st.info(f"{book!r} has no agent yet. {START_HINT}")
             return
         summary = queries.lineage_summary(conn, book)
+        shares = queries.lineage_shares(conn, book)
         pages = -(-total // AGENTS_PER_PAGE)
         c = st.columns(len(summary) + 1)
         c[0].metric("Agents", f"{total:,}")
         for col, r in zip(c[1:], summary.itertuples(), strict=True):
             col.metric(r.origin, f"{r.agents:,}", help=f"{r.alive} alive; deepest generation {r.max_generation}")
+        if not shares.empty:
+            top = shares.iloc[0]
+            st.metric("Largest lineage in the living cast", f"{top['share']:.0%}",
+                      help=f"{top['lineage']}: {top['alive']} of {int(shares['alive'].sum())} living agents descend "
+                           "from it. The Reaper keeps it low (docs/tournament_rules.md, section 14).")
+            st.caption("Living cast by lineage: " + ", ".join(
+                f"{md_escape(r.lineage)} {r.share:.0%}" for r in shares.itertuples()))
         page = int(st.number_input(f"Page of arrivals (of {pages:,}; the latest first)", min_value=1,
                                    max_value=pages, value=1, step=1, key="lineage_page"))
         frame = queries.lineage(conn, book, (page - 1) * AGENTS_PER_PAGE, AGENTS_PER_PAGE)

@@ -8,13 +8,21 @@ words and reported with finish_reason "length".
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 
-from offline_engine.themes import THEME_KEYWORDS, corpus_text, theme_for_system, words_of
+from offline_engine.themes import (
+    THEME_KEYWORDS,
+    corpus_text,
+    persona_of,
+    stable_unit,
+    theme_for_system,
+    words_of,
+)
 
 DEFAULT_CAP = 4096
 """Tokens a rambling draft may run to when the request sets no max_tokens (a context limit)."""
@@ -166,12 +174,29 @@ def title_line(rng: random.Random, user: str, chain: Chain) -> str | None:
     return f"Chapter {numbers[-1]}: The {a.capitalize()} and the {b.capitalize()}"
 
 
+VERBOSITY_SPREAD = 1.5
+"""How far a persona's chance of rambling moves from the engine's rate, in log-odds (either way)."""
+
+
+def persona_long_draft_rate(system: str, long_draft_rate: float) -> float:
+    """Verbosity is a trait: each named persona rambles more or less often than `long_draft_rate`.
+
+    The rate is shifted in log-odds by up to ±VERBOSITY_SPREAD, stably per persona name, so the
+    truncation penalty says something about the writer; 0 and 1 stay 0 and 1."""
+    name = persona_of(system)
+    if name is None or long_draft_rate <= 0.0 or long_draft_rate >= 1.0:
+        return long_draft_rate
+    shift = VERBOSITY_SPREAD * (2.0 * stable_unit("verbosity", name) - 1.0)
+    return 1.0 / (1.0 + math.exp(-(math.log(long_draft_rate / (1.0 - long_draft_rate)) + shift)))
+
+
 def write_prose(rng: random.Random, system: str, user: str, max_tokens: int | None,
                 long_draft_rate: float) -> Completion:
-    """A draft in the persona's theme: 250-700 tokens, or with `long_draft_rate` a ramble to the cap."""
+    """A draft in the persona's theme: 250-700 tokens, or, at the persona's own rate around
+    `long_draft_rate` (`persona_long_draft_rate`), a ramble to the cap."""
     chain = chain_for(theme_for_system(system))
     name, motifs = persona_name(system), voice_words(system)
-    rambling = rng.random() < long_draft_rate
+    rambling = rng.random() < persona_long_draft_rate(system, long_draft_rate)
     cap = max_tokens if max_tokens is not None else DEFAULT_CAP
     target = cap + 1 if rambling else rng.randint(*NORMAL_LENGTH)
 

@@ -1,7 +1,9 @@
 """Themes: the bundled corpus, which persona writes from which theme, and recognising a theme in text.
 
-A persona's theme is picked from its system message by keyword (the earliest keyword wins);
-an unknown persona gets a theme by a stable hash. Reviewers recognise the theme a draft came
+A persona's theme is picked by keyword from the name it is given in its system message ("You are
+the Physicist"), else from the earliest keyword of the whole message; an unknown persona gets a
+theme by a stable hash of its name. Keywords in the boilerplate around a name ("one author in a
+writers' tournament") never decide: they would give every unnamed persona the Poet's theme. Reviewers recognise the theme a draft came
 from by its distinctive vocabulary (words found in one theme's corpus only), which is how a
 persona's hidden quality can follow its prose without any marker in the text.
 """
@@ -57,14 +59,26 @@ def keyword_theme(keyword: str) -> str | None:
     return None
 
 
+_PERSONA_RE = re.compile(r"\b(?:You are|I am|Your name is)\s+(?:the\s+|an?\s+)?([A-Z][\w'-]*(?:\s+[A-Z][\w'-]*)*)")
+
+
+def persona_of(system: str) -> str | None:
+    """The name a system message gives its persona ("You are the Physicist, ..." -> "Physicist")."""
+    m = _PERSONA_RE.search(system or "")
+    return m.group(1) if m else None
+
+
 def theme_for_system(system: str) -> str:
-    """Pick the theme named by the earliest persona keyword in a system message, else by hash."""
-    m = _KEYWORD_RE.search(system or "")
+    """The theme of the persona's name keyword; for a named persona without one, a stable hash of the
+    name; for an unnamed one, the earliest keyword of the message, else a hash of it."""
+    name = persona_of(system)
+    text = name if name is not None else system or ""
+    m = _KEYWORD_RE.search(text)
     if m:
         theme = keyword_theme(m.group(1))
         if theme:
             return theme
-    return THEMES[int(stable_unit("theme", system or "") * len(THEMES))]
+    return THEMES[int(stable_unit("theme", text) * len(THEMES))]
 
 
 @lru_cache(maxsize=None)

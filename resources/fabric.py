@@ -13,9 +13,9 @@ import functools
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -141,6 +141,9 @@ class RatingRow:
     bt_rating: float | None = None
     bt_lower: float | None = None
     bt_upper: float | None = None
+    elimination_score: float | None = None  # shrunk window mean: what elimination ranks on
+    window_mean: float | None = None
+    window_epochs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,16 @@ class VoterFlag:
     voter_agent: str
     partner: str
     strength: float
+
+
+@dataclass(frozen=True)
+class BallotWeight:
+    """The weight a voter's ballots carried in an epoch's elimination, why, and the position effect removed."""
+
+    voter_agent: str
+    weight: float
+    reason: str = ""
+    position_correction: Mapping[int, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -399,6 +412,19 @@ class StateFabric(dg.ConfigurableResource):
                 "SELECT * FROM agents WHERE book = %s AND alive ORDER BY joined_epoch, name", (book,)
             ).fetchall()
         return [self._agent_from_row(row) for row in rows]
+
+    def lineage_members(self, book: str) -> list[tuple[SpicaAgent, bool, float | None]]:
+        """Every agent the book has had, with whether it is alive and its latest elimination score
+        (else its latest Elo; None if never rated): what the Reaper's diversity rule chooses from."""
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT a.*, (SELECT coalesce(r.elimination_score, r.rating_after) FROM elo_ratings r"
+                "   JOIN simulation_epochs e USING (epoch_id) WHERE r.agent_id = a.agent_id"
+                "   ORDER BY e.epoch_number DESC LIMIT 1) AS latest_score"
+                " FROM agents a WHERE a.book = %s ORDER BY a.joined_epoch, a.name",
+                (book,),
+            ).fetchall()
+        return [(self._agent_from_row(r), r["alive"], r["latest_score"]) for r in rows]
 
     def persona_names_used(self, book: str) -> set[str]:
         with self.connection() as conn:
@@ -676,6 +702,18 @@ class StateFabric(dg.ConfigurableResource):
                 [(epoch_id, a.voter_agent, a.reason, a.raw_reply) for a in abstentions],
             )
 
+    def write_masked_terms(self, epoch_id: uuid.UUID, masked: Mapping[uuid.UUID, Mapping[str, int]]) -> None:
+        """What de-identification masked in each draft (by agent id) before the voters read it; the
+        drafts' texts are untouched."""
+        with self.connection() as conn:
+            _refuse_committed(conn, epoch_id)
+            conn.execute("UPDATE drafts SET masked_terms = '{}'::jsonb WHERE epoch_id = %s", (epoch_id,))
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "UPDATE drafts SET masked_terms = %s WHERE epoch_id = %s AND agent_id = %s",
+                    [(Jsonb(dict(terms)), epoch_id, agent_id) for agent_id, terms in masked.items()],
+                )
+
     def clear_votes(self, epoch_id: uuid.UUID) -> None:
         """Remove an open epoch's ballots and review design before its voters vote again (a rerun)."""
         with self.connection() as conn:
@@ -754,20 +792,30 @@ class StateFabric(dg.ConfigurableResource):
         *,
         bottom_separated: bool | None = None,
         flags: Sequence[VoterFlag] = (),
+        weights: Sequence[BallotWeight] = (),
     ) -> None:
-        """Replace the epoch's ratings and voter flags and record its winner and loser, in one transaction."""
+        """Replace the epoch's ratings, voter flags and ballot weights and record its winner and loser,
+        in one transaction."""
         with self.connection() as conn:
             _refuse_committed(conn, epoch_id)
             conn.execute("DELETE FROM elo_ratings WHERE epoch_id = %s", (epoch_id,))
             conn.execute("DELETE FROM voter_flags WHERE epoch_id = %s", (epoch_id,))
+            conn.execute("DELETE FROM ballot_weights WHERE epoch_id = %s", (epoch_id,))
             with conn.cursor() as cur:
                 cur.executemany(
+                    "INSERT INTO ballot_weights (epoch_id, voter_agent, weight, reason, position_correction)"
+                    " VALUES (%s, %s, %s, %s, %s)",
+                    [(epoch_id, w.voter_agent, w.weight, w.reason,
+                      Jsonb({str(p): c for p, c in w.position_correction.items()})) for w in weights],
+                )
+                cur.executemany(
                     "INSERT INTO elo_ratings (epoch_id, agent_id, agent_name, rating_before, rating_after,"
-                    " epoch_score, penalty, rank, bt_rating, bt_lower, bt_upper)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    " epoch_score, penalty, rank, bt_rating, bt_lower, bt_upper, elimination_score, window_mean,"
+                    " window_epochs) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     [
                         (epoch_id, r.agent_id, r.agent_name, r.rating_before, r.rating_after,
-                         r.epoch_score, r.penalty, r.rank, r.bt_rating, r.bt_lower, r.bt_upper)
+                         r.epoch_score, r.penalty, r.rank, r.bt_rating, r.bt_lower, r.bt_upper,
+                         r.elimination_score, r.window_mean, r.window_epochs)
                         for r in ratings
                     ],
                 )
@@ -788,6 +836,23 @@ class StateFabric(dg.ConfigurableResource):
                 "SELECT * FROM voter_flags WHERE epoch_id = %s ORDER BY kind, voter_agent, partner", (epoch_id,)
             )
             return [VoterFlag(r["kind"], r["voter_agent"], r["partner"], r["strength"]) for r in rows]
+
+    def recent_flags(self, book: str, epoch_number: int, window: int) -> list[VoterFlag]:
+        """Voter flags raised at the `window` epochs up to and including `epoch_number`."""
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT f.* FROM voter_flags f JOIN simulation_epochs e USING (epoch_id)"
+                " WHERE e.book = %s AND e.epoch_number BETWEEN %s AND %s"
+                " ORDER BY e.epoch_number, f.kind, f.voter_agent, f.partner",
+                (book, epoch_number - window + 1, epoch_number),
+            )
+            return [VoterFlag(r["kind"], r["voter_agent"], r["partner"], r["strength"]) for r in rows]
+
+    def ballot_weights(self, epoch_id: uuid.UUID) -> list[BallotWeight]:
+        with self.connection() as conn:
+            rows = conn.execute("SELECT * FROM ballot_weights WHERE epoch_id = %s ORDER BY voter_agent", (epoch_id,))
+            return [BallotWeight(r["voter_agent"], r["weight"], r["reason"],
+                                 {int(p): c for p, c in r["position_correction"].items()}) for r in rows]
 
     def recent_votes(self, book: str, epoch_number: int, window: int) -> list[tuple[int, VoteRow, float]]:
         """Votes of the `window` epochs up to and including `epoch_number`, with each target's penalty."""
@@ -814,7 +879,8 @@ class StateFabric(dg.ConfigurableResource):
         rows = conn.execute("SELECT * FROM elo_ratings WHERE epoch_id = %s ORDER BY rank", (epoch_id,))
         return [
             RatingRow(r["agent_id"], r["agent_name"], r["rating_before"], r["rating_after"],
-                      r["epoch_score"], r["penalty"], r["rank"], r["bt_rating"], r["bt_lower"], r["bt_upper"])
+                      r["epoch_score"], r["penalty"], r["rank"], r["bt_rating"], r["bt_lower"], r["bt_upper"],
+                      r["elimination_score"], r["window_mean"], r["window_epochs"])
             for r in rows
         ]
 
@@ -1133,7 +1199,7 @@ class StateFabric(dg.ConfigurableResource):
             conn.execute("UPDATE llm_calls SET epoch_key = %s WHERE epoch_key = %s", (superseded_key, epoch_key))
             conn.execute("UPDATE llm_calls SET epoch_key = %s WHERE epoch_key = %s", (epoch_key, world["world_key"]))
             for table in ("chapters", "book_summaries", "peer_votes", "vote_abstentions", "review_assignments",
-                          "elo_ratings", "voter_flags", "drafts"):
+                          "elo_ratings", "voter_flags", "ballot_weights", "drafts"):
                 conn.execute(sql.SQL("DELETE FROM {} WHERE epoch_id = %s").format(sql.Identifier(table)),
                              (epoch["epoch_id"],))
             conn.execute(

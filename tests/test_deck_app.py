@@ -206,6 +206,18 @@ def test_the_chopping_block_shows_intervals_the_bottom_and_grace(filled, deck_en
     assert ((rated["bt_lower"] <= rated["bt_rating"]) & (rated["bt_rating"] <= rated["bt_upper"])).all()
     assert {m.label: m.value for m in at.metric}["Epoch being played"] == "3"
     assert len(at.dataframe[1].value) == 2  # the eliminations of epochs 1–2
+    # the bottom is the pipeline's own rule on the stored elimination scores, grace excluded
+    scored = table.dropna(subset=["elimination_score"])
+    eligible = scored[scored["status"] != "grace"]
+    bottom = table.loc[table["status"] == "at the bottom", "agent"].iloc[0]
+    assert bottom == eligible.sort_values(["elimination_score", "epoch_score", "agent"]).iloc[0]["agent"]
+    assert (table["lineage"].notna()).all()
+
+
+def test_the_matrix_shows_ballot_weights(filled, deck_env):
+    at = open_view("matrix", matrix_follow=False, matrix_epoch=2)
+    weights = at.dataframe[1].value
+    assert len(weights) == 6 and weights["weight"].between(0, 1).all()  # every voter of epochs 1–2
 
 
 def test_ratings_over_time_plot_elo_and_bradley_terry_with_events(filled, deck_env):

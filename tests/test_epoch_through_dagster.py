@@ -89,8 +89,9 @@ def test_one_epoch_writes_the_whole_record(run_epoch, fabric):
     others = [r.bt_lower for r in ratings if r.agent_id != epoch.loser_agent_id]
     assert separated is (loser_row.bt_upper < min(others))
     assert rankings["bottom_separated"].value == ("true" if separated else "false")
-    # and the loser is the lowest Elo after the epoch (ties: lower epoch score, then name)
-    lowest = min(ratings, key=lambda r: (r.rating_after, r.epoch_score, r.agent_name))
+    # and the loser has the lowest elimination score (shrunk window mean; ties: epoch score, then name)
+    assert all(r.elimination_score is not None and r.window_epochs == 1 for r in ratings)
+    lowest = min(ratings, key=lambda r: (r.elimination_score, r.epoch_score, r.agent_name))
     assert epoch.loser_agent_id == lowest.agent_id
 
 

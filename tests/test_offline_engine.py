@@ -320,3 +320,27 @@ def test_warming_up_the_engine_client_sends_nothing(engine_url: str) -> None:
 
     asyncio.run(one_call())
     assert get_json(engine_url, "/engine/stats")["requests"]["total"] == before + 1
+
+
+def test_a_persona_theme_comes_from_its_name_not_the_tournament_boilerplate():
+    from offline_engine.themes import theme_for_system
+
+    boiler = ", one author in a writers' tournament composing a book together."
+    assert theme_for_system("You are the Physicist" + boiler) == "physics"
+    assert theme_for_system("You are the Physician XXXI" + boiler) == "medicine"
+    # an unknown persona is hashed by its name: the word "writers" never makes it the Poet's theme
+    themes = {theme_for_system(f"You are the {name}" + boiler) for name in ("Cyberneticist", "Quorx", "Zyl", "Brant")}
+    assert len(themes) >= 2
+    assert theme_for_system("You are the Quorx" + boiler) == theme_for_system("You are the Quorx.")
+
+
+def test_verbosity_is_a_persona_trait():
+    from offline_engine.prose import persona_long_draft_rate
+
+    rates = {n: persona_long_draft_rate(f"You are the {n}, an author.", 0.1)
+             for n in ("Physicist", "Financier", "Poet", "Jurist", "Composer", "Historian")}
+    assert max(rates.values()) > 2 * min(rates.values())
+    assert all(0.0 < r < 1.0 for r in rates.values())
+    assert persona_long_draft_rate("You are the Poet.", 0.0) == 0.0
+    assert persona_long_draft_rate("You are the Poet.", 1.0) == 1.0
+    assert persona_long_draft_rate("no name here", 0.1) == 0.1

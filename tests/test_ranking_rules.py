@@ -122,10 +122,12 @@ def test_the_second_epoch_starts_from_stored_ratings_and_spares_the_newcomer(fab
     votes2 = _votes(second, quality)
     for window in (1, 2, 10):
         ranked = compose_ranking(second, written2, votes2, fabric, EloConfig(window_epochs=window))
-        before = {a.name: stored.get(a.name, 1000.0) for a in second.agents}
+        veteran_ratings = [stored[a.name] for a in second.agents if a.name in stored]
+        roster_mean = sum(veteran_ratings) / len(veteran_ratings)  # a newcomer's Elo starts there
+        before = {a.name: stored.get(a.name, roster_mean) for a in second.agents}
         rows = {r.agent_name: r for r in ranked.rows}
-        assert {n: r.rating_before for n, r in rows.items()} == before
-        assert rows[newcomer].rating_before == 1000.0
+        assert {n: r.rating_before for n, r in rows.items()} == pytest.approx(before)
+        assert rows[newcomer].rating_before == pytest.approx(roster_mean) and roster_mean > 1000.0
         history = fabric.recent_votes("space_time", 1, 1) if window > 1 else []
         assert len(history) == (20 if window > 1 else 0)
         after, bt = _oracle(second, written2, votes2, before, 16.0, history)
@@ -135,9 +137,9 @@ def test_the_second_epoch_starts_from_stored_ratings_and_spares_the_newcomer(fab
         assert {n: r.bt_rating for n, r in rows.items()} == pytest.approx({n: bt["rating"][n] for n in rows})
         assert {n: r.bt_upper for n, r in rows.items()} == pytest.approx({n: bt["upper"][n] for n in rows})
         assert ranked.newcomers == [newcomer]
-        assert min(after, key=after.get) == newcomer
-        veterans = {n: r for n, r in after.items() if n != newcomer}
-        assert ranked.loser == min(veterans, key=veterans.get)
+        assert after[newcomer] < before[newcomer]  # it lost every battle
+        veterans = {n: r.elimination_score for n, r in rows.items() if n != newcomer}
+        assert ranked.loser == min(veterans, key=veterans.get) == min(quality, key=lambda n: (n == newcomer, quality[n]))
         candidates = [a.name for a in second.agents if a.name != newcomer]
         assert ranked.separated is bottom_is_separated(ranked.loser, bt["lower"].to_dict(), bt["upper"].to_dict(),
                                                        candidates)

@@ -31,11 +31,11 @@ from dream_pipeline.tournament import (
     pairwise_outcomes,
     parse_ballot,
     penalties,
-    pick_loser,
     pick_winner,
     plan_presentations,
     render_ballot_prompt,
 )
+from dream_pipeline.tournament.elimination import pick_eliminated, shrunk_scores
 from dream_pipeline.tournament.elo import BASE, SCALE, expected_score
 
 settings.register_profile("tournament", max_examples=100, deadline=None)
@@ -607,43 +607,6 @@ def test_a_tied_win_is_described_as_the_tie_break():
     assert describe_margin(None) == describe_margin(float("nan")) == ""
 
 
-@given(
-    ratings=st.dictionaries(st.sampled_from(PERSONAS), st.sampled_from([990.0, 1000.0, 1010.0]), min_size=1),
-    scores=st.dictionaries(st.sampled_from(PERSONAS), st.sampled_from([1.0, 5.0, float("nan")])),
-    newcomers=st.sets(st.sampled_from(PERSONAS)),
-)
-def test_pick_loser_order_and_grace(ratings, scores, newcomers):
-    loser = pick_loser(ratings, scores, newcomers)
-    eligible = [a for a in ratings if a not in newcomers]
-    if not eligible:
-        assert loser is None
-        return
-    assert loser in eligible and loser not in newcomers
-    low = min(ratings[a] for a in eligible)
-    assert ratings[loser] == low
-    tied = [a for a in eligible if ratings[a] == low]
-
-    def s(a):
-        x = scores.get(a, float("nan"))
-        return -math.inf if math.isnan(x) else x
-
-    worst = min(s(a) for a in tied)
-    assert s(loser) == worst
-    assert loser == min(a for a in tied if s(a) == worst)
-
-
-def test_pick_loser_rules():
-    ratings = {"Poet": 950.0, "Jurist": 1000.0, "Composer": 1050.0}
-    assert pick_loser(ratings, {}) == "Poet"
-    assert pick_loser(ratings, {}, newcomers={"Poet"}) == "Jurist"
-    assert pick_loser(ratings, {}, newcomers=set(ratings)) is None
-    assert pick_loser(ratings, {}, alive={"Jurist", "Composer"}) == "Jurist"
-    tie = {"Poet": 1000.0, "Jurist": 1000.0}
-    assert pick_loser(tie, {"Poet": 3.0, "Jurist": 6.0}) == "Poet"
-    assert pick_loser(tie, {"Poet": 6.0, "Jurist": 6.0}) == "Jurist"
-    assert pick_loser({}, {}) is None
-
-
 def test_full_epoch_end_to_end():
     authors = roster(6)
     plan = plan_presentations(authors, 42)
@@ -665,5 +628,6 @@ def test_full_epoch_end_to_end():
     assert scores[authors[3]] == quality[authors[3]] - TRUNCATION_PENALTY
     ratings = elo_update({}, pairwise_outcomes(votes, pens))
     assert pick_winner(scores, ratings) == authors[-1]  # slowest: 0.66 points of latency, less than its lead
-    assert pick_loser(ratings, scores) == authors[3]  # truncated: 5 - 5 = 0
-    assert pick_loser(ratings, scores, newcomers={authors[3]}) == authors[0]
+    shrunk = {a: e.shrunk for a, e in shrunk_scores({(1, a): s for a, s in scores.items()}).items()}
+    assert pick_eliminated(shrunk, authors) == authors[3]  # truncated: 5 - 5 = 0
+    assert pick_eliminated(shrunk, authors, newcomers={authors[3]}) == authors[0]

@@ -17,6 +17,7 @@ from dream_pipeline.assets.common import EpochScope, epoch_seed, load_scope
 from dream_pipeline.partitions import epochs_partitions
 from dream_pipeline.prompts import chapter_title, summary_messages
 from dream_pipeline.replay import is_replay, verify_replay
+from dream_pipeline.tournament.diversity import Member, choose_replacement_parent, crossed_traits
 from dream_pipeline.tournament.sanitize import storable_text
 from resources.fabric import ChapterRow, StateFabric
 from resources.llm import LLMCallError, LLMEngine
@@ -74,19 +75,36 @@ def update_summary(context: dg.OpExecutionContext, fabric: StateFabric, llm: LLM
     fabric.write_summary(scope.epoch.epoch_id, scope.book.name, scope.number, storable_text(completion.text.strip()))
 
 
-def choose_replacement(scope: EpochScope, loser: SpicaAgent, used_names: set[str], survivors: list[SpicaAgent]) -> SpicaAgent:
-    """A fresh reserve persona if any is left (drawn with the epoch's seed), else a mutation of the best survivor."""
+def lineage_root(agent: SpicaAgent) -> str:
+    """The root persona an agent descends from (a mutation keeps its root's name as `base_name`)."""
+    return str(agent.manifest.get("base_name", agent.name))
+
+
+def choose_replacement(scope: EpochScope, loser: SpicaAgent, used_names: set[str], survivors: list[SpicaAgent],
+                       members: list[tuple[SpicaAgent, bool, float | None]]) -> SpicaAgent:
+    """A fresh reserve persona if any is left (drawn with the epoch's seed), else a mutation of the elite
+    of the least-represented lineage among the survivors, its traits crossed with another lineage's
+    (`tournament/diversity.py`)."""
     pool = [p for p in scope.book.reserve() if p["name"] not in used_names]
+    seed = epoch_seed(scope.key)
     if pool:
-        persona = random.Random(epoch_seed(scope.key)).choice(pool)  # noqa: S311 (reproducible draw, not crypto)
+        persona = random.Random(seed).choice(pool)  # noqa: S311 (reproducible draw, not crypto)
         return scope.book.recruit(persona, replaced=loser)
-    parent = survivors[0]
+    by_name = {agent.name: agent for agent, _, _ in members}
+    for agent in survivors:
+        by_name.setdefault(agent.name, agent)
+    scored = [Member(agent.name, lineage_root(agent), agent.name in {s.name for s in survivors},
+                     -math.inf if score is None else float(score)) for agent, _, score in members]
+    parent = by_name[choose_replacement_parent(scored, [s.name for s in survivors])]
+    donors = sorted({lineage_root(a): a for a in survivors if lineage_root(a) != lineage_root(parent)}.items())
+    donor = donors[seed % len(donors)][1] if donors else parent
     generation = parent.lineage.generation + 1
     child = parent.mutate(generation)
     while child.name in used_names:
         generation += 1
         child = parent.mutate(generation)
-    return child
+    crossed = {**child.manifest, **crossed_traits(child.manifest, donor.manifest, seed)}
+    return SpicaAgent(crossed, instance_id=child.instance_id, lineage=child.lineage)
 
 
 @dg.op(ins={"committed": dg.In(dg.Nothing)}, out=dg.Out(dg.Nothing))
@@ -100,7 +118,8 @@ def reaper(context: dg.OpExecutionContext, fabric: StateFabric) -> None:
         survivors = sorted(
             (a for a in scope.agents if a is not loser), key=lambda a: -ratings.get(a.instance_id, -math.inf)
         )
-        replacement = choose_replacement(scope, loser, fabric.persona_names_used(scope.book.name), survivors)
+        replacement = choose_replacement(scope, loser, fabric.persona_names_used(scope.book.name), survivors,
+                                         fabric.lineage_members(scope.book.name))
     verified = verify_replay(fabric, scope.epoch, {}) if is_replay(scope.epoch) else {}
     outcome = fabric.reap(scope.epoch, loser, replacement)
     if outcome.already_done:

@@ -1,10 +1,15 @@
-"""Rank: votes become pairwise battles, Elo ratings persisted across epochs, a winner and a loser."""
+"""Rank: votes become pairwise battles, Elo ratings persisted across epochs, a winner and a loser.
+
+The loser is chosen by `tournament.elimination.judge_window` over the recent window (shrunk mean
+adjusted score, ballots weighted by voter reliability, position effects removed); Elo is kept for
+display and continuity."""
 
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dagster as dg
+import pandas as pd
 
 from dream_pipeline import canon
 from dream_pipeline.assets.common import EpochScope, epoch_seed, load_scope, markdown_table
@@ -19,11 +24,12 @@ from dream_pipeline.tournament import (
     elo_update,
     epoch_scores,
     pairwise_outcomes,
-    pick_loser,
     pick_winner,
 )
+from dream_pipeline.tournament.elimination import GRACE_EPOCHS, judge_window
+from dream_pipeline.tournament.reliability import sticky_flags
 from dream_pipeline.tournament.selection import bottom_is_separated
-from resources.fabric import DraftRow, RatingRow, StateFabric, VoterFlag, VoteRow
+from resources.fabric import BallotWeight, DraftRow, RatingRow, StateFabric, VoterFlag, VoteRow
 
 
 class EloConfig(dg.Config):
@@ -42,6 +48,16 @@ class Ranking:
     separated: bool | None
     flags: list[VoterFlag]
     battles: int
+    weights: list[BallotWeight]
+
+
+def window_frame(recent: Sequence[tuple[int, VoteRow, float]]) -> pd.DataFrame:
+    """The window's votes as the elimination rule reads them: epoch, voter, target, score, position,
+    and the target draft's penalty in that epoch."""
+    return pd.DataFrame(
+        [(e, v.voter_agent, v.target_agent, v.insight_score, v.position, p) for e, v, p in recent],
+        columns=["epoch", "voter", "target", "insight_score", "position", "penalty"],
+    )
 
 
 def compose_ranking(scope: EpochScope, written: Sequence[DraftRow], votes: Sequence[VoteRow], fabric: StateFabric,
@@ -54,21 +70,31 @@ def compose_ranking(scope: EpochScope, written: Sequence[DraftRow], votes: Seque
     ballots = [Vote(v.voter_agent, v.target_agent, v.masked_label, v.insight_score, v.rationale) for v in votes]
     names = {a.instance_id: a.name for a in scope.agents}
     earlier = fabric.ratings_before(scope.book.name, scope.number)
-    before = {a.name: earlier.get(a.instance_id, INITIAL_RATING) for a in scope.agents}
+    rated = [earlier[a.instance_id] for a in scope.agents if a.instance_id in earlier]
+    start = sum(rated) / len(rated) if rated else INITIAL_RATING  # a newcomer starts at the roster mean
+    before = {a.name: earlier.get(a.instance_id, start) for a in scope.agents}
     battles = pairwise_outcomes(ballots, penalty)
     after = elo_update(before, battles, k=config.k)
     scores = epoch_scores(ballots, penalty, [d.agent_name for d in written])
     winner = pick_winner(scores, after)
     joined = fabric.joined_epochs(list(names))
     newcomers = [
-        a.name for a in scope.agents if a.lineage.origin != "cast" and joined[a.instance_id] >= scope.number
+        a.name for a in scope.agents
+        if a.lineage.origin != "cast" and joined[a.instance_id] > scope.number - GRACE_EPOCHS
     ]
-    loser = pick_loser(after, scores, newcomers)
 
     history = fabric.recent_votes(scope.book.name, scope.number - 1, config.window_epochs - 1) \
         if config.window_epochs > 1 else []
     recent = history + [(scope.number, v, penalty.get(v.target_agent, 0.0)) for v in votes]
     stats = window_statistics(recent, epoch_seed(scope.key))
+    raised_before = fabric.recent_flags(scope.book.name, scope.number - 1, config.window_epochs - 1) \
+        if config.window_epochs > 1 else []
+    flags = sticky_flags([(f.kind, f.voter_agent, f.partner, f.strength) for f in stats.flags],
+                         [(f.kind, f.voter_agent, f.partner, f.strength) for f in raised_before])
+    judgment = judge_window(window_frame(recent), [a.name for a in scope.agents], newcomers, flags)
+    loser, estimates = judgment.loser, judgment.estimates
+    weights = [BallotWeight(w.voter, w.weight, w.reason, dict(w.position_correction))
+               for w in judgment.weights.values()]
     bt = stats.intervals
     lower, upper = bt["lower"].to_dict(), bt["upper"].to_dict()
     separated = None
@@ -82,16 +108,20 @@ def compose_ranking(scope: EpochScope, written: Sequence[DraftRow], votes: Seque
             a.instance_id, a.name, before[a.name], after[a.name], _finite(scores.get(a.name)),
             penalty.get(a.name, 0.0), rank,
             _finite(bt["rating"].get(a.name)), _finite(lower.get(a.name)), _finite(upper.get(a.name)),
+            _finite(estimates[a.name].shrunk) if a.name in estimates else None,
+            _finite(estimates[a.name].mean) if a.name in estimates else None,
+            estimates[a.name].epochs if a.name in estimates else None,
         )
         for rank, a in enumerate(ranked, start=1)
     ]
-    return Ranking(rows, winner, loser, newcomers, separated, list(stats.flags), len(battles))
+    return Ranking(rows, winner, loser, newcomers, separated, list(stats.flags), len(battles), weights)
 
 
 @dg.asset(partitions_def=epochs_partitions, group_name="epoch", deps=[peer_votes], kinds={"pandas", "postgres"})
 def elo_rankings(context: dg.AssetExecutionContext, config: EloConfig, fabric: StateFabric) -> dg.MaterializeResult:
     """Ratings after this epoch (online Elo, and Bradley–Terry with bootstrap intervals over recent
-    epochs), its winner (best epoch score), the agent to eliminate (lowest Elo) and voter flags."""
+    epochs), its winner (best epoch score), the agent to eliminate (lowest shrunk window score outside
+    grace), voter flags and the ballot weights they led to."""
     scope = load_scope(fabric, context.partition_key)
     ranking = compose_ranking(scope, fabric.drafts(scope.epoch.epoch_id), fabric.votes(scope.epoch.epoch_id),
                               fabric, config)
@@ -104,11 +134,11 @@ def elo_rankings(context: dg.AssetExecutionContext, config: EloConfig, fabric: S
         return dg.MaterializeResult(metadata={**verify_replay(fabric, scope.epoch, replayed), "winner": winner})
     fabric.write_ratings(
         scope.epoch.epoch_id, rows, by_name[winner], by_name[loser] if loser else None,
-        bottom_separated=separated, flags=ranking.flags,
+        bottom_separated=separated, flags=ranking.flags, weights=ranking.weights,
     )
     table = [
         {"rank": r.rank, "agent": r.agent_name, "epoch_score": r.epoch_score, "penalty": r.penalty,
-         "elo_before": r.rating_before, "elo_after": r.rating_after,
+         "elo_before": r.rating_before, "elo_after": r.rating_after, "elimination_score": r.elimination_score,
          "bt": r.bt_rating, "bt_95%": _interval(r.bt_lower, r.bt_upper),
          "note": "winner" if r.agent_name == winner else "eliminated" if r.agent_name == loser
          else "grace" if r.agent_name in newcomers else ""}
@@ -116,6 +146,9 @@ def elo_rankings(context: dg.AssetExecutionContext, config: EloConfig, fabric: S
     ]
     flags = [{"flag": f.kind, "voter": f.voter_agent, "partner": f.partner, "strength": f.strength}
              for f in ranking.flags]
+    weights = [{"voter": w.voter_agent, "weight": w.weight, "reason": w.reason or "",
+                "position_correction": ", ".join(f"{p}: {c:+.2f}" for p, c in sorted(w.position_correction.items()))}
+               for w in ranking.weights]
     return dg.MaterializeResult(
         metadata={
             "winner": winner,
@@ -125,6 +158,7 @@ def elo_rankings(context: dg.AssetExecutionContext, config: EloConfig, fabric: S
             "window_epochs": config.window_epochs,
             "standings": dg.MetadataValue.md(markdown_table(table)),
             "voter_flags": dg.MetadataValue.md(markdown_table(flags, floatfmt=".2f")),
+            "ballot_weights": dg.MetadataValue.md(markdown_table(weights, floatfmt=".2f")),
         }
     )
 

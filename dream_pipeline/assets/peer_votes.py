@@ -17,6 +17,7 @@ from dream_pipeline.replay import is_replay, verify_replay
 from dream_pipeline.review import BallotResult, collect_ballots
 from dream_pipeline.tournament import plan_presentations
 from dream_pipeline.tournament.anonymize import shown_on_ballot
+from dream_pipeline.tournament.deidentify import Scrubbed, identity_terms, scrub
 from dream_pipeline.tournament.review_design import ContextTooSmall, ReviewPlan
 from dream_pipeline.vote_matrix import vote_matrix_markdown
 from resources.fabric import AbstentionRow, AssignmentRow, DraftRow, StateFabric, VoteRow
@@ -30,9 +31,17 @@ class Review:
     ballots: list[BallotResult]
     votes: list[VoteRow]
     abstentions: list[AbstentionRow]
+    masked: dict[str, Scrubbed]  # each author's draft as the voters read it, and what was masked
     assignments: list[AssignmentRow]
     plan: ReviewPlan
     window: int | None
+
+
+def book_identity_terms(scope: EpochScope, fabric: StateFabric) -> tuple[str, ...]:
+    """Every name and role word of the book's agents: the cast, the reserve, everyone ever seated."""
+    manifest = scope.book.manifest
+    personas = [*manifest.get("cast", ()), *manifest.get("reserve", ()), *(a.manifest for a in scope.agents)]
+    return identity_terms([*personas, *sorted(fabric.persona_names_used(scope.book.name))])
 
 
 def compose_votes(scope: EpochScope, written: Sequence[DraftRow], fabric: StateFabric, llm: LLMEngine, *,
@@ -43,18 +52,21 @@ def compose_votes(scope: EpochScope, written: Sequence[DraftRow], fabric: StateF
     (and, through `on_design`, the review design before any ballot is asked for; through `on_ballot`,
     each ballot's rows the moment it is complete, in a worker thread).
 
-    The review load and the cuts come from the epoch's context window and its drafts; the design and
+    Each draft is de-identified first (docs/tournament_rules.md, section 0); the review load and the cuts
+    come from the epoch's context window and those scrubbed drafts, the text the voters read; the design and
     the presentation (labels and order per voter) are drawn from the epoch's key, so a re-roll shows its
     voters the drafts the way the canon's run would have; only the engine's answers differ.
     Raises `ContextTooSmall` when no ballot fits the window.
     """
     by_author = {d.agent_name: d for d in written}
-    texts = {a: d.text for a, d in sorted(by_author.items())}
+    terms = book_identity_terms(scope, fabric)
+    scrubbed = {a: scrub(d.text, terms) for a, d in sorted(by_author.items())}
+    texts = {a: s.text for a, s in scrubbed.items()}  # as the voters read them: the design and cuts fit these
     voters = [scope.agent(name) for name in sorted(by_author)]
     window = epoch_window(scope.epoch)
     seed_of_design = epoch_seed(scope.key)
     plan = review_plan(voters, texts, window, seed_of_design)
-    presentations = plan_presentations(sorted(by_author), seed_of_design, load=plan.load)
+    presentations = plan_presentations(sorted(by_author), seed_of_design, load=plan.load, reserved=terms)
     shown = {a: shown_on_ballot(text, plan.cuts.get(a)) for a, text in texts.items()}
     assignments = [
         AssignmentRow(voter, item.author, by_author[voter].agent_id, by_author[item.author].agent_id, item.label,
@@ -98,7 +110,7 @@ def compose_votes(scope: EpochScope, written: Sequence[DraftRow], fabric: StateF
         ballot_votes, abstention = rows(ballot)
         votes.extend(ballot_votes)
         abstentions.extend([abstention] if abstention else [])
-    return Review(ballots, votes, abstentions, assignments, plan, window)
+    return Review(ballots, votes, abstentions, scrubbed, assignments, plan, window)
 
 
 @dg.asset(partitions_def=epochs_partitions, group_name="epoch", deps=[drafts], kinds={"openai", "postgres"})
@@ -129,6 +141,8 @@ def peer_votes(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLME
     if not votes:
         fabric.fail_for_a_new_roll(scope.key, "no valid ballot")
         raise dg.Failure(f"{scope.key}: no voter returned a valid ballot ({len(abstentions)} abstentions)")
+    fabric.write_masked_terms(scope.epoch.epoch_id,
+                              {scope.agent(a).instance_id: dict(s.masked) for a, s in review.masked.items()})
     for ballot in ballots:
         voter = scope.agent(ballot.voter)
         voter.record_telemetry(
@@ -142,6 +156,7 @@ def peer_votes(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLME
             "ballots": len(ballots) - len(abstentions),
             "abstentions": len(abstentions),
             "retried_ballots": sum(b.attempts > 1 for b in ballots),
+            "masked_identity_terms": sum(s.count for s in review.masked.values()),
             "context_window": review.window or "unbounded",
             "review_load": review.plan.load,
             "drafts_cut_on_ballots": len({a.target_agent for a in review.assignments if a.shown_chars is not None}),

@@ -1,4 +1,5 @@
-"""Pure tournament rules: masking, ballots, penalties, Elo, selection; no I/O, no clock, no global RNG."""
+"""Pure tournament rules: de-identification, masking, ballots, penalties, Elo, selection, elimination, voter
+reliability, diversity; no I/O, no clock, no global RNG."""
 
 from dream_pipeline.tournament.anonymize import (
     MASK_ROLES,
@@ -17,7 +18,7 @@ from dream_pipeline.tournament.scoring import (
     latency_penalty,
     penalties,
 )
-from dream_pipeline.tournament.selection import pick_loser, pick_winner
+from dream_pipeline.tournament.selection import pick_winner
 
 __all__ = [
     "MASK_ROLES",
@@ -39,6 +40,5 @@ __all__ = [
     "epoch_scores",
     "latency_penalty",
     "penalties",
-    "pick_loser",
     "pick_winner",
 ]

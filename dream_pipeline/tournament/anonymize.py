@@ -135,8 +135,13 @@ def _draw_labels(rng: random.Random, roles: Sequence[str], k: int) -> list[str]:
     return labels
 
 
-def plan_presentations(authors: Sequence[str], seed: int, load: int | None = None) -> dict[str, Presentation]:
+def plan_presentations(
+    authors: Sequence[str], seed: int, load: int | None = None, reserved: Sequence[str] = ()
+) -> dict[str, Presentation]:
     """One ballot per voter (keyed in the order of ``authors``), deterministic for ``(seed, load)``.
+
+    ``reserved``: further names no mask role may equal or contain (the book's retired and reserve
+    agents, so a label never reads like one of its personas).
 
     Order: a seeded permutation ``P`` of the authors is read as a cycle; the voter at
     ``P[j]`` sees ``P[j+1], ..., P[j+load]`` (indices mod N; ``load`` defaults to N-1, everyone
@@ -153,7 +158,7 @@ def plan_presentations(authors: Sequence[str], seed: int, load: int | None = Non
     rng = random.Random(seed)  # noqa: S311 - reproducible shuffling, not cryptography
     cycle = review_cycle(authors, rng)
     targets = cyclic_targets(cycle, len(authors) - 1 if load is None else load)
-    roles = mask_roles_for(authors)
+    roles = mask_roles_for([*authors, *reserved])
     by_voter: dict[str, Presentation] = {}
     for voter in cycle:
         shown = targets[voter]

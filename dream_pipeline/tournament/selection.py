@@ -1,9 +1,8 @@
-"""Collapse: whose draft becomes the chapter, and who is eliminated.
+"""Collapse: whose draft becomes the chapter, and whether the elimination was clear.
 
-The winner is chosen on this epoch's score (the best draft now); the loser on
-the persisted rating (the weakest agent over time).  Ties are broken by the
-other figure, then by name, so the choice is total and deterministic.  A
-newcomer is in grace for its first epoch and cannot be eliminated.
+The winner is chosen on this epoch's score (the best draft now); ties are broken by the
+rating, then by name, so the choice is total and deterministic. Who is eliminated is
+decided in ``elimination.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from collections.abc import Collection, Mapping
 
 from dream_pipeline.tournament.elo import INITIAL_RATING
 
-__all__ = ["bottom_is_separated", "describe_margin", "pick_loser", "pick_winner"]
+__all__ = ["bottom_is_separated", "describe_margin", "pick_winner"]
 
 
 def _score_key(score: float | None) -> float:
@@ -37,26 +36,6 @@ def describe_margin(margin: float | None) -> str:
     if margin is None or math.isnan(margin):
         return ""
     return "won on the tie-break (tied on score)" if abs(margin) < 0.005 else f"won by {margin:.2f}"
-
-
-def pick_loser(
-    ratings: Mapping[str, float],
-    scores: Mapping[str, float],
-    newcomers: Collection[str] = (),
-    *,
-    alive: Collection[str] | None = None,
-) -> str | None:
-    """Lowest rating among agents in ``ratings`` (restricted to ``alive`` if given) minus newcomers.
-
-    Ties -> lower epoch score (nan / missing counts as lowest) -> alphabetically first name.
-    A nan rating counts as the lowest rating.
-    None when every candidate is in grace (or there are none).
-    """
-    grace = set(newcomers)
-    candidates = [a for a in ratings if a not in grace and (alive is None or a in alive)]
-    if not candidates:
-        return None
-    return min(candidates, key=lambda a: (_score_key(ratings[a]), _score_key(scores.get(a)), a))
 
 
 def bottom_is_separated(

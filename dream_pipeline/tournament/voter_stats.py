@@ -111,6 +111,7 @@ def flag_outlier_voters(
     min_gap: float = 0.5,
     min_votes: int = 5,
     exclude_cliques: bool = True,
+    cliques: Iterable[tuple[str, str]] | None = None,
 ) -> dict[str, float]:
     """Voters whose disagreement is far above the crowd's, mapped to ``d / median(d)``.
 
@@ -120,14 +121,15 @@ def flag_outlier_voters(
     point above the median.  The median, unlike the mean, is not dragged up by the outlier
     itself.  With ``exclude_cliques`` the votes between the pairs :func:`flag_cliques`
     reports are set aside first, so a clique is reported as a clique and not also as two
-    outliers.  Needs several epochs of votes to be reliable.
+    outliers (``cliques``: those pairs when already known).  Needs several epochs of votes to be
+    reliable.
     """
     df = _frame(votes)
     if exclude_cliques:
-        pairs = set(flag_cliques(df))
+        pairs = set(flag_cliques(df) if cliques is None else cliques)
         inside = [(v, t) in pairs or (t, v) in pairs for v, t in zip(df["voter"], df["target"], strict=True)]
         df = df[~np.array(inside, dtype=bool)]
-    stats = voter_agreement(df)
+    stats = _disagreement(df)
     stats = stats[stats["n_votes"] >= min_votes].dropna(subset=["disagreement"])
     if len(stats) < 3:
         return {}
@@ -138,6 +140,15 @@ def flag_outlier_voters(
         return {str(v): float("inf") for v in sorted(stats.index[flagged])}
     flagged = (d >= (1.0 + rel_gap) * median) & (d - median >= min_gap)
     return {str(v): float(d[v] / median) for v in sorted(stats.index[flagged])}
+
+
+def _disagreement(df: pd.DataFrame) -> pd.DataFrame:
+    """``n_votes`` and ``disagreement`` per voter, as :func:`voter_agreement` computes them (vectorised)."""
+    dev = consensus_deviations(df).dropna(subset=["consensus"])
+    bias = dev.groupby("voter")["deviation"].transform("mean")
+    dev = dev.assign(square=(dev["deviation"] - bias) ** 2)
+    grouped = dev.groupby("voter", sort=True)
+    return pd.DataFrame({"n_votes": grouped.size(), "disagreement": np.sqrt(grouped["square"].mean())})
 
 
 def reciprocity(votes: VoteTable) -> pd.DataFrame:
@@ -155,27 +166,29 @@ def reciprocity(votes: VoteTable) -> pd.DataFrame:
         dev=("deviation", "mean"),
         dev_sum=("deviation", "sum"),
     )
+    # plain dicts: a .loc lookup per pair made this the slowest step of a tournament's statistics
+    n, score = directed["n"].to_dict(), directed["score"].to_dict()
+    dev, dev_sum = directed["dev"].to_dict(), directed["dev_sum"].to_dict()
     totals = df.groupby("voter")["deviation"].agg(["sum", "size"])
+    total_sum, total_n = totals["sum"].to_dict(), totals["size"].to_dict()
 
     def excess(a: str, b: str) -> float:
-        row = directed.loc[(a, b)]
-        rest_n = totals.loc[a, "size"] - row["n"]
-        rest_bias = (totals.loc[a, "sum"] - row["dev_sum"]) / rest_n if rest_n > 0 else 0.0
-        return float(row["dev"] - rest_bias)
+        rest_n = total_n[a] - n[(a, b)]
+        rest_bias = (total_sum[a] - dev_sum[(a, b)]) / rest_n if rest_n > 0 else 0.0
+        return float(dev[(a, b)] - rest_bias)
 
     rows = []
-    pairs = set(directed.index)
-    for a, b in sorted(pairs):
-        if a < b and (b, a) in pairs:
+    for a, b in sorted(n):
+        if a < b and (b, a) in n:
             ab, ba = excess(a, b), excess(b, a)
             rows.append(
                 {
                     "a": a,
                     "b": b,
-                    "n_ab": int(directed.loc[(a, b), "n"]),
-                    "n_ba": int(directed.loc[(b, a), "n"]),
-                    "score_ab": float(directed.loc[(a, b), "score"]),
-                    "score_ba": float(directed.loc[(b, a), "score"]),
+                    "n_ab": int(n[(a, b)]),
+                    "n_ba": int(n[(b, a)]),
+                    "score_ab": float(score[(a, b)]),
+                    "score_ba": float(score[(b, a)]),
                     "excess_ab": ab,
                     "excess_ba": ba,
                     "mutual_excess": min(ab, ba),

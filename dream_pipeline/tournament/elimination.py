@@ -1,0 +1,239 @@
+"""Who is eliminated: the lowest empirical-Bayes shrunk mean score over a window, newcomers in grace.
+
+Chosen from measurements (docs/tournament_rules.md, sections 12 and 15): sequential Elo freezes and
+forgets, win/lose/tie throws away the size of a lead, and an agent seen for one epoch is as uncertain
+as it is extreme. So an agent is judged on the raw adjusted scores it received (insight score minus its
+draft's penalties; each ballot weighted, position effects removed: ``reliability.py``) over the last
+``WINDOW_EPOCHS`` epochs:
+
+* ``y[i, t]`` = weighted mean adjusted score of agent ``i``'s draft in epoch ``t``;
+* ``m[i]`` = mean of ``y[i, t]`` over its ``n[i]`` epochs in the window;
+* ``sigma2`` = pooled within-agent variance of ``y`` (``SIGMA2_PRIOR`` while there is none),
+  ``mu`` = mean of ``m``, ``tau2`` = between-agent variance of ``m`` less the noise ``sigma2/n``
+  (at least ``TAU2_FLOOR``);
+* shrunk score = ``mu + tau2 / (tau2 + sigma2 / n[i]) * (m[i] - mu)``.
+
+The lowest shrunk score outside grace is eliminated; ties -> lower latest epoch score -> name.
+Everything is a pure function of its inputs; the deck calls :func:`pick_eliminated` on the stored
+scores, so the chopping block and the pipeline cannot disagree.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from dream_pipeline.tournament.reliability import VoterWeight, ballot_weights, position_effects
+
+__all__ = [
+    "GRACE_EPOCHS",
+    "PENALTY_PRIOR_DRAFTS",
+    "SIGMA2_PRIOR",
+    "TAU2_FLOOR",
+    "WINDOW_EPOCHS",
+    "AgentEstimate",
+    "Judgment",
+    "draft_scores",
+    "judge_window",
+    "pick_eliminated",
+    "shrunk_penalties",
+    "shrunk_scores",
+]
+
+WINDOW_EPOCHS = 10
+GRACE_EPOCHS = 1  # a newcomer cannot be eliminated in its first GRACE_EPOCHS epochs
+SIGMA2_PRIOR = 2.0  # points^2: the spread of one draft's epoch score before the window can say
+TAU2_FLOOR = 1e-3  # keeps the order of the raw means when the window cannot tell agents apart
+MIN_LUCK_DOF = 3  # epoch-to-epoch luck is estimated once the window holds this many repeat epochs
+# A penalty (mostly: ran into the cap or not) is one coin toss per draft; its between-agent spread cannot
+# be estimated from a few epochs, so an agent's penalty rate is pulled toward the window's by this many
+# virtual drafts (a Beta prior's strength; 12 matches verbosities spread over 0.03-0.30 around 0.1).
+PENALTY_PRIOR_DRAFTS = 12.0
+
+
+@dataclass(frozen=True)
+class AgentEstimate:
+    agent: str
+    mean: float  # raw mean epoch score over the window
+    epochs: int
+    shrunk: float
+    latest: float  # its latest epoch score in the window (the first tie-break)
+
+
+def draft_scores(votes: pd.DataFrame) -> dict[tuple[int, str], tuple[float, float]]:
+    """``(epoch, target) -> (weighted mean score, its sampling variance)`` from columns ``epoch, target,
+    score, weight``. The variance is the weighted spread of the draft's votes over their effective
+    number (nan for a single vote). A draft whose every vote weighs 0 gets no score (it is not seen)."""
+    acc: dict[tuple[int, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
+    for epoch, target, score, weight in votes[["epoch", "target", "score", "weight"]].itertuples(index=False):
+        a = acc[(int(epoch), str(target))]
+        w, x = float(weight), float(score)
+        a[0] += w
+        a[1] += w * x
+        a[2] += w * x * x
+        a[3] += w * w
+    out: dict[tuple[int, str], tuple[float, float]] = {}
+    for key, (w, wx, wxx, ww) in acc.items():
+        if w <= 0:
+            continue
+        mean = wx / w
+        effective = w * w / ww
+        spread = max(wxx / w - mean * mean, 0.0) * effective / (effective - 1) if effective > 1.0001 else math.nan
+        out[key] = (mean, spread / effective if not math.isnan(spread) else math.nan)
+    return out
+
+
+def shrunk_scores(scores: Mapping[tuple[int, str], float | tuple[float, float]]) -> dict[str, AgentEstimate]:
+    """Empirical-Bayes shrinkage of each agent's mean epoch score toward the mean of all agents.
+
+    A score may carry its sampling variance (``draft_scores``); the noise of an agent's mean is then
+    that variance plus any epoch-to-epoch luck beyond it (pooled within-agent variance, once the window
+    holds ``MIN_LUCK_DOF`` degrees of freedom). Without sampling variances and before that, every
+    difference between drafts counts as noise (the spread of all scores), so one epoch cannot decide."""
+    by_agent: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    noise: dict[tuple[int, str], float] = {}
+    for (epoch, agent), value in scores.items():
+        y, var = value if isinstance(value, tuple) else (value, math.nan)
+        if math.isnan(y):
+            raise ValueError(f"nan score for {agent!r} in epoch {epoch}")
+        by_agent[agent].append((epoch, y))
+        if not math.isnan(var):
+            noise[(epoch, agent)] = var
+    if not by_agent:
+        return {}
+    means = {a: math.fsum(y for _, y in ys) / len(ys) for a, ys in by_agent.items()}
+    counts = {a: len(ys) for a, ys in by_agent.items()}
+    dof = sum(n - 1 for n in counts.values())
+    sampling = math.fsum(noise.values()) / len(noise) if noise else 0.0
+    everything = [y for ys in by_agent.values() for _, y in ys]
+    if dof >= MIN_LUCK_DOF:
+        between = math.fsum((y - means[a]) ** 2 for a, ys in by_agent.items() for _, y in ys) / dof
+        luck = max(between - sampling, 0.0)
+    elif noise:
+        luck = 0.0
+    else:
+        total = math.fsum(everything) / len(everything)
+        luck = math.fsum((y - total) ** 2 for y in everything) / max(len(everything) - 1, 1) or SIGMA2_PRIOR
+    sigma2 = {
+        a: (math.fsum(noise.get((e, a), sampling) for e, _ in by_agent[a]) / counts[a] + luck) / counts[a]
+        for a in by_agent
+    }
+    mu = math.fsum(means.values()) / len(means)
+    if len(means) > 1:
+        spread = math.fsum((m - mu) ** 2 for m in means.values()) / (len(means) - 1)
+        tau2 = max(spread - math.fsum(sigma2.values()) / len(sigma2), TAU2_FLOOR)
+    else:
+        tau2 = TAU2_FLOOR
+    return {
+        a: AgentEstimate(
+            agent=a, mean=means[a], epochs=counts[a],
+            shrunk=mu + tau2 / (tau2 + sigma2[a]) * (means[a] - mu) if sigma2[a] > 0 else means[a],
+            latest=max(by_agent[a])[1],
+        )
+        for a in sorted(by_agent)
+    }
+
+
+def shrunk_penalties(penalties: Mapping[tuple[int, str], float],
+                     prior_drafts: float = PENALTY_PRIOR_DRAFTS) -> dict[str, AgentEstimate]:
+    """Each agent's mean penalty per draft, pulled toward the window's mean penalty by ``prior_drafts``
+    virtual drafts: ``(sum + prior_drafts * mean_all) / (n + prior_drafts)``."""
+    by_agent: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for (epoch, agent), p in penalties.items():
+        by_agent[agent].append((epoch, p))
+    if not by_agent:
+        return {}
+    everything = [p for ps in by_agent.values() for _, p in ps]
+    overall = math.fsum(everything) / len(everything)
+    return {
+        a: AgentEstimate(
+            agent=a, mean=math.fsum(p for _, p in ps) / len(ps), epochs=len(ps),
+            shrunk=(math.fsum(p for _, p in ps) + prior_drafts * overall) / (len(ps) + prior_drafts),
+            latest=max(ps)[1],
+        )
+        for a, ps in sorted(by_agent.items())
+    }
+
+
+def pick_eliminated(
+    shrunk: Mapping[str, float],
+    candidates: Collection[str],
+    newcomers: Collection[str] = (),
+    latest: Mapping[str, float] | None = None,
+) -> str | None:
+    """The candidate (not in grace) with the lowest shrunk score; a candidate without one counts as
+    lowest. Ties -> lower ``latest`` epoch score (missing = lowest) -> alphabetically first name.
+    None when every candidate is in grace."""
+    grace = set(newcomers)
+    pool = [a for a in candidates if a not in grace]
+    if not pool:
+        return None
+    latest = latest or {}
+
+    def key(a: str) -> tuple[float, float, str]:
+        s, last = shrunk.get(a), latest.get(a)
+        s = -math.inf if s is None or math.isnan(s) else s
+        last = -math.inf if last is None or math.isnan(last) else last
+        return (s, last, a)
+
+    return min(pool, key=key)
+
+
+@dataclass(frozen=True)
+class Judgment:
+    """One epoch's elimination decision and everything it was made from."""
+
+    estimates: dict[str, AgentEstimate]
+    weights: dict[str, VoterWeight]
+    loser: str | None
+
+
+def judge_window(
+    votes: pd.DataFrame,
+    candidates: Collection[str],
+    newcomers: Collection[str] = (),
+    flags: Sequence[tuple[str, str, str, float]] = (),
+    *,
+    correct_positions: bool = True,
+) -> Judgment:
+    """The elimination decision from a window of votes.
+
+    ``votes`` has columns ``epoch, voter, target, insight_score, penalty`` (the target draft's
+    penalty in that epoch) and, for position correction, ``position``. ``flags`` are the window's
+    voter flags ``(kind, voter, partner, strength)``. Scores are adjusted (``insight_score -
+    penalty``), position effects of voters with a significant one removed, ballots weighted.
+    """
+    voters = sorted(set(votes["voter"]))
+    weights = ballot_weights(voters, flags)
+    # a ballot that weighs nothing has no say at all, not even in the consensus behind position effects
+    silenced = {v for v, w in weights.items() if w.weight <= 0}
+    frame = votes[~votes["voter"].isin(silenced)].copy()
+    effects = position_effects(frame) if correct_positions and "position" in frame.columns and len(frame) else {}
+    if effects:
+        weights = {
+            v: VoterWeight(w.voter, w.weight, w.reason, dict(effects.get(v, {}))) for v, w in weights.items()
+        }
+    frame["score"] = frame["insight_score"].astype(float)
+    if effects:
+        correction = [
+            effects.get(v, {}).get(int(p), 0.0) for v, p in zip(frame["voter"], frame["position"], strict=True)
+        ]
+        frame["score"] = frame["score"] - pd.Series(correction, index=frame.index)
+    frame["weight"] = frame["voter"].map(lambda v: weights[v].weight)
+    insight = shrunk_scores(draft_scores(frame))
+    drafts = draft_scores(frame.assign(score=frame["penalty"].astype(float)))
+    penalty = shrunk_penalties({key: mean for key, (mean, _) in drafts.items()})
+    estimates = {
+        a: AgentEstimate(a, e.mean - penalty[a].mean, e.epochs, e.shrunk - penalty[a].shrunk,
+                         e.latest - penalty[a].latest)
+        for a, e in insight.items()
+    }
+    loser = pick_eliminated(
+        {a: e.shrunk for a, e in estimates.items()}, candidates, newcomers,
+        {a: e.latest for a, e in estimates.items()},
+    )
+    return Judgment(estimates, weights, loser)
