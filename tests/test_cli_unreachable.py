@@ -1,0 +1,108 @@
+"""Every `dream` subcommand against an unreachable database and an unreachable engine: one line on stderr
+saying which part and what to do, exit code 2, no traceback, within seconds (the subprocess timeout)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dream_pipeline.cli import build_parser
+
+# each subcommand with the arguments it needs; a new subcommand must be added here
+ARGS = {
+    "run": [], "book": [], "standings": [], "status": [], "search": ["the furnace drives the engine"],
+    "reroll": [], "worlds": [], "promote": ["3", "1"], "start": ["--no-deck"], "daemon": [], "webserver": [],
+    "ui": [], "deck": [], "db migrate": [], "db url": [], "db stop": [], "engine start": [], "engine stop": [],
+    "ps": [], "stop": [], "erase": ["--yes"],
+}
+# commands that do not need the database answer as usual (what they print is tested elsewhere)
+WITHOUT_DATABASE = {"db url", "db stop", "engine stop", "ps", "stop", "erase"}
+# with a database that answers, these need the engine
+NEED_ENGINE = ["run", "search", "reroll", "promote", "start", "daemon", "ui"]
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when the block ends: connecting is refused
+
+
+def _dream(state: Path, command: str, **settings: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DREAM_", "DAGSTER_", "PG"))}
+    env.update(DREAM_STATE_DIR=str(state), **settings)
+    return subprocess.run(
+        [sys.executable, "-m", "dream_pipeline.cli", *command.split(), *ARGS[command]], env=env,
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=10,  # "within seconds"
+    )
+
+
+def _assert_one_line(result: subprocess.CompletedProcess, *words: str) -> str:
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert lines[0].startswith("dream: ")
+    for word in words:
+        assert word in lines[0]
+    return lines[0]
+
+
+def test_the_table_covers_every_subcommand():
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    named = set()
+    for name, parser in sub.choices.items():
+        action = next((a for a in parser._actions if a.dest == "action"), None)
+        named |= {f"{name} {choice}" for choice in action.choices} if action else {name}
+    assert named == set(ARGS)
+
+
+@pytest.mark.parametrize("command", sorted(ARGS))
+def test_an_unreachable_database_is_one_line(tmp_path: Path, command: str):
+    port = _closed_port()
+    result = _dream(tmp_path, command, DREAM_DATABASE_URL=f"postgresql://dream:s3cret@127.0.0.1:{port}/dream",
+                    DREAM_LLM_BASE_URL=f"http://127.0.0.1:{_closed_port()}/v1")
+    if command == "engine start":  # refused: a configured engine is the one used
+        _assert_one_line(result, "DREAM_LLM_BASE_URL")
+    elif command in WITHOUT_DATABASE:
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+    else:
+        line = _assert_one_line(result, f"127.0.0.1:{port}", "DREAM_DATABASE_URL")
+        assert "s3cret" not in line
+
+
+@pytest.mark.parametrize("command", NEED_ENGINE)
+def test_an_unreachable_engine_is_one_line(tmp_path: Path, database_url: str, command: str):
+    port = _closed_port()
+    result = _dream(tmp_path, command, DREAM_DATABASE_URL=database_url,
+                    DREAM_LLM_BASE_URL=f"http://127.0.0.1:{port}/v1")
+    _assert_one_line(result, f"http://127.0.0.1:{port}/v1", "engine")
+
+
+def test_a_closed_pipe_is_silent(tmp_path: Path, database_url: str):
+    """`dream status | head -4`: the reader goes away; no "Broken pipe", no trace. `true` leaves before
+    `dream` has imported anything, so every write meets a closed pipe."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DREAM_", "DAGSTER_"))}
+    env.update(DREAM_STATE_DIR=str(tmp_path), DREAM_DATABASE_URL=database_url)
+    for command in ("ps", "status", "book", "standings"):
+        result = subprocess.run(
+            ["bash", "-c", f'"{sys.executable}" -m dream_pipeline.cli {command} | true; echo "${{PIPESTATUS[0]}}"'],
+            env=env, capture_output=True, text=True, timeout=60,
+        )
+        assert (result.stderr, result.stdout) == ("", "141\n"), command
+
+
+def test_verbose_shows_the_trace(tmp_path: Path):
+    result = subprocess.run(
+        [sys.executable, "-m", "dream_pipeline.cli", "book", "--verbose"],
+        env={**{k: v for k, v in os.environ.items() if not k.startswith(("DREAM_", "PG"))},
+             "DREAM_STATE_DIR": str(tmp_path), "DREAM_DATABASE_URL": f"postgresql://d@127.0.0.1:{_closed_port()}/d"},
+        capture_output=True, text=True, timeout=10,
+    )
+    assert result.returncode == 2
+    assert "Traceback" in result.stderr and "psycopg.OperationalError" in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("dream: cannot reach the database at ")
