@@ -447,20 +447,28 @@ def similar_drafts(url: str, book: str | None) -> None:
     if picked["dims"] is None:
         st.warning("This draft has no embedding (the engine returned none), so it has no neighbours.")
         return
-    st.caption(f"Cosine distance (pgvector `<=>`) between {picked['dims']}-dimensional embeddings; drafts "
-               "embedded at another size or without an embedding are left out.")
+    st.caption(f"Cosine similarity of {picked['dims']}-dimensional embeddings (1 − pgvector's cosine distance "
+               "`<=>`: 1 is the same direction, 0 unrelated), the column `dream search` shows under the same name; "
+               "drafts embedded at another size or without an embedding are left out.")
     st.subheader("Nearest drafts")
     if nearest.empty:
         st.caption("No other draft has a comparable embedding yet.")
     else:
-        st.dataframe(nearest.drop(columns=["draft_id"]), hide_index=True, width="stretch",
-                     column_config={"distance": st.column_config.NumberColumn(format="%.4f")})
+        st.dataframe(_as_similarity(nearest.drop(columns=["draft_id"])), hide_index=True, width="stretch",
+                     column_config=SIMILARITY_COLUMN)
     st.subheader("Nearest chapters of the canon")
     if chapters.empty:
         st.caption("No chapter has a comparable embedding yet.")
     else:
-        st.dataframe(chapters, hide_index=True, width="stretch",
-                     column_config={"distance": st.column_config.NumberColumn(format="%.4f")})
+        st.dataframe(_as_similarity(chapters), hide_index=True, width="stretch", column_config=SIMILARITY_COLUMN)
+
+
+SIMILARITY_COLUMN = {"cosine similarity": st.column_config.NumberColumn(format="%.3f")}
+
+
+def _as_similarity(frame):
+    """pgvector's cosine distance as the cosine similarity `dream search` prints, under the same name."""
+    return frame.assign(distance=1 - frame["distance"]).rename(columns={"distance": "cosine similarity"})
 
 
 VIEWS = [
