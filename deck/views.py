@@ -16,7 +16,9 @@ import pandas as pd
 import streamlit as st
 
 from deck import charts, queries
+from deck.glossary import glossary, glossary_link
 from deck.safe_text import dot_quote, md_escape
+from dream_pipeline.prompts import chapter_body
 from dream_pipeline.tournament.selection import describe_margin
 
 REFRESH_SECONDS = 3
@@ -282,7 +284,7 @@ def the_book(url: str, book: str | None) -> None:
             won = describe_margin(None if pd.isna(ch.margin) else float(ch.margin))
             st.caption(f"by the {md_escape(ch.author)} · epoch {ch.epoch_number:,} · {won or 'unopposed'} · "
                        f"epoch score {_fmt(ch.epoch_score, '.2f')}")
-            st.text(ch.text)
+            st.text(chapter_body(ch.text, ch.title))  # its title line is the heading above
             if ch.drafts > 1 and st.toggle(f"The multiverse: the {ch.drafts} drafts of epoch {ch.epoch_number:,} "
                                            "side by side, with their scores", key=f"multiverse_{ch.chapter_number}"):
                 show_multiverse(queries.multiverse(conn, ch.epoch_id))
@@ -396,13 +398,17 @@ def telemetry(url: str, book: str | None) -> None:
         epochs = queries.epoch_telemetry(conn, book, first, last)
         agents = queries.agent_telemetry(conn, book, first, last)
         flagged = queries.flags(conn, book, first, last)
-    m = st.columns(4)
+    m = st.columns(5)
     m[0].metric("Epochs finished", f"{summary.get('finished') or 0:,}")
     m[1].metric("Mean epoch", f"{_fmt(summary.get('mean_duration_s'), '.2f')} s",
                 help=f"p95 {_fmt(summary.get('p95_duration_s'), '.2f')} s")
     m[2].metric("Mean dead time", f"{_fmt(summary.get('mean_dead_s'), '.2f')} s",
-                help=f"between one epoch's end and the next one's start; p95 {_fmt(summary.get('p95_dead_s'), '.2f')} s")
+                help=f"between one epoch's end and the next one's start while the loop runs; p95 "
+                     f"{_fmt(summary.get('p95_dead_s'), '.2f')} s. {glossary_link('dead time')}")
     m[3].metric("Total dead time", f"{_fmt(summary.get('total_dead_s'), ',.0f')} s")
+    m[4].metric("Downtime", f"{_fmt(summary.get('total_downtime_s'), ',.0f')} s",
+                help=f"the loop was stopped ({summary.get('restarts') or 0:,} restarts): not counted as dead "
+                     f"time. {glossary_link('downtime')}")
     if not epochs.empty:
         st.subheader("Per epoch")
         st.altair_chart(charts.epoch_timings(epochs), width="stretch")
@@ -471,6 +477,17 @@ def _as_similarity(frame):
     return frame.assign(distance=1 - frame["distance"]).rename(columns={"distance": "cosine similarity"})
 
 
+# ---- glossary -------------------------------------------------------------------------------------
+
+
+def glossary_view(url: str, book: str | None) -> None:
+    st.header("Glossary")
+    st.caption("The words of the tournament, from README.md (section 'Glossary'); the help texts of the other "
+               "views link here.")
+    for term, definition in glossary().items():
+        st.markdown(f"**{md_escape(term)}**: {definition}")
+
+
 VIEWS = [
     View("matrix", "Voting matrix (live)", voting_matrix),
     View("chopping-block", "On the chopping block", chopping_block),
@@ -479,4 +496,5 @@ VIEWS = [
     View("lineage", "Lineage", lineage),
     View("telemetry", "Telemetry", telemetry),
     View("similar", "Similar drafts", similar_drafts),
+    View("glossary", "Glossary", glossary_view),
 ]

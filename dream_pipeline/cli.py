@@ -9,6 +9,7 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
@@ -48,6 +49,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     job = defs.resolve_job_def("epoch_job")
     run_config = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
+    from dream_pipeline.downtime import note_resumption
+
+    note_resumption(fabric, datetime.now(UTC), "dream run")  # the time since the last commit is not dead time
     written = []
     for _ in range(args.epochs):
         number = fabric.next_epoch_number(args.book)
@@ -124,8 +128,13 @@ def cmd_book(args: argparse.Namespace) -> int:
     if not chapters:
         print(f"the book {args.book!r} has no chapter yet: run `dream run`")
         return 0
+    if args.last:  # only the chapters asked for, not the outline of the whole book before them
+        shown = chapters[-args.last:]
+        print(f"The last {len(shown)} of {len(chapters)} chapters (`dream book` prints the outline and all of them):\n")
+        print(render_chapters(shown))
+        return 0
     print(render_outline(chapters))
-    print(render_chapters(chapters[-args.last:] if args.last else chapters))
+    print(render_chapters(chapters))
     return 0
 
 

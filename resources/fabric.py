@@ -1161,6 +1161,29 @@ class StateFabric(dg.ConfigurableResource):
             ).fetchall()
         return list(reversed(rows))
 
+    def record_downtime(self, down_from: datetime, down_until: datetime, resumed_by: str) -> None:
+        """Note that the loop was not running from `down_from` to `down_until` (dream_pipeline/downtime.py);
+        the same start noted twice keeps the later end."""
+        with self.connection() as conn:
+            conn.execute(
+                "INSERT INTO loop_downtime (down_from, down_until, resumed_by) VALUES (%s, %s, %s)"
+                " ON CONFLICT (down_from) DO UPDATE SET down_until = greatest(loop_downtime.down_until,"
+                " EXCLUDED.down_until)",
+                (down_from, down_until, resumed_by),
+            )
+
+    def downtimes(self, since: datetime) -> list[tuple[datetime, datetime]]:
+        """The loop's downtime intervals that end after `since`."""
+        with self.connection() as conn:
+            rows = conn.execute("SELECT down_from, down_until FROM loop_downtime WHERE down_until > %s"
+                                " ORDER BY down_from", (since,)).fetchall()
+        return [(r["down_from"], r["down_until"]) for r in rows]
+
+    def latest_commit_time(self) -> datetime | None:
+        """When the latest epoch of any book ended (the loop runs the books in turn)."""
+        with self.connection() as conn:
+            return conn.execute("SELECT max(end_time) AS t FROM simulation_epochs").fetchone()["t"]
+
     def table_counts(self) -> dict[str, int]:
         """Row counts of the fabric's tables (for status output and tests)."""
         tables = ["domains", "agents", "simulation_epochs", "drafts", "peer_votes", "vote_abstentions",

@@ -1,4 +1,4 @@
-"""Full-text search over chapters and drafts (PostgreSQL `tsvector`, GIN indexes of sql/011_text_search.sql).
+"""Full-text search over chapters and drafts (PostgreSQL `tsvector`, GIN indexes of sql/011_search_and_downtime.sql).
 
 Two rankings per kind, each a list of keys best first, for `dream search` to fuse with the embeddings':
 
@@ -20,7 +20,7 @@ from psycopg import sql
 
 from resources.fabric import StateFabric
 
-# the indexed expressions of sql/011_text_search.sql
+# the indexed expressions of sql/011_search_and_downtime.sql
 CHAPTER_DOCUMENT = "to_tsvector('english'::regconfig, c.title || ' ' || left(c.text, 100000))"
 DRAFT_DOCUMENT = "to_tsvector('english'::regconfig, left(d.text, 100000))"
 QUERIES = {

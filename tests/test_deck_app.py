@@ -264,11 +264,13 @@ def test_telemetry_per_epoch_and_per_agent(filled, deck_env):
     assert {m.label: m.value for m in at.metric}["Epochs finished"] == "2"
 
 
-def test_similar_drafts_by_cosine_distance(filled, deck_env):
+def test_similar_drafts_by_cosine_similarity(filled, deck_env):
+    """Shown as `dream search` shows it: cosine similarity (1 − pgvector's distance), under that name."""
     at = open_view("similar", similar_epoch=1)
     at.selectbox(key="similar_draft_1").set_value(filled["winner"].draft_id).run()
     nearest = at.dataframe[0].value
-    assert len(nearest) == 10 and nearest["distance"].is_monotonic_increasing and nearest["distance"].ge(0).all()
+    similarity = nearest["cosine similarity"]
+    assert len(nearest) == 10 and similarity.is_monotonic_decreasing and similarity.le(1 + 1e-6).all()
     shown = set(zip(nearest["epoch"], nearest["agent"], strict=True))
     assert (1, filled["no_embedding"].agent_name) not in shown  # no embedding: left out
     assert (1, filled["small_embedding"].agent_name) not in shown  # another size: left out, no error
