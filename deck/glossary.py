@@ -20,7 +20,7 @@ def glossary() -> dict[str, str]:
         return {}
     body = text[start + len(SECTION):].split("\n## ", 1)[0]
     rows = re.findall(r"^\| \*\*(.+?)\*\* \| (.+?) \|$", body, re.M)
-    return {term: definition for term, definition in rows}
+    return {term.replace("**", ""): definition for term, definition in rows}
 
 
 def glossary_link(term: str) -> str:

@@ -68,21 +68,26 @@ def voting_matrix(url: str, book: str | None) -> None:
     if book is None:
         _no_book("no ballot to show")
         return
-    controls = st.columns([1, 1, 2], vertical_alignment="bottom")
-    follow = controls[0].toggle("Follow the live epoch", value=True, key="matrix_follow")
-    number = controls[1].number_input("Epoch", min_value=1, value=1, step=1, key="matrix_epoch",
-                                      disabled=follow)
-    controls[2].caption(f"Refreshes every {REFRESH_SECONDS} s while the page is open. Hover a cell for the "
-                        "score and the rationale.")
-    _live_matrix(url, book, None if follow else int(number))
+    _live_matrix(url, book)
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
-def _live_matrix(url: str, book: str, number: int | None) -> None:
+def _live_matrix(url: str, book: str) -> None:
+    """The controls and the matrix, refreshed together: while it follows the live epoch, the (disabled)
+    Epoch box shows the live epoch's number."""
+    controls = st.columns([1, 1, 2], vertical_alignment="bottom")
+    follow = controls[0].toggle("Follow the live epoch", value=True, key="matrix_follow")
     with queries.connect(url) as conn:
-        epoch = queries.latest_epoch(conn, book) if number is None else queries.epoch(conn, book, number)
+        live = queries.latest_epoch(conn, book)
+        if follow and live is not None:
+            st.session_state["matrix_epoch"] = int(live["epoch_number"])
+        st.session_state.setdefault("matrix_epoch", 1)  # the box's value lives in the session state only
+        number = controls[1].number_input("Epoch", min_value=1, step=1, key="matrix_epoch", disabled=follow)
+        controls[2].caption(f"Refreshes every {REFRESH_SECONDS} s while the page is open. Hover a cell for the "
+                            "score and the rationale.")
+        epoch = live if follow else queries.epoch(conn, book, int(number))
         if epoch is None:
-            if number is None:
+            if follow:
                 st.info(f"No epoch of {book!r} has started yet. {START_HINT}")
             else:
                 st.warning(f"Epoch {number} of {book!r} has not started.")
@@ -96,9 +101,10 @@ def _live_matrix(url: str, book: str, number: int | None) -> None:
 
     m = st.columns(4)
     m[0].metric("Epoch", f"{epoch['epoch_number']:,}", help=epoch["epoch_key"])
-    m[1].metric("Status", epoch["status"])
+    m[1].metric("Status", epoch["status"], help=glossary_link("collapse" if epoch["status"] == "collapsed"
+                                                             else "committed"))
     m[2].metric("Votes in", f"{len(cells)} / {max(expected, len(cells))}")
-    m[3].metric("Abstentions", len(abstained))
+    m[3].metric("Abstentions", len(abstained), help=glossary_link("abstention"))
     if committed:
         separated = {True: "the bottom was separated", False: "within the noise", None: "separation not recorded"}
         loser = f"{md_escape(epoch['loser'])} eliminated ({separated[epoch['bottom_separated']]})" \
@@ -157,7 +163,8 @@ def chopping_block(url: str, book: str | None) -> None:
     m[1].metric("Ratings after epoch", f"{rated['epoch_number']:,}" if rated else "—")
     m[2].metric("At the bottom", bottom.iloc[0] if not bottom.empty else "—")
     m[3].metric("Bottom separated", _separation_now(frame),
-                help="Whether the bottom agent's interval lies below every other candidate's lower bound.")
+                help="Whether the bottom agent's interval lies below every other candidate's lower bound. "
+                     + glossary_link("separated"))
     if rated is None:
         st.info("No epoch has been rated yet: the standings appear after the first epoch's votes are counted.")
     st.caption("Bars: Bradley–Terry 95 % bootstrap interval over the recent window; dot: its rating; "
@@ -168,19 +175,33 @@ def chopping_block(url: str, book: str | None) -> None:
         st.altair_chart(charts.standings_intervals(plotted), width="stretch")
     table = frame[["agent", "status", "elo", "bt_rating", "bt_lower", "bt_upper", "epoch_score", "epochs",
                    "chapters", "origin", "joined_epoch"]]
+    # a newcomer has no rating yet: its cells say so, where a grid would print "None"
+    table = readable(table, {"elo": ".1f", "bt_rating": ".1f", "bt_lower": ".1f", "bt_upper": ".1f",
+                             "epoch_score": ".2f"}, missing="not rated yet")
     st.dataframe(table, hide_index=True, width="stretch", column_config={
-        "elo": st.column_config.NumberColumn("Elo", format="%.1f"),
-        "bt_rating": st.column_config.NumberColumn("BT", format="%.1f"),
-        "bt_lower": st.column_config.NumberColumn("BT lower", format="%.1f"),
-        "bt_upper": st.column_config.NumberColumn("BT upper", format="%.1f"),
-        "epoch_score": st.column_config.NumberColumn("last epoch score", format="%.2f"),
-        "joined_epoch": st.column_config.NumberColumn("joined", format="%d"),
+        "agent": "Agent", "status": st.column_config.TextColumn("Status", help=glossary_link("grace")),
+        "elo": "Elo", "bt_rating": "Bradley–Terry", "bt_lower": "BT lower (95 %)", "bt_upper": "BT upper (95 %)",
+        "epoch_score": "Last epoch score", "epochs": "Epochs", "chapters": "Chapters", "origin": "Origin",
+        "joined_epoch": st.column_config.NumberColumn("Joined in epoch", format="%d"),
     })
     st.subheader("Recent eliminations")
     if eliminations.empty:
         st.caption("No one has been eliminated yet.")
     else:
-        st.dataframe(eliminations, hide_index=True, width="stretch")
+        eliminations = eliminations.assign(bottom_separated=eliminations["bottom_separated"].map(
+            {True: "separated", False: "within the noise"}).fillna("not recorded"))
+        st.dataframe(eliminations.fillna("—"), hide_index=True, width="stretch", column_config={
+            "epoch": "Epoch", "eliminated": "Eliminated", "replaced_by": "Replaced by",
+            "replacement_origin": "Replacement's origin",
+            "bottom_separated": st.column_config.TextColumn("Bottom", help=glossary_link("separated"))})
+
+
+def readable(frame: pd.DataFrame, formats: dict[str, str], missing: str = "—") -> pd.DataFrame:
+    """`frame` with the `formats` columns as text: numbers formatted, a missing value as `missing`."""
+    out = frame.copy()
+    for column, spec in formats.items():
+        out[column] = [missing if pd.isna(v) else format(float(v), spec) for v in frame[column]]
+    return out
 
 
 def classify_standings(frame: pd.DataFrame, current_epoch: int) -> pd.DataFrame:
@@ -356,9 +377,15 @@ def _node(name: str, alive: bool, origin: str) -> str:
     return f"{dot_quote(name)} [shape={style}, style=filled, fillcolor=\"{fill}\"];"
 
 
+# top to bottom: a page of arrivals is a long chain, which laid out left to right is scaled down to the page's
+# width until its labels cannot be read (tests/test_deck_browser.py checks their rendered size)
+LINEAGE_GRAPH = ["rankdir=TB;", "nodesep=0.3; ranksep=0.35;", 'node [fontname="Helvetica", fontsize=16];',
+                 "edge [arrowsize=0.7];"]
+
+
 def lineage_dot(frame: pd.DataFrame) -> str:
     """Graphviz source of a page of arrivals: replaced → newcomer, parent → mutation."""
-    lines = ["digraph lineage {", "rankdir=LR;", 'node [fontname="Helvetica", fontsize=11];']
+    lines = ["digraph lineage {", *LINEAGE_GRAPH]
     for r in frame.itertuples():
         lines.append(_node(r.agent, bool(r.alive), r.origin))
         if isinstance(r.replaced, str):
@@ -370,7 +397,7 @@ def lineage_dot(frame: pd.DataFrame) -> str:
 
 
 def ancestry_dot(edges: pd.DataFrame) -> str:
-    lines = ["digraph ancestry {", "rankdir=LR;", 'node [fontname="Helvetica", fontsize=11];']
+    lines = ["digraph ancestry {", *LINEAGE_GRAPH]
     for r in edges.itertuples():
         lines.append(_node(r.source, bool(r.source_alive), r.source_origin))
         lines.append(_node(r.agent, bool(r.agent_alive), r.agent_origin))
@@ -412,16 +439,50 @@ def telemetry(url: str, book: str | None) -> None:
     if not epochs.empty:
         st.subheader("Per epoch")
         st.altair_chart(charts.epoch_timings(epochs), width="stretch")
-        st.dataframe(epochs, hide_index=True, width="stretch")
+        st.dataframe(epochs, hide_index=True, width="stretch", column_config=EPOCH_TELEMETRY_COLUMNS)
     st.subheader("Per agent")
     st.caption(f"Epochs {first:,}–{last:,}: drafts, tokens, latency, truncations, abstentions, voter flags "
                "and engine calls (including retries and failures).")
-    st.dataframe(agents, hide_index=True, width="stretch")
+    st.dataframe(agents, hide_index=True, width="stretch", column_config=AGENT_TELEMETRY_COLUMNS)
     st.subheader("Voter flags")
     if flagged.empty:
         st.caption("No outlier voter or possible clique flagged in these epochs.")
     else:
-        st.dataframe(flagged, hide_index=True, width="stretch")
+        st.dataframe(flagged, hide_index=True, width="stretch", column_config={
+            "epoch": "Epoch", "kind": "Flag", "voter": "Voter", "partner": "Partner",
+            "strength": st.column_config.NumberColumn("Strength", format="%.2f")})
+
+
+def _seconds(label: str, decimals: int = 2, help: str | None = None):
+    return st.column_config.NumberColumn(label, format=f"%.{decimals}f", help=help)
+
+
+def _count(label: str, help: str | None = None):
+    return st.column_config.NumberColumn(label, format="%d", help=help)
+
+
+# the telemetry queries' columns under the names a reader expects, rounded to what matters
+EPOCH_TELEMETRY_COLUMNS = {
+    "epoch": _count("Epoch"), "status": "Status",
+    "duration_s": _seconds("Duration (s)", 1),
+    "dead_time_s": _seconds("Dead time (s)", 2, glossary_link("dead time")),
+    "downtime_s": _seconds("Downtime (s)", 0, glossary_link("downtime")),
+    "drafts": _count("Drafts"), "forfeits": _count("Forfeits", glossary_link("forfeit")),
+    "completion_tokens": _count("Tokens drafted"),
+    "mean_latency_s": _seconds("Mean draft latency (s)"), "max_latency_s": _seconds("Slowest draft (s)"),
+    "truncations": _count("Truncated drafts", glossary_link("truncated")),
+    "abstentions": _count("Abstentions", glossary_link("abstention")), "flags": _count("Voter flags"),
+    "calls": _count("Engine calls"), "call_tokens": _count("Engine tokens"), "call_errors": _count("Engine errors"),
+}
+AGENT_TELEMETRY_COLUMNS = {
+    "agent": "Agent", "drafts": _count("Drafts"), "completion_tokens": _count("Tokens drafted"),
+    "mean_latency_s": _seconds("Mean draft latency (s)"), "max_latency_s": _seconds("Slowest draft (s)"),
+    "truncations": _count("Truncated drafts", glossary_link("truncated")),
+    "abstentions": _count("Abstentions", glossary_link("abstention")),
+    "outlier_flags": _count("Outlier flags"), "clique_flags": _count("Clique flags"),
+    "calls": _count("Engine calls"), "call_tokens": _count("Engine tokens"),
+    "mean_call_latency_s": _seconds("Mean call latency (s)"), "call_errors": _count("Engine errors"),
+}
 
 
 # ---- similar drafts -----------------------------------------------------------------------------

@@ -177,6 +177,8 @@ def filled(database_url: str, engine_url: str) -> dict:
 def test_the_live_matrix_masks_targets_until_the_epoch_commits(filled, deck_env):
     at = open_view("matrix")
     assert [m.value for m in at.metric][:2] == ["3", "running"]
+    box = at.number_input(key="matrix_epoch")
+    assert box.value == 3 and box.disabled  # the live epoch, not 1
     cells = chart_data(at)
     assert len(cells) == 20 and cells["target"].isna().all()  # 5 voters × 4 drafts, authors not sent
     assert set(cells["column"]) == {"read #1", "read #2", "read #3", "read #4"}
@@ -202,8 +204,10 @@ def test_the_chopping_block_shows_intervals_the_bottom_and_grace(filled, deck_en
     assert (table["status"] == "at the bottom").sum() == 1
     newcomer = table[table["joined_epoch"] == 3]
     assert list(newcomer["status"]) == ["grace"]  # joined for epoch 3, which is being played
-    rated = table.dropna(subset=["bt_rating"])
-    assert ((rated["bt_lower"] <= rated["bt_rating"]) & (rated["bt_rating"] <= rated["bt_upper"])).all()
+    assert list(newcomer["elo"]) == ["not rated yet"]  # not "None"
+    numbers = table[["bt_lower", "bt_rating", "bt_upper"]].apply(pd.to_numeric, errors="coerce").dropna()
+    assert len(numbers) == 4
+    assert ((numbers["bt_lower"] <= numbers["bt_rating"]) & (numbers["bt_rating"] <= numbers["bt_upper"])).all()
     assert {m.label: m.value for m in at.metric}["Epoch being played"] == "3"
     assert len(at.dataframe[1].value) == 2  # the eliminations of epochs 1–2
 
@@ -293,3 +297,16 @@ def test_the_views_read_only_through_the_query_module():
         assert "unsafe_allow_html=" not in source and "st.html(" not in source, path.name
         if path.name != "queries.py":
             assert "psycopg.connect" not in source and ".execute(" not in source, path.name
+
+
+def test_the_glossary_view_is_the_readmes_glossary(fabric, deck_env):
+    """The deck's help texts link to `?view=glossary`; it shows README.md's Glossary, every term of it."""
+    from deck.glossary import glossary
+
+    terms = glossary()
+    for term in ("epoch", "burst", "collapse", "canon", "world", "grace", "separated", "dead time", "downtime"):
+        assert term in terms
+    at = open_view("glossary")
+    shown = [m.value for m in at.markdown]
+    assert len(shown) == len(terms) >= 20
+    assert any(text.startswith("**collapse**:") and "collapsed" in text for text in shown)
