@@ -23,6 +23,11 @@ def glossary() -> dict[str, str]:
     return {term.replace("**", ""): definition for term, definition in rows}
 
 
+def has_term(term: str) -> bool:
+    """Whether `term` is in the glossary, alone or in a row of several (`cast, reserve, mutation`)."""
+    return any(term in (t.strip() for t in key.split(",")) for key in glossary())
+
+
 def glossary_link(term: str) -> str:
     """A Markdown link to the glossary view, for a widget's help text."""
     return f"[{term}: see the glossary](?view=glossary)"

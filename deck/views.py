@@ -356,7 +356,14 @@ def lineage(url: str, book: str | None) -> None:
         st.caption("Solid arrow: replaced (the newcomer took the eliminated agent's seat); dashed: mutation of "
                    "a parent persona. Grey: retired.")
         st.graphviz_chart(lineage_dot(frame))
-        st.dataframe(frame, hide_index=True, width="stretch")
+        shown = frame.assign(retired_epoch=[("—" if pd.isna(v) else f"{int(v):,}") for v in frame["retired_epoch"]],
+                             replaced=frame["replaced"].fillna("—"), parent=frame["parent"].fillna("—"))
+        st.dataframe(shown, hide_index=True, width="stretch", column_config={
+            "agent": "Agent", "origin": st.column_config.TextColumn("Origin", help=glossary_link("mutation")),
+            "generation": st.column_config.NumberColumn("Generation", format="%d"),
+            "joined_epoch": st.column_config.NumberColumn("Joined in epoch", format="%d"),
+            "retired_epoch": "Retired in epoch", "alive": "Alive", "replaced": "Replaced",
+            "parent": "Parent", "persona": "Persona"})
         st.subheader("One agent's ancestry")
         prefix = st.text_input("Filter names", key="lineage_filter", placeholder="e.g. Physicist")
         names = queries.agent_names(conn, book, prefix)

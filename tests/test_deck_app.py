@@ -310,3 +310,14 @@ def test_the_glossary_view_is_the_readmes_glossary(fabric, deck_env):
     shown = [m.value for m in at.markdown]
     assert len(shown) == len(terms) >= 20
     assert any(text.startswith("**collapse**:") and "collapsed" in text for text in shown)
+
+
+def test_every_help_link_names_a_glossary_term():
+    import re
+
+    from deck.glossary import has_term
+
+    source = (Path(__file__).resolve().parents[1] / "deck" / "views.py").read_text()
+    linked = set(re.findall(r'glossary_link\("([^"]+)"\)', source))
+    assert len(linked) >= 8
+    assert [t for t in linked if not has_term(t)] == []
