@@ -1023,6 +1023,16 @@ class StateFabric(dg.ConfigurableResource):
             for r in rows
         ]
 
+    def latest_rolled_epoch(self, book: str) -> str | None:
+        """The key of the epoch of `book` whose alternate world was rolled last (None: no re-roll yet)."""
+        with self.connection() as conn:
+            row = conn.execute(
+                "SELECT e.epoch_key FROM alternate_worlds w JOIN simulation_epochs e USING (epoch_id)"
+                " WHERE e.book = %s AND w.status <> 'superseded' ORDER BY w.created_at DESC LIMIT 1",
+                (book,),
+            ).fetchone()
+        return None if row is None else row["epoch_key"]
+
     def promote_world(self, epoch_key: str, world_number: int, superseded: dict[str, Any]) -> EpochRecord:
         """Make world `world_number` the canon of the book's latest epoch, in one transaction.
 
