@@ -30,6 +30,10 @@ def gap_parts(timeline: Sequence[dict[str, Any]], until: str = "first_call_at",
     return parts
 
 
+# dream_pipeline.jobs.epoch_job's name: importing the job would import the whole asset graph (a second of
+# CPU) for a name (tests/test_downtime.py checks they agree)
+EPOCH_JOB_NAME = "epoch_job"
+
 # what an epoch's status means (README, "Glossary")
 STATUS_MEANINGS = {
     "running": "its agents are drafting or voting",
@@ -43,7 +47,6 @@ def render_status(fabric: StateFabric, limit: int = 12, now: datetime | None = N
     import dagster as dg
 
     from dream_pipeline.instance import dagster_instance
-    from dream_pipeline.jobs import epoch_job
     from dream_pipeline.loop_state import (
         LIVE_STATUSES,
         PARTITION_TAG,
@@ -55,7 +58,7 @@ def render_status(fabric: StateFabric, limit: int = 12, now: datetime | None = N
     now = now or datetime.now(UTC)
     instance = instance or dagster_instance()
     window = phase_window_from_env()
-    live = instance.get_runs(dg.RunsFilter(job_name=epoch_job.name, statuses=LIVE_STATUSES))
+    live = instance.get_runs(dg.RunsFilter(job_name=EPOCH_JOB_NAME, statuses=LIVE_STATUSES))
     # a run whose process is gone is not running, whatever its status says
     gone = {r.run_id for r in orphaned_runs(instance, daemon_alive=another_daemon_alive(instance, now.timestamp()))}
     keys = [r.tags.get(PARTITION_TAG, "?") for r in reversed(live) if r.run_id not in gone]

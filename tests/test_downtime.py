@@ -92,3 +92,10 @@ def test_status_shows_a_restart_as_downtime_not_dead_time(fabric: StateFabric):
     text = "\n".join(lines)
     assert "median 0.50 s, p95 2.00 s, max 2.00 s over 3 gaps" in text
     assert "downtime (the loop was stopped; not dead time): 148 s in 1 gap" in text
+
+
+def test_status_names_the_epoch_job_without_importing_it():
+    from dream_pipeline.jobs import epoch_job
+    from dream_pipeline.status import EPOCH_JOB_NAME
+
+    assert EPOCH_JOB_NAME == epoch_job.name == "epoch_job"
