@@ -87,7 +87,8 @@ def describe(exc: BaseException) -> tuple[str, int] | None:
         if isinstance(link, ConfigError | Unreachable):
             return str(link), CONFIG_EXIT
     for link in chain:
-        if isinstance(link, psycopg.OperationalError):
+        # a connection that failed has no SQLSTATE; a deadlock or a cancelled query (also OperationalError) has
+        if isinstance(link, psycopg.OperationalError) and link.sqlstate is None:
             return f"cannot reach the database{_where()}: {_first_line(link)}; {_database_hint()}", CONFIG_EXIT
         if _is_dagster_storage_error(link):
             return (f"cannot reach Dagster's storage: {_first_line(link)}; start that server or fix "

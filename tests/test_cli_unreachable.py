@@ -106,3 +106,17 @@ def test_verbose_shows_the_trace(tmp_path: Path):
     assert result.returncode == 2
     assert "Traceback" in result.stderr and "psycopg.OperationalError" in result.stderr
     assert result.stderr.splitlines()[-1].startswith("dream: cannot reach the database at ")
+
+
+def test_only_a_failed_connection_reads_as_an_unreachable_database(monkeypatch: pytest.MonkeyPatch):
+    import psycopg
+
+    from dream_pipeline.cli_errors import describe
+
+    monkeypatch.delenv("DREAM_DATABASE_URL", raising=False)
+    line, code = describe(psycopg.OperationalError("connection failed: connection refused"))
+    assert code == 2 and line.startswith("cannot reach the database (the embedded server): connection failed")
+    assert describe(psycopg.errors.DeadlockDetected("deadlock detected")) is None  # a trace, not a wrong hint
+    wrapped = RuntimeError("step failed")
+    wrapped.__cause__ = psycopg.OperationalError("connection failed: timeout expired")
+    assert describe(wrapped)[1] == 2  # found through the cause chain
