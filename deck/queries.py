@@ -373,7 +373,7 @@ def _like_prefix(prefix: str) -> str:
 # downtime: the part of it inside `loop_downtime` (the loop stopped; dream_pipeline/downtime.py)
 _GAP_SPLIT = sql.SQL(
     "SELECT epoch_id, extract(epoch FROM start_time - prev_end)::float8 - o.down AS dead_time_s,"
-    " o.down AS downtime_s FROM ep CROSS JOIN LATERAL (SELECT least(coalesce(sum(extract(epoch FROM"
+    " CASE WHEN prev_end IS NOT NULL THEN o.down END AS downtime_s FROM ep CROSS JOIN LATERAL (SELECT least(coalesce(sum(extract(epoch FROM"
     "   least(l.down_until, ep.start_time) - greatest(l.down_from, ep.prev_end))), 0),"
     "   greatest(extract(epoch FROM ep.start_time - ep.prev_end), 0))::float8 AS down"
     "   FROM loop_downtime l WHERE l.down_from < ep.start_time AND l.down_until > ep.prev_end) o"

@@ -446,7 +446,9 @@ def telemetry(url: str, book: str | None) -> None:
     if not epochs.empty:
         st.subheader("Per epoch")
         st.altair_chart(charts.epoch_timings(epochs), width="stretch")
-        st.dataframe(epochs, hide_index=True, width="stretch", column_config=EPOCH_TELEMETRY_COLUMNS)
+        # the first epoch has no gap before it: "—", where a grid would print "None"
+        shown = readable(epochs, {"dead_time_s": ".2f", "downtime_s": ".0f"})
+        st.dataframe(shown, hide_index=True, width="stretch", column_config=EPOCH_TELEMETRY_COLUMNS)
     st.subheader("Per agent")
     st.caption(f"Epochs {first:,}–{last:,}: drafts, tokens, latency, truncations, abstentions, voter flags "
                "and engine calls (including retries and failures).")
@@ -472,8 +474,8 @@ def _count(label: str, help: str | None = None):
 EPOCH_TELEMETRY_COLUMNS = {
     "epoch": _count("Epoch"), "status": "Status",
     "duration_s": _seconds("Duration (s)", 1),
-    "dead_time_s": _seconds("Dead time (s)", 2, glossary_link("dead time")),
-    "downtime_s": _seconds("Downtime (s)", 0, glossary_link("downtime")),
+    "dead_time_s": st.column_config.TextColumn("Dead time (s)", help=glossary_link("dead time")),
+    "downtime_s": st.column_config.TextColumn("Downtime (s)", help=glossary_link("downtime")),
     "drafts": _count("Drafts"), "forfeits": _count("Forfeits", glossary_link("forfeit")),
     "completion_tokens": _count("Tokens drafted"),
     "mean_latency_s": _seconds("Mean draft latency (s)"), "max_latency_s": _seconds("Slowest draft (s)"),

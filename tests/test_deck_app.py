@@ -262,7 +262,8 @@ def test_telemetry_per_epoch_and_per_agent(filled, deck_env):
     per_epoch, per_agent = at.dataframe[0].value, at.dataframe[1].value
     assert list(per_epoch["epoch"]) == [1, 2, 3]
     assert (per_epoch["drafts"] == 5).all() and (per_epoch["calls"] > 0).all()
-    assert per_epoch.loc[per_epoch["epoch"] > 1, "dead_time_s"].notna().all()
+    assert (per_epoch.loc[per_epoch["epoch"] > 1, "dead_time_s"] != "—").all()
+    assert list(per_epoch.loc[per_epoch["epoch"] == 1, ["dead_time_s", "downtime_s"]].iloc[0]) == ["—", "—"]
     assert per_epoch["duration_s"].iloc[:2].gt(0).all() and pd.isna(per_epoch["duration_s"].iloc[2])
     assert per_agent["drafts"].sum() == 15 and per_agent["completion_tokens"].gt(0).all()
     assert {m.label: m.value for m in at.metric}["Epochs finished"] == "2"
