@@ -29,7 +29,6 @@ test: lint
 mutation: $(STAMP)
 	$(BIN)/python -m bench.mutation $(ARGS)
 
+# stops everything, then deletes .dream/ (the book with it): asks first; YES=1 does not
 clean-state: $(STAMP)
-	-$(BIN)/dream engine stop
-	-$(BIN)/dream db stop
-	rm -rf .dream
+	$(BIN)/dream erase $(if $(YES),--yes)

@@ -395,26 +395,37 @@ def _like_prefix(prefix: str) -> str:
 # ---- telemetry ----------------------------------------------------------------------------------
 
 
+# the gap before each epoch of `ep` (columns epoch_id, start_time, prev_end) split into dead time and
+# downtime: the part of it inside `loop_downtime` (the loop stopped; dream_pipeline/downtime.py)
+_GAP_SPLIT = sql.SQL(
+    "SELECT epoch_id, extract(epoch FROM start_time - prev_end)::float8 - o.down AS dead_time_s,"
+    " CASE WHEN prev_end IS NOT NULL THEN o.down END AS downtime_s FROM ep CROSS JOIN LATERAL (SELECT least(coalesce(sum(extract(epoch FROM"
+    "   least(l.down_until, ep.start_time) - greatest(l.down_from, ep.prev_end))), 0),"
+    "   greatest(extract(epoch FROM ep.start_time - ep.prev_end), 0))::float8 AS down"
+    "   FROM loop_downtime l WHERE l.down_from < ep.start_time AND l.down_until > ep.prev_end) o"
+)
+
+
 def epoch_telemetry(conn: psycopg.Connection, book: str, first: int, last: int) -> pd.DataFrame:
     """Per epoch of the window: duration, dead time since the previous epoch ended, drafts, forfeits,
     tokens, latency, truncations, abstentions, voter flags and engine calls."""
     first, last = clamp_window(first, last)
     return _frame(
         conn,
-        "WITH ep AS (SELECT e.epoch_id, e.epoch_key, e.epoch_number, e.status,"
+        sql.SQL("WITH ep AS (SELECT e.epoch_id, e.epoch_key, e.epoch_number, e.status,"
         "   cardinality(e.active_agent_ids) AS roster,"
         "   extract(epoch FROM e.end_time - e.start_time)::float8 AS duration_s,"
-        "   extract(epoch FROM e.start_time - lag(e.end_time) OVER (ORDER BY e.epoch_number))::float8"
-        "     AS dead_time_s"
+        "   e.start_time, lag(e.end_time) OVER (ORDER BY e.epoch_number) AS prev_end"
         "   FROM simulation_epochs e"
-        "   WHERE e.book = %(book)s AND e.epoch_number BETWEEN %(first)s - 1 AND %(last)s)"
-        " SELECT ep.epoch_number AS epoch, ep.status, ep.duration_s, ep.dead_time_s, d.drafts,"
+        "   WHERE e.book = %(book)s AND e.epoch_number BETWEEN %(first)s - 1 AND %(last)s),"
+        " gap AS ({gap})"
+        " SELECT ep.epoch_number AS epoch, ep.status, ep.duration_s, gap.dead_time_s, gap.downtime_s, d.drafts,"
         " ep.roster - d.drafts AS forfeits, d.completion_tokens, d.mean_latency_s, d.max_latency_s,"
         " d.truncations,"
         " (SELECT count(*) FROM vote_abstentions a WHERE a.epoch_id = ep.epoch_id) AS abstentions,"
         " (SELECT count(*) FROM voter_flags f WHERE f.epoch_id = ep.epoch_id) AS flags,"
         " c.calls, c.tokens AS call_tokens, c.errors AS call_errors"
-        " FROM ep"
+        " FROM ep JOIN gap USING (epoch_id)"
         " CROSS JOIN LATERAL (SELECT count(*) AS drafts, coalesce(sum(x.completion_tokens), 0) AS"
         "   completion_tokens, avg(x.latency_s) AS mean_latency_s, max(x.latency_s) AS max_latency_s,"
         "   count(*) FILTER (WHERE x.truncated) AS truncations FROM drafts x WHERE x.epoch_id = ep.epoch_id) d"
@@ -422,23 +433,27 @@ def epoch_telemetry(conn: psycopg.Connection, book: str, first: int, last: int) 
         "   coalesce(sum(coalesce(l.prompt_tokens, 0) + coalesce(l.completion_tokens, 0)), 0) AS tokens,"
         "   count(*) FILTER (WHERE l.status = 'error') AS errors FROM llm_calls l"
         "   WHERE l.epoch_key = ep.epoch_key) c"
-        " WHERE ep.epoch_number >= %(first)s ORDER BY ep.epoch_number",
+        " WHERE ep.epoch_number >= %(first)s ORDER BY ep.epoch_number").format(gap=_GAP_SPLIT),
         {"book": book, "first": first, "last": last},
     )
 
 
 def timing_summary(conn: psycopg.Connection, book: str) -> dict[str, Any] | None:
-    """Epoch durations and dead time between consecutive epochs over the whole book."""
+    """Epoch durations and dead time between consecutive epochs over the whole book, with the downtime (the
+    loop stopped) apart."""
     return _row(
         conn,
-        "WITH t AS (SELECT extract(epoch FROM end_time - start_time)::float8 AS duration_s,"
-        "   extract(epoch FROM start_time - lag(end_time) OVER (ORDER BY epoch_number))::float8 AS dead_s"
-        "   FROM simulation_epochs WHERE book = %(book)s)"
+        sql.SQL("WITH ep AS (SELECT epoch_id, extract(epoch FROM end_time - start_time)::float8 AS duration_s,"
+        "   start_time, lag(end_time) OVER (ORDER BY epoch_number) AS prev_end"
+        "   FROM simulation_epochs WHERE book = %(book)s),"
+        " gap AS ({gap})"
         " SELECT count(duration_s) AS finished, avg(duration_s) AS mean_duration_s,"
         " percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_s) AS p95_duration_s,"
-        " avg(dead_s) AS mean_dead_s,"
-        " percentile_cont(0.95) WITHIN GROUP (ORDER BY dead_s) AS p95_dead_s,"
-        " coalesce(sum(greatest(dead_s, 0)), 0) AS total_dead_s FROM t",
+        " avg(dead_time_s) AS mean_dead_s,"
+        " percentile_cont(0.95) WITHIN GROUP (ORDER BY dead_time_s) AS p95_dead_s,"
+        " coalesce(sum(greatest(dead_time_s, 0)), 0) AS total_dead_s,"
+        " coalesce(sum(downtime_s), 0) AS total_downtime_s, count(*) FILTER (WHERE downtime_s > 0) AS restarts"
+        " FROM ep JOIN gap USING (epoch_id)").format(gap=_GAP_SPLIT),
         {"book": book},
     )
 

@@ -16,7 +16,9 @@ import pandas as pd
 import streamlit as st
 
 from deck import charts, queries
+from deck.glossary import glossary, glossary_link
 from deck.safe_text import dot_quote, md_escape
+from dream_pipeline.prompts import chapter_body
 from dream_pipeline.tournament.elimination import pick_eliminated
 from dream_pipeline.tournament.review_design import MAX_REVIEWS_PER_VOTER
 from dream_pipeline.tournament.selection import describe_margin
@@ -68,21 +70,26 @@ def voting_matrix(url: str, book: str | None) -> None:
     if book is None:
         _no_book("no ballot to show")
         return
-    controls = st.columns([1, 1, 2], vertical_alignment="bottom")
-    follow = controls[0].toggle("Follow the live epoch", value=True, key="matrix_follow")
-    number = controls[1].number_input("Epoch", min_value=1, value=1, step=1, key="matrix_epoch",
-                                      disabled=follow)
-    controls[2].caption(f"Refreshes every {REFRESH_SECONDS} s while the page is open. Hover a cell for the "
-                        "score and the rationale.")
-    _live_matrix(url, book, None if follow else int(number))
+    _live_matrix(url, book)
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
-def _live_matrix(url: str, book: str, number: int | None) -> None:
+def _live_matrix(url: str, book: str) -> None:
+    """The controls and the matrix, refreshed together: while it follows the live epoch, the (disabled)
+    Epoch box shows the live epoch's number."""
+    controls = st.columns([1, 1, 2], vertical_alignment="bottom")
+    follow = controls[0].toggle("Follow the live epoch", value=True, key="matrix_follow")
     with queries.connect(url) as conn:
-        epoch = queries.latest_epoch(conn, book) if number is None else queries.epoch(conn, book, number)
+        live = queries.latest_epoch(conn, book)
+        if follow and live is not None:
+            st.session_state["matrix_epoch"] = int(live["epoch_number"])
+        st.session_state.setdefault("matrix_epoch", 1)  # the box's value lives in the session state only
+        number = controls[1].number_input("Epoch", min_value=1, step=1, key="matrix_epoch", disabled=follow)
+        controls[2].caption(f"Refreshes every {REFRESH_SECONDS} s while the page is open. Hover a cell for the "
+                            "score and the rationale.")
+        epoch = live if follow else queries.epoch(conn, book, int(number))
         if epoch is None:
-            if number is None:
+            if follow:
                 st.info(f"No epoch of {book!r} has started yet. {START_HINT}")
             else:
                 st.warning(f"Epoch {number} of {book!r} has not started.")
@@ -100,9 +107,10 @@ def _live_matrix(url: str, book: str, number: int | None) -> None:
 
     m = st.columns(4)
     m[0].metric("Epoch", f"{epoch['epoch_number']:,}", help=epoch["epoch_key"])
-    m[1].metric("Status", epoch["status"])
+    m[1].metric("Status", epoch["status"], help=glossary_link("collapse" if epoch["status"] == "collapsed"
+                                                             else "committed"))
     m[2].metric("Votes in", f"{len(cells)} / {max(expected, len(cells))}")
-    m[3].metric("Abstentions", len(abstained))
+    m[3].metric("Abstentions", len(abstained), help=glossary_link("abstention"))
     if committed:
         separated = {True: "the bottom was separated", False: "within the noise", None: "separation not recorded"}
         loser = f"{md_escape(epoch['loser'])} eliminated ({separated[epoch['bottom_separated']]})" \
@@ -167,7 +175,8 @@ def chopping_block(url: str, book: str | None) -> None:
     m[1].metric("Ratings after epoch", f"{rated['epoch_number']:,}" if rated else "—")
     m[2].metric("At the bottom", bottom.iloc[0] if not bottom.empty else "—")
     m[3].metric("Bottom separated", _separation_now(frame),
-                help="Whether the bottom agent's interval lies below every other candidate's lower bound.")
+                help="Whether the bottom agent's interval lies below every other candidate's lower bound. "
+                     + glossary_link("separated"))
     if rated is None:
         st.info("No epoch has been rated yet: the standings appear after the first epoch's votes are counted.")
     st.caption("Bars: Bradley–Terry 95 % bootstrap interval over the recent window; dot: its rating; "
@@ -180,23 +189,36 @@ def chopping_block(url: str, book: str | None) -> None:
         st.altair_chart(charts.standings_intervals(plotted), width="stretch")
     table = frame[["agent", "status", "elimination_score", "window_mean", "window_epochs", "elo", "bt_rating",
                    "bt_lower", "bt_upper", "epoch_score", "epochs", "chapters", "lineage", "origin", "joined_epoch"]]
+    # a newcomer has no rating yet: its cells say so, where a grid would print "None"
+    table = readable(table, {"elimination_score": ".2f", "window_mean": ".2f", "elo": ".1f", "bt_rating": ".1f",
+                             "bt_lower": ".1f", "bt_upper": ".1f", "epoch_score": ".2f"}, missing="not rated yet")
     st.dataframe(table, hide_index=True, width="stretch", column_config={
-        "elimination_score": st.column_config.NumberColumn("elimination score", format="%.2f",
-                                                           help="Shrunk mean adjusted score over the window"),
-        "window_mean": st.column_config.NumberColumn("window mean", format="%.2f"),
-        "window_epochs": st.column_config.NumberColumn("epochs in window", format="%d"),
-        "elo": st.column_config.NumberColumn("Elo", format="%.1f"),
-        "bt_rating": st.column_config.NumberColumn("BT", format="%.1f"),
-        "bt_lower": st.column_config.NumberColumn("BT lower", format="%.1f"),
-        "bt_upper": st.column_config.NumberColumn("BT upper", format="%.1f"),
-        "epoch_score": st.column_config.NumberColumn("last epoch score", format="%.2f"),
-        "joined_epoch": st.column_config.NumberColumn("joined", format="%d"),
+        "agent": "Agent", "status": st.column_config.TextColumn("Status", help=glossary_link("grace")),
+        "elimination_score": st.column_config.TextColumn(
+            "Elimination score", help="Shrunk mean adjusted score over the window: the lowest is eliminated"),
+        "window_mean": "Window mean", "window_epochs": "Epochs in window",
+        "elo": "Elo", "bt_rating": "Bradley–Terry", "bt_lower": "BT lower (95 %)", "bt_upper": "BT upper (95 %)",
+        "epoch_score": "Last epoch score", "epochs": "Epochs", "chapters": "Chapters", "lineage": "Lineage",
+        "origin": "Origin", "joined_epoch": st.column_config.NumberColumn("Joined in epoch", format="%d"),
     })
     st.subheader("Recent eliminations")
     if eliminations.empty:
         st.caption("No one has been eliminated yet.")
     else:
-        st.dataframe(eliminations, hide_index=True, width="stretch")
+        eliminations = eliminations.assign(bottom_separated=eliminations["bottom_separated"].map(
+            {True: "separated", False: "within the noise"}).fillna("not recorded"))
+        st.dataframe(eliminations.fillna("—"), hide_index=True, width="stretch", column_config={
+            "epoch": "Epoch", "eliminated": "Eliminated", "replaced_by": "Replaced by",
+            "replacement_origin": "Replacement's origin",
+            "bottom_separated": st.column_config.TextColumn("Bottom", help=glossary_link("separated"))})
+
+
+def readable(frame: pd.DataFrame, formats: dict[str, str], missing: str = "—") -> pd.DataFrame:
+    """`frame` with the `formats` columns as text: numbers formatted, a missing value as `missing`."""
+    out = frame.copy()
+    for column, spec in formats.items():
+        out[column] = [missing if pd.isna(v) else format(float(v), spec) for v in frame[column]]
+    return out
 
 
 def classify_standings(frame: pd.DataFrame, current_epoch: int) -> pd.DataFrame:
@@ -304,7 +326,7 @@ def the_book(url: str, book: str | None) -> None:
             won = describe_margin(None if pd.isna(ch.margin) else float(ch.margin))
             st.caption(f"by the {md_escape(ch.author)} · epoch {ch.epoch_number:,} · {won or 'unopposed'} · "
                        f"epoch score {_fmt(ch.epoch_score, '.2f')}")
-            st.text(ch.text)
+            st.text(chapter_body(ch.text, ch.title))  # its title line is the heading above
             if ch.drafts > 1 and st.toggle(f"The multiverse: the {ch.drafts} drafts of epoch {ch.epoch_number:,} "
                                            "side by side, with their scores", key=f"multiverse_{ch.chapter_number}"):
                 show_multiverse(queries.multiverse(conn, ch.epoch_id))
@@ -363,7 +385,14 @@ def lineage(url: str, book: str | None) -> None:
         st.caption("Solid arrow: replaced (the newcomer took the eliminated agent's seat); dashed: mutation of "
                    "a parent persona. Grey: retired.")
         st.graphviz_chart(lineage_dot(frame))
-        st.dataframe(frame, hide_index=True, width="stretch")
+        shown = frame.assign(retired_epoch=[("—" if pd.isna(v) else f"{int(v):,}") for v in frame["retired_epoch"]],
+                             replaced=frame["replaced"].fillna("—"), parent=frame["parent"].fillna("—"))
+        st.dataframe(shown, hide_index=True, width="stretch", column_config={
+            "agent": "Agent", "origin": st.column_config.TextColumn("Origin", help=glossary_link("mutation")),
+            "generation": st.column_config.NumberColumn("Generation", format="%d"),
+            "joined_epoch": st.column_config.NumberColumn("Joined in epoch", format="%d"),
+            "retired_epoch": "Retired in epoch", "alive": "Alive", "replaced": "Replaced",
+            "parent": "Parent", "persona": "Persona"})
         st.subheader("One agent's ancestry")
         prefix = st.text_input("Filter names", key="lineage_filter", placeholder="e.g. Physicist")
         names = queries.agent_names(conn, book, prefix)
@@ -384,9 +413,15 @@ def _node(name: str, alive: bool, origin: str) -> str:
     return f"{dot_quote(name)} [shape={style}, style=filled, fillcolor=\"{fill}\"];"
 
 
+# top to bottom: a page of arrivals is a long chain, which laid out left to right is scaled down to the page's
+# width until its labels cannot be read (tests/test_deck_browser.py checks their rendered size)
+LINEAGE_GRAPH = ["rankdir=TB;", "nodesep=0.3; ranksep=0.35;", 'node [fontname="Helvetica", fontsize=16];',
+                 "edge [arrowsize=0.7];"]
+
+
 def lineage_dot(frame: pd.DataFrame) -> str:
     """Graphviz source of a page of arrivals: replaced → newcomer, parent → mutation."""
-    lines = ["digraph lineage {", "rankdir=LR;", 'node [fontname="Helvetica", fontsize=11];']
+    lines = ["digraph lineage {", *LINEAGE_GRAPH]
     for r in frame.itertuples():
         lines.append(_node(r.agent, bool(r.alive), r.origin))
         if isinstance(r.replaced, str):
@@ -398,7 +433,7 @@ def lineage_dot(frame: pd.DataFrame) -> str:
 
 
 def ancestry_dot(edges: pd.DataFrame) -> str:
-    lines = ["digraph ancestry {", "rankdir=LR;", 'node [fontname="Helvetica", fontsize=11];']
+    lines = ["digraph ancestry {", *LINEAGE_GRAPH]
     for r in edges.itertuples():
         lines.append(_node(r.source, bool(r.source_alive), r.source_origin))
         lines.append(_node(r.agent, bool(r.agent_alive), r.agent_origin))
@@ -426,26 +461,66 @@ def telemetry(url: str, book: str | None) -> None:
         epochs = queries.epoch_telemetry(conn, book, first, last)
         agents = queries.agent_telemetry(conn, book, first, last)
         flagged = queries.flags(conn, book, first, last)
-    m = st.columns(4)
+    m = st.columns(5)
     m[0].metric("Epochs finished", f"{summary.get('finished') or 0:,}")
     m[1].metric("Mean epoch", f"{_fmt(summary.get('mean_duration_s'), '.2f')} s",
                 help=f"p95 {_fmt(summary.get('p95_duration_s'), '.2f')} s")
     m[2].metric("Mean dead time", f"{_fmt(summary.get('mean_dead_s'), '.2f')} s",
-                help=f"between one epoch's end and the next one's start; p95 {_fmt(summary.get('p95_dead_s'), '.2f')} s")
+                help=f"between one epoch's end and the next one's start while the loop runs; p95 "
+                     f"{_fmt(summary.get('p95_dead_s'), '.2f')} s. {glossary_link('dead time')}")
     m[3].metric("Total dead time", f"{_fmt(summary.get('total_dead_s'), ',.0f')} s")
+    m[4].metric("Downtime", f"{_fmt(summary.get('total_downtime_s'), ',.0f')} s",
+                help=f"the loop was stopped ({summary.get('restarts') or 0:,} restarts): not counted as dead "
+                     f"time. {glossary_link('downtime')}")
     if not epochs.empty:
         st.subheader("Per epoch")
         st.altair_chart(charts.epoch_timings(epochs), width="stretch")
-        st.dataframe(epochs, hide_index=True, width="stretch")
+        # the first epoch has no gap before it: "—", where a grid would print "None"
+        shown = readable(epochs, {"dead_time_s": ".2f", "downtime_s": ".0f"})
+        st.dataframe(shown, hide_index=True, width="stretch", column_config=EPOCH_TELEMETRY_COLUMNS)
     st.subheader("Per agent")
     st.caption(f"Epochs {first:,}–{last:,}: drafts, tokens, latency, truncations, abstentions, voter flags "
                "and engine calls (including retries and failures).")
-    st.dataframe(agents, hide_index=True, width="stretch")
+    st.dataframe(agents, hide_index=True, width="stretch", column_config=AGENT_TELEMETRY_COLUMNS)
     st.subheader("Voter flags")
     if flagged.empty:
         st.caption("No outlier voter or possible clique flagged in these epochs.")
     else:
-        st.dataframe(flagged, hide_index=True, width="stretch")
+        st.dataframe(flagged, hide_index=True, width="stretch", column_config={
+            "epoch": "Epoch", "kind": "Flag", "voter": "Voter", "partner": "Partner",
+            "strength": st.column_config.NumberColumn("Strength", format="%.2f")})
+
+
+def _seconds(label: str, decimals: int = 2, help: str | None = None):
+    return st.column_config.NumberColumn(label, format=f"%.{decimals}f", help=help)
+
+
+def _count(label: str, help: str | None = None):
+    return st.column_config.NumberColumn(label, format="%d", help=help)
+
+
+# the telemetry queries' columns under the names a reader expects, rounded to what matters
+EPOCH_TELEMETRY_COLUMNS = {
+    "epoch": _count("Epoch"), "status": "Status",
+    "duration_s": _seconds("Duration (s)", 1),
+    "dead_time_s": st.column_config.TextColumn("Dead time (s)", help=glossary_link("dead time")),
+    "downtime_s": st.column_config.TextColumn("Downtime (s)", help=glossary_link("downtime")),
+    "drafts": _count("Drafts"), "forfeits": _count("Forfeits", glossary_link("forfeit")),
+    "completion_tokens": _count("Tokens drafted"),
+    "mean_latency_s": _seconds("Mean draft latency (s)"), "max_latency_s": _seconds("Slowest draft (s)"),
+    "truncations": _count("Truncated drafts", glossary_link("truncated")),
+    "abstentions": _count("Abstentions", glossary_link("abstention")), "flags": _count("Voter flags"),
+    "calls": _count("Engine calls"), "call_tokens": _count("Engine tokens"), "call_errors": _count("Engine errors"),
+}
+AGENT_TELEMETRY_COLUMNS = {
+    "agent": "Agent", "drafts": _count("Drafts"), "completion_tokens": _count("Tokens drafted"),
+    "mean_latency_s": _seconds("Mean draft latency (s)"), "max_latency_s": _seconds("Slowest draft (s)"),
+    "truncations": _count("Truncated drafts", glossary_link("truncated")),
+    "abstentions": _count("Abstentions", glossary_link("abstention")),
+    "outlier_flags": _count("Outlier flags"), "clique_flags": _count("Clique flags"),
+    "calls": _count("Engine calls"), "call_tokens": _count("Engine tokens"),
+    "mean_call_latency_s": _seconds("Mean call latency (s)"), "call_errors": _count("Engine errors"),
+}
 
 
 # ---- similar drafts -----------------------------------------------------------------------------
@@ -477,20 +552,39 @@ def similar_drafts(url: str, book: str | None) -> None:
     if picked["dims"] is None:
         st.warning("This draft has no embedding (the engine returned none), so it has no neighbours.")
         return
-    st.caption(f"Cosine distance (pgvector `<=>`) between {picked['dims']}-dimensional embeddings; drafts "
-               "embedded at another size or without an embedding are left out.")
+    st.caption(f"Cosine similarity of {picked['dims']}-dimensional embeddings (1 − pgvector's cosine distance "
+               "`<=>`: 1 is the same direction, 0 unrelated), the column `dream search` shows under the same name; "
+               "drafts embedded at another size or without an embedding are left out.")
     st.subheader("Nearest drafts")
     if nearest.empty:
         st.caption("No other draft has a comparable embedding yet.")
     else:
-        st.dataframe(nearest.drop(columns=["draft_id"]), hide_index=True, width="stretch",
-                     column_config={"distance": st.column_config.NumberColumn(format="%.4f")})
+        st.dataframe(_as_similarity(nearest.drop(columns=["draft_id"])), hide_index=True, width="stretch",
+                     column_config=SIMILARITY_COLUMN)
     st.subheader("Nearest chapters of the canon")
     if chapters.empty:
         st.caption("No chapter has a comparable embedding yet.")
     else:
-        st.dataframe(chapters, hide_index=True, width="stretch",
-                     column_config={"distance": st.column_config.NumberColumn(format="%.4f")})
+        st.dataframe(_as_similarity(chapters), hide_index=True, width="stretch", column_config=SIMILARITY_COLUMN)
+
+
+SIMILARITY_COLUMN = {"cosine similarity": st.column_config.NumberColumn(format="%.3f")}
+
+
+def _as_similarity(frame):
+    """pgvector's cosine distance as the cosine similarity `dream search` prints, under the same name."""
+    return frame.assign(distance=1 - frame["distance"]).rename(columns={"distance": "cosine similarity"})
+
+
+# ---- glossary -------------------------------------------------------------------------------------
+
+
+def glossary_view(url: str, book: str | None) -> None:
+    st.header("Glossary")
+    st.caption("The words of the tournament, from README.md (section 'Glossary'); the help texts of the other "
+               "views link here.")
+    for term, definition in glossary().items():
+        st.markdown(f"**{md_escape(term)}**: {definition}")
 
 
 VIEWS = [
@@ -501,4 +595,5 @@ VIEWS = [
     View("lineage", "Lineage", lineage),
     View("telemetry", "Telemetry", telemetry),
     View("similar", "Similar drafts", similar_drafts),
+    View("glossary", "Glossary", glossary_view),
 ]

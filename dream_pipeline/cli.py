@@ -9,6 +9,7 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
@@ -48,6 +49,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     job = defs.resolve_job_def("epoch_job")
     run_config = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
+    from dream_pipeline.downtime import note_resumption
+
+    note_resumption(fabric, datetime.now(UTC), "dream run")  # the time since the last commit is not dead time
     written = []
     for _ in range(args.epochs):
         number = fabric.next_epoch_number(args.book)
@@ -124,8 +128,13 @@ def cmd_book(args: argparse.Namespace) -> int:
     if not chapters:
         print(f"the book {args.book!r} has no chapter yet: run `dream run`")
         return 0
+    if args.last:  # only the chapters asked for, not the outline of the whole book before them
+        shown = chapters[-args.last:]
+        print(f"The last {len(shown)} of {len(chapters)} chapters (`dream book` prints the outline and all of them):\n")
+        print(render_chapters(shown))
+        return 0
     print(render_outline(chapters))
-    print(render_chapters(chapters[-args.last:] if args.last else chapters))
+    print(render_chapters(chapters))
     return 0
 
 
@@ -160,6 +169,11 @@ def cmd_engine(args: argparse.Namespace) -> int:
     from resources.locations import state_dir
 
     if args.action == "start":
+        if os.environ.get("DREAM_LLM_BASE_URL"):
+            from dream_pipeline.settings import ConfigError
+
+            raise ConfigError("DREAM_LLM_BASE_URL", "is set, so the project uses that server, not the offline "
+                                                    "engine; unset it to start and use the offline engine")
         print(ensure_engine(state_dir(), EngineConfig.from_env()))
     elif args.action == "stop":
         print("stopped" if stop_engine(state_dir()) else "the offline engine was not running")
@@ -252,7 +266,8 @@ def _kill_run_workers_of_group(group: int) -> None:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    """The whole system in the foreground: daemon (the loop), webserver, deck; Ctrl-C stops it all."""
+    """The whole system in the foreground: daemon (the loop), webserver, deck; Ctrl-C stops those three
+    (the database and the engine stay up for the next command: `dream stop` stops them)."""
     import signal
     import subprocess
 
@@ -263,14 +278,16 @@ def cmd_start(args: argparse.Namespace) -> int:
         name: subprocess.Popen(command, start_new_session=True)  # noqa: S603
         for name, command in _service_commands(args).items()
     }
+    _record_services(args, children)
     print(f"Dagster UI   : http://{args.host}:{args.port}")
     if "deck" in children:
         print(f"deck         : http://{args.host}:{args.deck_port}")
     if os.environ.get("DREAM_LOOP", "on") == "off":
-        print("the loop   : off (DREAM_LOOP=off): start dream_loop_sensor in the UI to run it. Ctrl-C stops everything.",
-              flush=True)
+        print("the loop   : off (DREAM_LOOP=off): start dream_loop_sensor in the UI to run it. Ctrl-C stops the UI "
+              "and the deck; `dream stop` also stops the database and the engine.", flush=True)
     else:
-        print("the loop starts within seconds; `dream status` shows it. Ctrl-C stops everything.", flush=True)
+        print("the loop starts within seconds; `dream status` shows it. Ctrl-C stops the loop, the UI and the deck; "
+              "`dream stop` also stops the database and the engine.", flush=True)
     stopping = False
 
     def stop(*_):
@@ -321,6 +338,16 @@ def cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
+def _record_services(args: argparse.Namespace, children: dict) -> None:
+    """So that `dream ps` lists them and `dream stop` finds them (dream_pipeline/lifecycle.py)."""
+    from dream_pipeline.lifecycle import record_service
+
+    record_service("start")
+    ports = {"webserver": args.port, "deck": getattr(args, "deck_port", None)}
+    for name, child in children.items():
+        record_service(name, child.pid, host=args.host, port=ports.get(name), group=True)
+
+
 def _signal_group(child, signum) -> None:
     try:
         os.killpg(child.pid, signum)
@@ -331,8 +358,16 @@ def _signal_group(child, signum) -> None:
 def _exec_service(args: argparse.Namespace, name: str) -> int:
     _prepare_services()
     command = _service_commands(args)[name]
+    _record_exec(name, args)
     os.execv(command[0], command)  # noqa: S606 (our own interpreter and arguments)
     return 0  # not reached
+
+
+def _record_exec(name: str, args: argparse.Namespace) -> None:
+    """This process becomes the service (exec keeps the pid): `dream ps` and `dream stop` find it by it."""
+    from dream_pipeline.lifecycle import record_service
+
+    record_service(name, host=args.host, port=None if name == "daemon" else args.port)
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
@@ -356,6 +391,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     print("the loop   : " + ("ON: new epochs are written while the UI runs (stop dream_loop_sensor to only look)"
                              if args.loop else "off: nothing is written unless you start dream_loop_sensor in the UI "
                              "or materialize an epoch (`dream ui --loop` or `dream start` runs the loop)"), flush=True)
+    _record_exec("ui", args)
     command = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
                "-h", args.host, "-p", str(args.port)]
     os.execv(command[0], command)  # noqa: S606 (our own interpreter and arguments)
@@ -364,14 +400,19 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 def cmd_deck(args: argparse.Namespace) -> int:
     from deck.launcher import run_deck
+    from dream_pipeline.cli_errors import require_databases
 
+    require_databases(deck=True)  # a deck on an unreachable server would only show the error in the browser
+    _record_exec("deck", args)
     run_deck(args.host, args.port)
     return 0  # not reached
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from dream_pipeline.cli_errors import require_databases
     from dream_pipeline.status import render_status
 
+    require_databases(dagster=True)  # before Dagster's storage retries an unreachable server for 15 s
     print(render_status(_fabric(), limit=args.epochs))
     return 0
 
@@ -382,6 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Space Time Generative Engine: persona agents write a book in an evolutionary tournament.",
         epilog="Configuration comes from DREAM_* environment variables; see README.md ('Configuration').",
     )
+    parser.add_argument("--verbose", action="store_true", help="on an error, print the trace too (anywhere on the line)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run epochs of the tournament, then print the book and the standings")
@@ -433,32 +475,29 @@ def build_parser() -> argparse.ArgumentParser:
             service.add_argument("--loop", action="store_true",
                                  help="start the loop sensor too (default: off, so opening the UI writes nothing)")
 
+    from dream_pipeline.lifecycle_cli import add_lifecycle_commands
     from dream_pipeline.search import add_search_command
     from dream_pipeline.worlds_cli import add_world_commands
 
     add_search_command(sub)
     add_world_commands(sub)
+    add_lifecycle_commands(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from dream_pipeline.cli_errors import run_command, split_verbose
+
+    argv, verbose = split_verbose(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
     if getattr(args, "epochs", 1) < 1:
         print("dream: --epochs must be at least 1", file=sys.stderr)
         return 2
-    from dream_pipeline.settings import ConfigError
+    # one error path for every command (dream_pipeline/cli_errors.py); services keep libpq's connect timeout
+    return run_command(lambda: args.func(args), verbose=verbose, limit_connect=args.command not in SERVICES)
 
-    try:
-        return args.func(args)
-    except ConfigError as exc:
-        print(f"dream: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted; the next `dream run` resumes the unfinished epoch", file=sys.stderr)
-        return 130
-    except (ValueError, LookupError, ConnectionError, OSError) as exc:
-        print(f"dream: {exc}", file=sys.stderr)
-        return 1
+
+SERVICES = {"start", "daemon", "webserver", "ui", "deck"}
 
 
 if __name__ == "__main__":

@@ -97,3 +97,16 @@ def chapter_title(text: str, chapter_number: int) -> str:
                 return title
             break
     return f"Chapter {chapter_number}"
+
+
+def chapter_body(text: str, title: str) -> str:
+    """The chapter's text without its own title line (`Chapter 4: The Furnace`), when that line is where
+    `title` came from: a reader sees the title once, in the heading."""
+    lines = text.splitlines()
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first is None:
+        return text
+    match = _TITLE.match(lines[first])
+    if not match or match["title"].strip(" *#\"'").casefold() != title.strip().casefold():
+        return text
+    return "\n".join(lines[first + 1:]).strip("\n")

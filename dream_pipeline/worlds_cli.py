@@ -60,7 +60,11 @@ def cmd_worlds(args: argparse.Namespace) -> int:
     from dream_pipeline.cli import _fabric
 
     fabric = _fabric()
-    key = _epoch_key(fabric, args.book, args.epoch)
+    rolled = fabric.latest_rolled_epoch(args.book) if args.epoch is None else None
+    key = rolled or _epoch_key(fabric, args.book, args.epoch)
+    if args.epoch is None:  # say which epoch, since the loop may have moved on since the re-roll
+        why = "the epoch re-rolled last" if rolled else "the latest committed epoch; none re-rolled yet"
+        print(f"{key} ({why}; `dream worlds N` shows epoch N):\n")
     epoch = fabric.epoch(key)
     chapter = fabric.chapter_for_epoch(epoch.epoch_id)
     names = {a.instance_id: a.name for a in fabric.agents(epoch.active_agent_ids)}
@@ -104,7 +108,8 @@ def add_world_commands(sub: argparse._SubParsersAction) -> None:
     reroll.set_defaults(func=cmd_reroll)
 
     worlds = sub.add_parser("worlds", help="an epoch's canon and its alternate worlds, side by side")
-    worlds.add_argument("epoch", nargs="?", help="epoch key or number (default: the latest committed)")
+    worlds.add_argument("epoch", nargs="?",
+                        help="epoch key or number (default: the epoch re-rolled last, else the latest committed)")
     worlds.add_argument("--book", default=DEFAULT_BOOK)
     worlds.set_defaults(func=cmd_worlds)
 

@@ -1142,6 +1142,16 @@ class StateFabric(dg.ConfigurableResource):
             for r in rows
         ]
 
+    def latest_rolled_epoch(self, book: str) -> str | None:
+        """The key of the epoch of `book` whose alternate world was rolled last (None: no re-roll yet)."""
+        with self.connection() as conn:
+            row = conn.execute(
+                "SELECT e.epoch_key FROM alternate_worlds w JOIN simulation_epochs e USING (epoch_id)"
+                " WHERE e.book = %s AND w.status <> 'superseded' ORDER BY w.created_at DESC LIMIT 1",
+                (book,),
+            ).fetchone()
+        return None if row is None else row["epoch_key"]
+
     def promote_world(self, epoch_key: str, world_number: int, superseded: dict[str, Any]) -> EpochRecord:
         """Make world `world_number` the canon of the book's latest epoch, in one transaction.
 
@@ -1287,6 +1297,29 @@ class StateFabric(dg.ConfigurableResource):
                 (limit,),
             ).fetchall()
         return list(reversed(rows))
+
+    def record_downtime(self, down_from: datetime, down_until: datetime, resumed_by: str) -> None:
+        """Note that the loop was not running from `down_from` to `down_until` (dream_pipeline/downtime.py);
+        the same start noted twice keeps the later end."""
+        with self.connection() as conn:
+            conn.execute(
+                "INSERT INTO loop_downtime (down_from, down_until, resumed_by) VALUES (%s, %s, %s)"
+                " ON CONFLICT (down_from) DO UPDATE SET down_until = greatest(loop_downtime.down_until,"
+                " EXCLUDED.down_until)",
+                (down_from, down_until, resumed_by),
+            )
+
+    def downtimes(self, since: datetime) -> list[tuple[datetime, datetime]]:
+        """The loop's downtime intervals that end after `since`."""
+        with self.connection() as conn:
+            rows = conn.execute("SELECT down_from, down_until FROM loop_downtime WHERE down_until > %s"
+                                " ORDER BY down_from", (since,)).fetchall()
+        return [(r["down_from"], r["down_until"]) for r in rows]
+
+    def latest_commit_time(self) -> datetime | None:
+        """When the latest epoch of any book ended (the loop runs the books in turn)."""
+        with self.connection() as conn:
+            return conn.execute("SELECT max(end_time) AS t FROM simulation_epochs").fetchone()["t"]
 
     def table_counts(self) -> dict[str, int]:
         """Row counts of the fabric's tables (for status output and tests)."""

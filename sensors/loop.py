@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from dream_pipeline.downtime import note_resumption
 from dream_pipeline.experiments import enabled_books
 from dream_pipeline.jobs import epoch_job
 from dream_pipeline.loop_state import (
@@ -177,8 +178,13 @@ def _history(instance: dg.DagsterInstance, keys: list[str]) -> tuple[dict[str, t
 )
 def dream_loop_sensor(context: dg.SensorEvaluationContext, fabric: StateFabric):
     books = enabled_books()
+    now = datetime.now(UTC)
+    last_tick = context.last_tick_completion_time
+    # the first tick after a stop notes the downtime, so status does not count it as dead time
+    note_resumption(fabric, now, "loop sensor", ticking=True,
+                    last_tick=None if last_tick is None else datetime.fromtimestamp(last_tick, tz=UTC))
     snapshot = LoopSnapshot(
-        now=datetime.now(UTC),
+        now=now,
         books=books,
         next_numbers={book: fabric.next_epoch_number(book) for book in books},
         active=_active_loop_keys(context.instance),

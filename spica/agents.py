@@ -33,7 +33,7 @@ class SpicaAgent(Spica):
 
     def mutate(self, generation_hint: int) -> SpicaAgent:
         """A child persona: same role, a shifted voice, a new name; recorded as a mutation of self."""
-        numeral = _roman(generation_hint + 1)
+        numeral = roman(generation_hint + 1)
         base_name = str(self.manifest.get("base_name", self.name))
         changes: Mapping[str, Any] = {
             "name": f"{base_name} {numeral}"[:50],
@@ -43,11 +43,16 @@ class SpicaAgent(Spica):
         return self.spawn_instance(manifest_changes=changes, origin="mutation")
 
 
-def _roman(number: int) -> str:
-    numerals = [(10, "X"), (9, "IX"), (5, "V"), (4, "IV"), (1, "I")]
+ROMAN = [(1000, "M"), (900, "CM"), (500, "D"), (400, "CD"), (100, "C"), (90, "XC"), (50, "L"), (40, "XL"),
+         (10, "X"), (9, "IX"), (5, "V"), (4, "IV"), (1, "I")]
+
+
+def roman(number: int) -> str:
+    """`number` (1–3999) in Roman numerals, subtractive form: 83 is LXXXIII, 49 is XLIX."""
+    if not 1 <= number <= 3999:
+        raise ValueError(f"Roman numerals run from 1 to 3999, not {number}")
     out = []
-    for value, letter in numerals:
-        while number >= value:
-            out.append(letter)
-            number -= value
-    return "".join(out) or "I"
+    for value, letters in ROMAN:
+        count, number = divmod(number, value)
+        out.append(letters * count)
+    return "".join(out)

@@ -20,7 +20,7 @@ from resources.llm import LLMEngine
 # one database per test session, so concurrent sessions on one machine never share rows
 TEST_DATABASE = f"dream_test_{os.getpid()}"
 FABRIC_TABLES = [
-    "alternate_worlds", "telemetry", "llm_calls", "chapters", "elo_ratings", "vote_abstentions", "peer_votes", "drafts",
+    "loop_downtime", "alternate_worlds", "telemetry", "llm_calls", "chapters", "elo_ratings", "vote_abstentions", "peer_votes", "drafts",
     "simulation_epochs", "agents", "domains",
 ]
 

@@ -48,6 +48,7 @@ def test_run_writes_a_book_and_a_second_run_continues_it(state_dir: Path):
 
     book = dream(state_dir, "book", "--last", "1")
     assert book.returncode == 0 and "Chapter 3" in book.stdout
+    assert "The book so far" not in book.stdout and not re.search(r"^Chapter 2: ", book.stdout, re.M)
 
 
 def test_reroll_worlds_and_promote_from_the_command_line(state_dir: Path):
@@ -57,6 +58,9 @@ def test_reroll_worlds_and_promote_from_the_command_line(state_dir: Path):
     assert re.search(r"space_time-00003~1: '.+' by the \w+; eliminated: \w+", reroll.stdout)
     worlds = dream(state_dir, "worlds", "3")
     assert worlds.returncode == 0, worlds.stderr
+    latest = dream(state_dir, "worlds")  # no epoch: the one re-rolled last, and it says so
+    assert latest.stdout.startswith("space_time-00003 (the epoch re-rolled last;")
+    assert latest.stdout.split("\n", 2)[2] == worlds.stdout
     assert re.search(r"^canon\s+committed\s+\w+", worlds.stdout, re.M)
     assert re.search(r"^1\s+complete\s+\w+", worlds.stdout, re.M)
     refused = dream(state_dir, "promote", "2", "1")
@@ -68,6 +72,9 @@ def test_reroll_worlds_and_promote_from_the_command_line(state_dir: Path):
     assert re.search(r"world 1 is now the canon of space_time-00003: chapter 3 '.+' by the \w+", promoted.stdout)
     after = dream(state_dir, "worlds", "3").stdout
     assert re.search(r"^1\s+promoted", after, re.M) and re.search(r"^2\s+superseded", after, re.M)
+    # an older epoch re-rolled: `dream worlds` shows that one, not the latest epoch
+    assert dream(state_dir, "reroll", "2").returncode == 0
+    assert dream(state_dir, "worlds").stdout.startswith("space_time-00002 (the epoch re-rolled last;")
 
 
 def test_db_url_is_a_url_psycopg_accepts(state_dir: Path):

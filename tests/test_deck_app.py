@@ -177,6 +177,8 @@ def filled(database_url: str, engine_url: str) -> dict:
 def test_the_live_matrix_masks_targets_until_the_epoch_commits(filled, deck_env):
     at = open_view("matrix")
     assert [m.value for m in at.metric][:2] == ["3", "running"]
+    box = at.number_input(key="matrix_epoch")
+    assert box.value == 3 and box.disabled  # the live epoch, not 1
     cells = chart_data(at)
     assert len(cells) == 20 and cells["target"].isna().all()  # 5 voters × 4 drafts, authors not sent
     assert set(cells["column"]) == {"read #1", "read #2", "read #3", "read #4"}
@@ -202,8 +204,10 @@ def test_the_chopping_block_shows_intervals_the_bottom_and_grace(filled, deck_en
     assert (table["status"] == "at the bottom").sum() == 1
     newcomer = table[table["joined_epoch"] == 3]
     assert list(newcomer["status"]) == ["grace"]  # joined for epoch 3, which is being played
-    rated = table.dropna(subset=["bt_rating"])
-    assert ((rated["bt_lower"] <= rated["bt_rating"]) & (rated["bt_rating"] <= rated["bt_upper"])).all()
+    assert list(newcomer["elo"]) == ["not rated yet"]  # not "None"
+    numbers = table[["bt_lower", "bt_rating", "bt_upper"]].apply(pd.to_numeric, errors="coerce").dropna()
+    assert len(numbers) == 4
+    assert ((numbers["bt_lower"] <= numbers["bt_rating"]) & (numbers["bt_rating"] <= numbers["bt_upper"])).all()
     assert {m.label: m.value for m in at.metric}["Epoch being played"] == "3"
     assert len(at.dataframe[1].value) == 2  # the eliminations of epochs 1–2
     # the bottom is the pipeline's own rule on the stored elimination scores, grace excluded
@@ -270,17 +274,20 @@ def test_telemetry_per_epoch_and_per_agent(filled, deck_env):
     per_epoch, per_agent = at.dataframe[0].value, at.dataframe[1].value
     assert list(per_epoch["epoch"]) == [1, 2, 3]
     assert (per_epoch["drafts"] == 5).all() and (per_epoch["calls"] > 0).all()
-    assert per_epoch.loc[per_epoch["epoch"] > 1, "dead_time_s"].notna().all()
+    assert (per_epoch.loc[per_epoch["epoch"] > 1, "dead_time_s"] != "—").all()
+    assert list(per_epoch.loc[per_epoch["epoch"] == 1, ["dead_time_s", "downtime_s"]].iloc[0]) == ["—", "—"]
     assert per_epoch["duration_s"].iloc[:2].gt(0).all() and pd.isna(per_epoch["duration_s"].iloc[2])
     assert per_agent["drafts"].sum() == 15 and per_agent["completion_tokens"].gt(0).all()
     assert {m.label: m.value for m in at.metric}["Epochs finished"] == "2"
 
 
-def test_similar_drafts_by_cosine_distance(filled, deck_env):
+def test_similar_drafts_by_cosine_similarity(filled, deck_env):
+    """Shown as `dream search` shows it: cosine similarity (1 − pgvector's distance), under that name."""
     at = open_view("similar", similar_epoch=1)
     at.selectbox(key="similar_draft_1").set_value(filled["winner"].draft_id).run()
     nearest = at.dataframe[0].value
-    assert len(nearest) == 10 and nearest["distance"].is_monotonic_increasing and nearest["distance"].ge(0).all()
+    similarity = nearest["cosine similarity"]
+    assert len(nearest) == 10 and similarity.is_monotonic_decreasing and similarity.le(1 + 1e-6).all()
     shown = set(zip(nearest["epoch"], nearest["agent"], strict=True))
     assert (1, filled["no_embedding"].agent_name) not in shown  # no embedding: left out
     assert (1, filled["small_embedding"].agent_name) not in shown  # another size: left out, no error
@@ -303,3 +310,27 @@ def test_the_views_read_only_through_the_query_module():
         assert "unsafe_allow_html=" not in source and "st.html(" not in source, path.name
         if path.name != "queries.py":
             assert "psycopg.connect" not in source and ".execute(" not in source, path.name
+
+
+def test_the_glossary_view_is_the_readmes_glossary(fabric, deck_env):
+    """The deck's help texts link to `?view=glossary`; it shows README.md's Glossary, every term of it."""
+    from deck.glossary import glossary
+
+    terms = glossary()
+    for term in ("epoch", "burst", "collapse", "canon", "world", "grace", "separated", "dead time", "downtime"):
+        assert term in terms
+    at = open_view("glossary")
+    shown = [m.value for m in at.markdown]
+    assert len(shown) == len(terms) >= 20
+    assert any(text.startswith("**collapse**:") and "collapsed" in text for text in shown)
+
+
+def test_every_help_link_names_a_glossary_term():
+    import re
+
+    from deck.glossary import has_term
+
+    source = (Path(__file__).resolve().parents[1] / "deck" / "views.py").read_text()
+    linked = set(re.findall(r'glossary_link\("([^"]+)"\)', source))
+    assert len(linked) >= 8
+    assert [t for t in linked if not has_term(t)] == []

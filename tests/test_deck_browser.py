@@ -1,6 +1,7 @@
 """The deck in a real browser: served on 127.0.0.1 by Streamlit, opened in Debian's headless chromium
 through selenium. The voting matrix and the book render, a draft containing `<script>` shows as text
-and never runs, and every view leaves a screenshot under docs/screenshots/ (shown in the README)."""
+and never runs, the lineage labels and the telemetry headers are readable (a minimum on-screen font size,
+human column names), and every view leaves a screenshot under docs/screenshots/ (shown in the README)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,9 @@ VIEWS = {  # view → its heading and the element that shows it has rendered
     "lineage": ("Lineage", '[data-testid="stGraphVizChart"] svg'),
     "telemetry": ("Telemetry", '[data-testid="stVegaLiteChart"]'),
     "similar": ("Similar drafts", '[data-testid="stDataFrame"]'),
+    "glossary": ("Glossary", '[data-testid="stMarkdown"]'),
 }
+MIN_LABEL_PX = 11.0  # the smallest text a reader can read on the deck without zooming
 
 
 def _require_browser() -> None:
@@ -166,5 +169,45 @@ def test_the_deck_in_a_real_browser(served_deck, browser):
             assert browser.title != "pwned"
             assert not browser.execute_script(
                 "return [...document.querySelectorAll('script')].some(s => s.textContent.includes('__pwned'))")
+        if view == "lineage":
+            sizes = _lineage_label_sizes(browser)
+            assert sizes and min(sizes) >= MIN_LABEL_PX, sizes
+        if view == "telemetry":
+            headers, size = _grid_headers(browser)
+            assert headers[:6] == ["Epoch", "Status", "Duration (s)", "Dead time (s)", "Downtime (s)", "Drafts"]
+            assert not any("_" in h for h in headers), headers  # no raw column names
+            assert size >= MIN_LABEL_PX
+        _scroll_for_screenshot(browser)
         browser.save_screenshot(str(SCREENSHOTS / f"{view}.png"))
     assert sorted(p.stem for p in SCREENSHOTS.glob("*.png")) == sorted(VIEWS)
+
+
+def _lineage_label_sizes(driver) -> list[float]:
+    """The on-screen font size (px) of every label of the lineage graph: its SVG font size times the scale
+    the page draws the SVG at."""
+    return driver.execute_script("""
+        const svg = document.querySelector('[data-testid="stGraphVizChart"] svg');
+        const box = svg.viewBox.baseVal;
+        const scale = box && box.width ? svg.getBoundingClientRect().width / box.width : 1;
+        return [...svg.querySelectorAll('text')].map(t => parseFloat(t.getAttribute('font-size') || '14') * scale);
+    """)
+
+
+def _grid_headers(driver) -> tuple[list[str], float]:
+    """The first data grid's column headers as the browser has them (Streamlit's grid draws on a canvas and
+    keeps an accessible table of the visible cells) and the font size (px) it draws the headers in."""
+    headers, style = driver.execute_script("""
+        const grid = document.querySelector('[data-testid="stDataFrame"]');
+        const headers = [...grid.querySelectorAll('[role="columnheader"]')].map(h => h.textContent.trim());
+        const styled = [...grid.querySelectorAll('*')].find(
+            el => getComputedStyle(el).getPropertyValue('--gdg-header-font-style'));
+        return [headers, styled ? getComputedStyle(styled).getPropertyValue('--gdg-header-font-style') : ''];
+    """)
+    size = next((float(part[:-2]) for part in style.split() if part.endswith("px")), 0.0)
+    return headers, size
+
+
+def _scroll_for_screenshot(driver) -> None:
+    """Back to the top of the view (the test scrolled while it used the page)."""
+    driver.execute_script("document.querySelectorAll('*').forEach(e => { if (e.scrollTop) e.scrollTop = 0; })")
+    time.sleep(0.4)

@@ -75,7 +75,8 @@ def test_one_epoch_writes_the_whole_record(run_epoch, fabric):
     assert all(name in matrix for name in voters)
     rankings = _materialization(result, "elo_rankings").metadata
     assert rankings["winner"].value in {r.agent_name for r in ratings}
-    assert "bt_95%" in rankings["standings"].value and "voter_flags" in rankings
+    assert "BT (95 %)" in rankings["standings"].value and "voter_flags" in rankings
+    assert "None" not in rankings["standings"].value
     for r in ratings:  # Bradley–Terry with bootstrap intervals, stored with the Elo ratings
         assert r.bt_lower is not None and r.bt_lower <= r.bt_rating <= r.bt_upper
     with fabric.connection() as conn:

@@ -136,11 +136,12 @@ def elo_rankings(context: dg.AssetExecutionContext, config: EloConfig, fabric: S
         scope.epoch.epoch_id, rows, by_name[winner], by_name[loser] if loser else None,
         bottom_separated=separated, flags=ranking.flags, weights=ranking.weights,
     )
+    # seven narrow columns, so the table fits the Dagster UI's metadata panel without scrolling
     table = [
-        {"rank": r.rank, "agent": r.agent_name, "epoch_score": r.epoch_score, "penalty": r.penalty,
-         "elo_before": r.rating_before, "elo_after": r.rating_after, "elimination_score": r.elimination_score,
-         "bt": r.bt_rating, "bt_95%": _interval(r.bt_lower, r.bt_upper),
-         "note": "winner" if r.agent_name == winner else "eliminated" if r.agent_name == loser
+        {"#": r.rank, "agent": r.agent_name, "net score (penalty)": _score(r.epoch_score, r.penalty),
+         "elimination": _round(r.elimination_score), "Elo": _elo(r.rating_before, r.rating_after),
+         "BT (95 %)": _bt(r.bt_rating, r.bt_lower, r.bt_upper),
+         "": "winner" if r.agent_name == winner else "eliminated" if r.agent_name == loser
          else "grace" if r.agent_name in newcomers else ""}
         for r in rows
     ]
@@ -167,5 +168,25 @@ def _finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def _interval(lower: float | None, upper: float | None) -> str:
-    return "—" if lower is None or upper is None else f"{lower:.0f}–{upper:.0f}"
+def _score(score: float | None, penalty: float | None) -> str:
+    if score is None or not math.isfinite(score):
+        return "—"
+    return f"{score:.2f}" + (f" (−{penalty:.1f})" if penalty else "")
+
+
+def _elo(before: float | None, after: float | None) -> str:
+    if after is None:
+        return "—"
+    return f"{after:.0f}" if before is None else f"{before:.0f} → {after:.0f}"
+
+
+def _bt(rating: float | None, lower: float | None, upper: float | None) -> str:
+    """A newcomer has no Bradley–Terry rating yet: "—", never "None"."""
+    if rating is None or not math.isfinite(rating):
+        return "—"
+    return f"{rating:.0f}" + ("" if lower is None or upper is None else f" ({lower:.0f}–{upper:.0f})")
+
+
+def _round(value: float | None) -> str:
+    """An agent in grace has no elimination score: "—", never "None"."""
+    return "—" if value is None or not math.isfinite(value) else f"{value:.2f}"
