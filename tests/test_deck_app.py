@@ -211,7 +211,8 @@ def test_the_chopping_block_shows_intervals_the_bottom_and_grace(filled, deck_en
     assert {m.label: m.value for m in at.metric}["Epoch being played"] == "3"
     assert len(at.dataframe[1].value) == 2  # the eliminations of epochs 1–2
     # the bottom is the pipeline's own rule on the stored elimination scores, grace excluded
-    scored = table.dropna(subset=["elimination_score"])
+    as_numbers = {c: pd.to_numeric(table[c], errors="coerce") for c in ("elimination_score", "epoch_score")}
+    scored = table.assign(**as_numbers).dropna(subset=["elimination_score"])
     eligible = scored[scored["status"] != "grace"]
     bottom = table.loc[table["status"] == "at the bottom", "agent"].iloc[0]
     assert bottom == eligible.sort_values(["elimination_score", "epoch_score", "agent"]).iloc[0]["agent"]
