@@ -38,7 +38,7 @@ from spica import Lineage, SpicaAgent, SpicaBook, TelemetryEvent
 EPOCH_CHANNEL = "dream_epochs"
 # the tables holding a committed epoch's rows: nothing but its commit or a promotion writes them
 CANON_TABLES = ("simulation_epochs", "drafts", "peer_votes", "vote_abstentions", "elo_ratings", "voter_flags",
-                "chapters", "book_summaries")
+                "chapters", "book_summaries", "ballot_weights", "review_assignments")
 
 
 class EpochOrderError(RuntimeError):
