@@ -137,20 +137,29 @@ def _statuses(place: Path, module: Module) -> dict[str, str]:
     return statuses
 
 
-def run_module(module: Module, max_children: int, keep: bool) -> tuple[dict[str, str], float]:
-    place = _workspace(module, keep)
-    env = {**os.environ, "DREAM_STATE_DIR": os.environ.get("DREAM_STATE_DIR", str(ROOT / ".dream"))}
-    mutmut = Path(sys.executable).with_name("mutmut")
+def run_module(module: Module, max_children: int, keep: bool, recheck: bool) -> tuple[dict[str, str], float]:
+    """Mutate the module and run its tests against every mutant; with `recheck`, only against the
+    mutants its last run did not kill (a killed mutant stays killed while tests are only added)."""
+    place = WORK / module.name
+    previous = _statuses(place, module) if recheck and (place / "mutants").exists() else {}
+    names = sorted(n for n, s in previous.items() if s not in KILLED) if previous else list(module.functions)
+    place = _workspace(module, keep or bool(previous))
     started = time.monotonic()
-    log = place / "mutmut.log"
-    with open(log, "w") as out:
-        done = subprocess.run([str(mutmut), "run", "--max-children", str(max_children), *module.functions],
-                              cwd=place, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if names:
+        env = {**os.environ, "DREAM_STATE_DIR": os.environ.get("DREAM_STATE_DIR", str(ROOT / ".dream"))}
+        mutmut = Path(sys.executable).with_name("mutmut")
+        log = place / "mutmut.log"
+        with open(log, "w") as out:
+            done = subprocess.run([str(mutmut), "run", "--max-children", str(max_children), *names],
+                                  cwd=place, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+        if done.returncode != 0:
+            tail = log.read_text()[-3000:]
+            raise SystemExit(f"mutmut failed on {module.name} (exit {done.returncode}); end of {log}:\n{tail}")
     elapsed = time.monotonic() - started
-    statuses = _statuses(place, module)
-    if done.returncode != 0 or not statuses:
-        tail = log.read_text()[-3000:]
-        raise SystemExit(f"mutmut failed on {module.name} (exit {done.returncode}); end of {log}:\n{tail}")
+    fresh = _statuses(place, module)
+    statuses = {**previous, **{n: fresh[n] for n in names}} if previous else fresh
+    if not statuses:
+        raise SystemExit(f"mutmut produced no mutants for {module.name}")
     return statuses, elapsed
 
 
@@ -160,6 +169,8 @@ def main() -> None:
     parser.add_argument("--module", action="append", choices=[m.name for m in MODULES], help="only these")
     parser.add_argument("--max-children", type=int, default=1, help="mutants tested at once (default 1)")
     parser.add_argument("--keep", action="store_true", help="reuse .mutation/ (mutmut re-tests what changed)")
+    parser.add_argument("--recheck", action="store_true",
+                        help="re-test only the mutants the last run of each module did not kill")
     args = parser.parse_args()
     chosen = [m for m in MODULES if (m.name in args.module if args.module else args.full or m.fast)]
     equivalent = equivalent_mutants()
@@ -168,7 +179,7 @@ def main() -> None:
     per_module, survivors = {}, []
     for module in chosen:
         print(f"mutating {module.name} ({', '.join(module.files)}) against {', '.join(module.tests)} ...", flush=True)
-        statuses, elapsed = run_module(module, args.max_children, args.keep)
+        statuses, elapsed = run_module(module, args.max_children, args.keep, args.recheck)
         counts = Counter(statuses.values())
         kept = [n for n, s in statuses.items() if s in NOT_KILLED and n not in equivalent]
         killed = sum(counts[s] for s in KILLED)
