@@ -236,3 +236,12 @@ def test_bad_ballots_and_rosters_say_why():
         plan_presentations([f"Author{i:02d}" for i in range(13)], 0)
     with pytest.raises(ValueError, match=r"^duplicate author names$"):
         plan_presentations(["Poet", "Poet"], 0)
+
+
+def test_exactly_as_many_roles_as_drafts_still_gives_distinct_roles():
+    authors = ["".join(MASK_ROLES[:21])] + [f"Author{i:02d}" for i in range(11)]
+    assert len(mask_roles_for(authors)) == 11  # one role per draft on a ballot of 11
+    for seed in range(20):
+        for presentation in plan_presentations(authors, seed).values():
+            roles = [label.split("_")[1] for label in presentation.labels()]
+            assert sorted(roles) == sorted(mask_roles_for(authors))
