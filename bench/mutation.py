@@ -142,7 +142,9 @@ def run_module(module: Module, max_children: int, keep: bool, recheck: bool) -> 
     mutants its last run did not kill (a killed mutant stays killed while tests are only added)."""
     place = WORK / module.name
     previous = _statuses(place, module) if recheck and (place / "mutants").exists() else {}
-    names = sorted(n for n, s in previous.items() if s not in KILLED) if previous else list(module.functions)
+    equivalent = equivalent_mutants()
+    names = sorted(n for n, s in previous.items() if s not in KILLED and n not in equivalent) if previous \
+        else list(module.functions)
     place = _workspace(module, keep or bool(previous))
     started = time.monotonic()
     if names:
@@ -170,7 +172,8 @@ def main() -> None:
     parser.add_argument("--max-children", type=int, default=1, help="mutants tested at once (default 1)")
     parser.add_argument("--keep", action="store_true", help="reuse .mutation/ (mutmut re-tests what changed)")
     parser.add_argument("--recheck", action="store_true",
-                        help="re-test only the mutants the last run of each module did not kill")
+                        help="re-test only the mutants the last run of each module did not kill"
+                             " (and that are not listed as equivalent)")
     args = parser.parse_args()
     chosen = [m for m in MODULES if (m.name in args.module if args.module else args.full or m.fast)]
     equivalent = equivalent_mutants()

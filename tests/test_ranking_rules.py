@@ -176,3 +176,19 @@ def test_only_finite_figures_are_stored():
     assert _finite(None) is None
     assert _finite(math.nan) is None and _finite(math.inf) is None and _finite(-math.inf) is None
     assert _finite(3) == 3.0 and isinstance(_finite(3), float)
+
+
+def test_an_agent_that_forfeited_is_rated_with_no_penalty_and_no_score(fabric):
+    fabric.ensure_book(SpicaBook.load())
+    scope = _open(fabric, 1)
+    names = [a.name for a in scope.agents]
+    absent = names[2]
+    rows = [DraftRow(a.instance_id, a.name, f"draft of {a.name}", 1, 1, "stop", False, 0.1, penalty=1.0)
+            for a in scope.agents if a.name != absent]
+    fabric.write_drafts(scope.epoch.epoch_id, rows)
+    written = fabric.drafts(scope.epoch.epoch_id)
+    votes = [v for v in _votes(scope, dict(zip(names, QUALITY, strict=True))) if v.target_agent != absent]
+    ranking = compose_ranking(scope, written, votes, fabric, EloConfig(window_epochs=1))
+    row = next(r for r in ranking.rows if r.agent_name == absent)
+    assert row.penalty == 0.0 and row.epoch_score is None and row.rating_after == 1000.0
+    assert [r.penalty for r in ranking.rows if r.agent_name != absent] == [1.0] * 4
