@@ -8,9 +8,11 @@ resource's replay path. Each module runs apart, in `.mutation/<module>/` (its ow
 and a pyproject whose [tool.mutmut] is the project's with this module's files and tests), so a
 mutant of a pure rule never waits for a database test.
 
-Run: python -m bench.mutation [--full] [--module NAME ...] [--max-children N] [--keep]
-  default: the pure modules (a few minutes); --full: every scoped module, DB tests included
-  (about an hour on 2 shared cores with the default single worker).
+Run: python -m bench.mutation [--full] [--module NAME ...] [--max-children N] [--keep] [--recheck]
+  default: the pure modules (861 mutants, 30 min on 2 cores shared with other jobs; less on an idle
+  machine); --full adds the statistics and the modules whose tests need the database and the engine
+  (the ranking asset, the Reaper and the replay path: about 25 min each; the statistics, whose tests
+  bootstrap thousands of fits, several hours). --recheck re-tests only what the last run left alive.
 Surviving mutants that no test can kill (they change nothing observable) are listed with a reason
 in bench/mutation_equivalent.txt; the score leaves them out and says how many there were.
 """
@@ -141,7 +143,11 @@ def run_module(module: Module, max_children: int, keep: bool, recheck: bool) -> 
     """Mutate the module and run its tests against every mutant; with `recheck`, only against the
     mutants its last run did not kill (a killed mutant stays killed while tests are only added)."""
     place = WORK / module.name
-    previous = _statuses(place, module) if recheck and (place / "mutants").exists() else {}
+    record = place / "statuses.json"  # mutmut forgets verdicts when the test selection changes: keep ours
+    previous = {}
+    if recheck:
+        previous = json.loads(record.read_text()) if record.exists() else \
+            _statuses(place, module) if (place / "mutants").exists() else {}
     equivalent = equivalent_mutants()
     names = sorted(n for n, s in previous.items() if s not in KILLED and n not in equivalent) if previous \
         else list(module.functions)
@@ -162,6 +168,7 @@ def run_module(module: Module, max_children: int, keep: bool, recheck: bool) -> 
     statuses = {**previous, **{n: fresh[n] for n in names}} if previous else fresh
     if not statuses:
         raise SystemExit(f"mutmut produced no mutants for {module.name}")
+    record.write_text(json.dumps(statuses, indent=1, sort_keys=True))
     return statuses, elapsed
 
 
