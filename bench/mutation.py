@@ -8,9 +8,11 @@ resource's replay path. Each module runs apart, in `.mutation/<module>/` (its ow
 and a pyproject whose [tool.mutmut] is the project's with this module's files and tests), so a
 mutant of a pure rule never waits for a database test.
 
-Run: python -m bench.mutation [--full] [--module NAME ...] [--max-children N] [--keep]
-  default: the pure modules (a few minutes); --full: every scoped module, DB tests included
-  (about an hour on 2 shared cores with the default single worker).
+Run: python -m bench.mutation [--full] [--module NAME ...] [--max-children N] [--keep] [--recheck]
+  default: the pure modules (861 mutants, 30 min on 2 cores shared with other jobs; less on an idle
+  machine); --full adds the statistics and the modules whose tests need the database and the engine
+  (the ranking asset, the Reaper and the replay path: about 25 min each; the statistics, whose tests
+  bootstrap thousands of fits, several hours). --recheck re-tests only what the last run left alive.
 Surviving mutants that no test can kill (they change nothing observable) are listed with a reason
 in bench/mutation_equivalent.txt; the score leaves them out and says how many there were.
 """
@@ -137,20 +139,36 @@ def _statuses(place: Path, module: Module) -> dict[str, str]:
     return statuses
 
 
-def run_module(module: Module, max_children: int, keep: bool) -> tuple[dict[str, str], float]:
-    place = _workspace(module, keep)
-    env = {**os.environ, "DREAM_STATE_DIR": os.environ.get("DREAM_STATE_DIR", str(ROOT / ".dream"))}
-    mutmut = Path(sys.executable).with_name("mutmut")
+def run_module(module: Module, max_children: int, keep: bool, recheck: bool) -> tuple[dict[str, str], float]:
+    """Mutate the module and run its tests against every mutant; with `recheck`, only against the
+    mutants its last run did not kill (a killed mutant stays killed while tests are only added)."""
+    place = WORK / module.name
+    record = place / "statuses.json"  # mutmut forgets verdicts when the test selection changes: keep ours
+    previous = {}
+    if recheck:
+        previous = json.loads(record.read_text()) if record.exists() else \
+            _statuses(place, module) if (place / "mutants").exists() else {}
+    equivalent = equivalent_mutants()
+    names = sorted(n for n, s in previous.items() if s not in KILLED and n not in equivalent) if previous \
+        else list(module.functions)
+    place = _workspace(module, keep or bool(previous))
     started = time.monotonic()
-    log = place / "mutmut.log"
-    with open(log, "w") as out:
-        done = subprocess.run([str(mutmut), "run", "--max-children", str(max_children), *module.functions],
-                              cwd=place, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if names:
+        env = {**os.environ, "DREAM_STATE_DIR": os.environ.get("DREAM_STATE_DIR", str(ROOT / ".dream"))}
+        mutmut = Path(sys.executable).with_name("mutmut")
+        log = place / "mutmut.log"
+        with open(log, "w") as out:
+            done = subprocess.run([str(mutmut), "run", "--max-children", str(max_children), *names],
+                                  cwd=place, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+        if done.returncode != 0:
+            tail = log.read_text()[-3000:]
+            raise SystemExit(f"mutmut failed on {module.name} (exit {done.returncode}); end of {log}:\n{tail}")
     elapsed = time.monotonic() - started
-    statuses = _statuses(place, module)
-    if done.returncode != 0 or not statuses:
-        tail = log.read_text()[-3000:]
-        raise SystemExit(f"mutmut failed on {module.name} (exit {done.returncode}); end of {log}:\n{tail}")
+    fresh = _statuses(place, module)
+    statuses = {**previous, **{n: fresh[n] for n in names}} if previous else fresh
+    if not statuses:
+        raise SystemExit(f"mutmut produced no mutants for {module.name}")
+    record.write_text(json.dumps(statuses, indent=1, sort_keys=True))
     return statuses, elapsed
 
 
@@ -160,6 +178,9 @@ def main() -> None:
     parser.add_argument("--module", action="append", choices=[m.name for m in MODULES], help="only these")
     parser.add_argument("--max-children", type=int, default=1, help="mutants tested at once (default 1)")
     parser.add_argument("--keep", action="store_true", help="reuse .mutation/ (mutmut re-tests what changed)")
+    parser.add_argument("--recheck", action="store_true",
+                        help="re-test only the mutants the last run of each module did not kill"
+                             " (and that are not listed as equivalent)")
     args = parser.parse_args()
     chosen = [m for m in MODULES if (m.name in args.module if args.module else args.full or m.fast)]
     equivalent = equivalent_mutants()
@@ -168,7 +189,7 @@ def main() -> None:
     per_module, survivors = {}, []
     for module in chosen:
         print(f"mutating {module.name} ({', '.join(module.files)}) against {', '.join(module.tests)} ...", flush=True)
-        statuses, elapsed = run_module(module, args.max_children, args.keep)
+        statuses, elapsed = run_module(module, args.max_children, args.keep, args.recheck)
         counts = Counter(statuses.values())
         kept = [n for n, s in statuses.items() if s in NOT_KILLED and n not in equivalent]
         killed = sum(counts[s] for s in KILLED)

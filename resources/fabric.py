@@ -319,6 +319,17 @@ class StateFabric(dg.ConfigurableResource):
     def _apply_migrations(self, url: str) -> list[str]:
         if url in _MIGRATED:
             return []
+        for attempt in range(3):
+            try:
+                return self._apply_migrations_once(url)
+            except psycopg.errors.InternalError_ as exc:
+                # roles are server-wide: two databases migrating at once can collide on ALTER ROLE
+                # ("tuple concurrently updated"); the transaction rolled back whole, so run it again
+                if "concurrently updated" not in str(exc) or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _apply_migrations_once(self, url: str) -> list[str]:
         applied: list[str] = []
         with psycopg.connect(url, autocommit=False) as conn:
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('dream_migrations'))")

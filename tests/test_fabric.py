@@ -115,6 +115,10 @@ def test_the_reaper_commits_once_and_notifies(fabric):
     assert retired["alive"] is False and retired["state"] == {} and retired["retired_epoch"] == 1
     assert retired["retired_at"] is not None and end_time is not None
     assert len(seated) == 1 and seated[0]["name"] == first.replacement
+    # the commit stores the fingerprint of the rows it decided, section by section
+    stored, sections = fabric.committed_fingerprint(epoch.epoch_id)
+    assert stored == fabric.epoch_fingerprint(epoch.epoch_id) and len(stored) == 64
+    assert set(sections) == {"drafts", "votes", "abstentions", "ratings", "outcome", "chapter"}
     assert seated[0]["joined_epoch"] == 2 and seated[0]["alive"] is True and seated[0]["book"] == "space_time"
     assert len(fabric.alive_agents("space_time")) == 5
     assert fabric.table_counts()["agents"] == 6

@@ -50,6 +50,9 @@ def test_nothing_recorded_nothing_replayed(fabric, engine_url):
 
 def test_a_running_epoch_reuses_what_it_recorded_and_asks_for_the_rest(fabric, engine_url):
     first = _record_one(fabric, engine_url)
+    # what the engine said, as the offline engine counts it: one token a word, under the cap of 64
+    assert first.finish_reason in ("stop", "length") and first.prompt_tokens == 3
+    assert first.completion_tokens == len(first.text.split()) > 0
     recorded, strict, seed = _engine(fabric, engine_url).recorded_calls(KEY)
     assert strict is False and seed is None and len(recorded) == 1
     again, session = _chat(_engine(fabric, UNREACHABLE), KEY)  # the engine is gone: the record answers
@@ -104,3 +107,19 @@ def test_embeddings_replay_from_the_record(fabric, engine_url):
     again, session = asyncio.run(embed(_engine(fabric, UNREACHABLE)))
     assert session.calls == []
     assert [[round(x, 6) for x in v] for v in again] == [[round(x, 6) for x in v] for v in vectors]
+
+
+def test_an_answer_without_a_choice_is_an_empty_completion():
+    import openai
+
+    from resources.llm import Completion, _completion
+
+    empty = openai.types.chat.ChatCompletion.model_validate(
+        {"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": []})
+    assert _completion(empty, 0.5) == Completion("", None, 0, 0, 0.5)
+    answered = openai.types.chat.ChatCompletion.model_validate({
+        "id": "x", "object": "chat.completion", "created": 0, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "length", "message": {"role": "assistant", "content": None}}],
+        "usage": {"prompt_tokens": 7, "completion_tokens": 64, "total_tokens": 71},
+    })
+    assert _completion(answered, 1.25) == Completion("", "length", 7, 64, 1.25)

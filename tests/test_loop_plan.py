@@ -180,3 +180,27 @@ def test_dead_time_is_measured_from_commit_to_the_next_first_engine_call():
     ]
     assert dead_times(rows) == [3.0, 0.5]
     assert dead_times(rows, until="released_at") == [2.0, 0.3]
+
+
+def test_the_staging_depth_setting(monkeypatch):
+    from sensors.loop import staging_depth
+
+    monkeypatch.delenv("DREAM_LOOP_STAGING_DEPTH", raising=False)
+    assert staging_depth() == 4
+    for raw, depth in (("1", 1), ("2", 2), ("12", 12)):
+        monkeypatch.setenv("DREAM_LOOP_STAGING_DEPTH", raw)
+        assert staging_depth() == depth
+    for raw in ("0", "-1", "two", "1.5", ""):
+        monkeypatch.setenv("DREAM_LOOP_STAGING_DEPTH", raw)
+        with pytest.raises(ValueError) as info:
+            staging_depth()
+        assert str(info.value) == f"DREAM_LOOP_STAGING_DEPTH must be a whole number >= 1, got {raw!r}"
+
+
+def test_three_books_take_turns_in_their_order_and_a_new_book_starts_at_one():
+    snap = snapshot(books=("space_time", "sea", "moon"), next_numbers={"space_time": 4, "sea": 9}, depth=6)
+    assert requested_all(plan_loop(snap)) == [
+        "space_time-00004", "sea-00009", "moon-00001", "space_time-00005", "sea-00010", "moon-00002"]
+    after_sea = snapshot(books=("space_time", "sea", "moon"), next_numbers={"space_time": 4, "sea": 9}, depth=1,
+                         last_key="sea-00008")
+    assert requested_all(plan_loop(after_sea)) == ["moon-00001"]

@@ -140,3 +140,9 @@ def test_a_window_of_a_day_in_minutes():
     window = PhaseWindow()
     inside = [m for m in range(24 * 60) if window.contains(utc(14, 0) + timedelta(minutes=m))]
     assert inside == list(range(180, 420))
+
+
+def test_a_window_that_closes_when_it_opens_is_empty():
+    window = PhaseWindow(start=time(4, 0), end=time(4, 0))
+    assert [h for h in range(24) if window.contains(utc(14, h))] == []
+    assert not window.blocks(utc(14, 4), None)

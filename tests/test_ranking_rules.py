@@ -51,7 +51,7 @@ def _commit(fabric, scope, ranking, written) -> None:
                           ChapterRow(scope.number, winner.draft_id, winner.agent_id, "T", winner.text, 1.0, 0.0))
     book = SpicaBook.load()
     loser = by_name[ranking.loser]
-    fabric.reap(fabric.epoch(scope.key), loser, book.recruit(book.reserve()[0], replaced=loser))
+    fabric.reap(fabric.epoch(scope.key), loser, book.recruit(book.reserve()[scope.number - 1], replaced=loser))
 
 
 def _oracle(scope, written, votes, before, k, history):
@@ -144,6 +144,21 @@ def test_the_second_epoch_starts_from_stored_ratings_and_spares_the_newcomer(fab
         assert ranked.separated is bottom_is_separated(ranked.loser, bt["lower"].to_dict(), bt["upper"].to_dict(),
                                                        candidates)
 
+    # a third epoch with a window of 2 reads epoch 2's ballots and not epoch 1's
+    fabric.write_votes(second.epoch.epoch_id, votes2, [])
+    ranked = compose_ranking(second, written2, votes2, fabric, EloConfig())
+    _commit(fabric, second, ranked, written2)
+    third = _open(fabric, 3)
+    written3 = _drafts(fabric, third, {})
+    votes3 = _votes(third, {a.name: q for a, q in zip(third.agents, [2, 4, 6, 8, 10], strict=True)})
+    ranked = compose_ranking(third, written3, votes3, fabric, EloConfig(window_epochs=2))
+    history = fabric.recent_votes("space_time", 2, 1)
+    assert {e for e, _, _ in history} == {2} and len(history) == 20
+    before = {r.agent_name: r.rating_before for r in ranked.rows}
+    _, bt = _oracle(third, written3, votes3, before, 16.0, history)
+    assert {r.agent_name: r.bt_rating for r in ranked.rows} == pytest.approx(
+        {r.agent_name: bt["rating"][r.agent_name] for r in ranked.rows})
+
 
 def test_nobody_to_eliminate_when_all_are_in_grace(fabric):
     fabric.ensure_book(SpicaBook.load())
@@ -163,3 +178,19 @@ def test_only_finite_figures_are_stored():
     assert _finite(None) is None
     assert _finite(math.nan) is None and _finite(math.inf) is None and _finite(-math.inf) is None
     assert _finite(3) == 3.0 and isinstance(_finite(3), float)
+
+
+def test_an_agent_that_forfeited_is_rated_with_no_penalty_and_no_score(fabric):
+    fabric.ensure_book(SpicaBook.load())
+    scope = _open(fabric, 1)
+    names = [a.name for a in scope.agents]
+    absent = names[2]
+    rows = [DraftRow(a.instance_id, a.name, f"draft of {a.name}", 1, 1, "stop", False, 0.1, penalty=1.0)
+            for a in scope.agents if a.name != absent]
+    fabric.write_drafts(scope.epoch.epoch_id, rows)
+    written = fabric.drafts(scope.epoch.epoch_id)
+    votes = [v for v in _votes(scope, dict(zip(names, QUALITY, strict=True))) if v.target_agent != absent]
+    ranking = compose_ranking(scope, written, votes, fabric, EloConfig(window_epochs=1))
+    row = next(r for r in ranking.rows if r.agent_name == absent)
+    assert row.penalty == 0.0 and row.epoch_score is None and row.rating_after == 1000.0
+    assert [r.penalty for r in ranking.rows if r.agent_name != absent] == [1.0] * 4

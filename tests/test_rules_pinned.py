@@ -3,6 +3,7 @@ cannot name. A rejected ballot's message is what an abstention records, so it is
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 
@@ -178,3 +179,69 @@ def test_a_random_ballot_round_trips_in_order():
     votes = parse_ballot(raw, BALLOT)
     assert [(v.target, v.insight_score, v.rationale) for v in votes] == [
         ("Sage", scores[0], f"r{scores[0]}"), ("Jurist", scores[1], f"r{scores[1]}")]
+
+
+CROWDED = ["".join(MASK_ROLES[:25])] + [f"Author{i:02d}" for i in range(11)]  # 7 usable roles for 11 labels
+
+
+def test_a_ballot_with_fewer_roles_than_drafts_repeats_roles_never_labels():
+    assert mask_roles_for(CROWDED) == ("Pilgrim", "Herald", "Sculptor", "Tinker", "Wayfarer", "Oracle", "Steward")
+    numbers = set()
+    for seed in range(300):
+        for presentation in plan_presentations(CROWDED, seed).values():
+            labels = presentation.labels()
+            assert len(labels) == len(set(labels)) == 11
+            roles = [label.split("_")[1] for label in labels]
+            assert set(roles) <= set(mask_roles_for(CROWDED)) and len(set(roles)) <= 7
+            numbers |= {int(label.rsplit("_", 1)[1]) for label in labels}
+    assert numbers == set(range(1, 100))  # every number of 1..99, nothing else
+
+
+def test_the_ballots_of_a_seed_never_change():
+    """A replay rebuilds each ballot prompt from the epoch's seed and finds its recorded answer by the
+    request: the same seed must give the same masks and order forever."""
+    plan = plan_presentations(["Poet", "Sage", "Jurist"], 5)
+    assert {v: p.labels() for v, p in plan.items()} == {
+        "Poet": ["Anonymous_Navigator_15", "Anonymous_Scribe_48"],
+        "Sage": ["Anonymous_Oracle_49", "Anonymous_Beekeeper_70"],
+        "Jurist": ["Anonymous_Potter_60", "Anonymous_Cartographer_32"],
+    }
+    assert {v: [i.author for i in p.items] for v, p in plan.items()} == {
+        "Poet": ["Sage", "Jurist"], "Sage": ["Jurist", "Poet"], "Jurist": ["Poet", "Sage"]}
+    crowded = plan_presentations(CROWDED, 0)
+    # this ballot drew the same role and number twice and drew the number again
+    assert crowded["Author07"].labels() == [
+        "Anonymous_Steward_88", "Anonymous_Herald_10", "Anonymous_Steward_4", "Anonymous_Oracle_16",
+        "Anonymous_Herald_82", "Anonymous_Pilgrim_25", "Anonymous_Steward_78", "Anonymous_Wayfarer_74",
+        "Anonymous_Oracle_51", "Anonymous_Wayfarer_12", "Anonymous_Wayfarer_48",
+    ]
+    dump = json.dumps({k: [(i.label, i.author) for i in p.items] for k, p in crowded.items()}, sort_keys=True)
+    assert hashlib.sha256(dump.encode()).hexdigest() == (
+        "e9f8260247ee8d4766c3410ea02b5aac576eb762e89706ff22ce6d73c226f3e1")
+
+
+def test_bad_ballots_and_rosters_say_why():
+    item = BallotItem("Anonymous_Scribe_1", "Sage", 0)
+    with pytest.raises(ValueError, match=r"^duplicate labels on the ballot of 'Poet'$"):
+        Presentation("Poet", (item, BallotItem("Anonymous_Scribe_1", "Jurist", 1)))
+    with pytest.raises(ValueError, match=r"^an author appears twice on the ballot of 'Poet'$"):
+        Presentation("Poet", (item, BallotItem("Anonymous_Oracle_2", "Sage", 1)))
+    with pytest.raises(ValueError, match=r"^'Sage' would review its own draft$"):
+        Presentation("Sage", (item,))
+    with pytest.raises(ValueError, match=r"^positions must be 0..n-1 in presentation order$"):
+        Presentation("Poet", (BallotItem("Anonymous_Scribe_1", "Sage", 1),))
+    with pytest.raises(ValueError, match=r"^need 2..256 authors, got 1$"):
+        plan_presentations(["Poet"], 0)
+    with pytest.raises(ValueError, match=r"^need 2..256 authors, got 257$"):
+        plan_presentations([f"Author{i:03d}" for i in range(257)], 0)
+    with pytest.raises(ValueError, match=r"^duplicate author names$"):
+        plan_presentations(["Poet", "Poet"], 0)
+
+
+def test_exactly_as_many_roles_as_drafts_still_gives_distinct_roles():
+    authors = ["".join(MASK_ROLES[:21])] + [f"Author{i:02d}" for i in range(11)]
+    assert len(mask_roles_for(authors)) == 11  # one role per draft on a ballot of 11
+    for seed in range(20):
+        for presentation in plan_presentations(authors, seed).values():
+            roles = [label.split("_")[1] for label in presentation.labels()]
+            assert sorted(roles) == sorted(mask_roles_for(authors))
