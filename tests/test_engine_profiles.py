@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-
 import urllib.request
+
 import openai
 import pytest
 
