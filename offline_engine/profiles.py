@@ -59,8 +59,8 @@ def _overflow_message(profile: str, context: int, prompt: int, completion: int) 
     if profile == "llama_cpp_python":
         return f"Requested tokens ({prompt}) exceed context window of {context}"
     if profile in ("llama_cpp", "bare"):
-        return (f"the request exceeds the available context size ({prompt} tokens), "
-                f"try increasing it (n_ctx: {context})")
+        return (f"the request ({prompt} tokens) exceeds the available context size ({context} tokens), "
+                "try increasing it")
     return (f"This model's maximum context length is {context} tokens. However, you requested "
             f"{prompt + completion} tokens ({prompt} in the messages, {completion} in the completion). "
             "Please reduce the length of the messages or completion.")

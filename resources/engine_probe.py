@@ -46,6 +46,7 @@ DEFAULT_CONTEXT_TOKENS = 2048  # llama.cpp's and Ollama's usual context: a reque
 OLLAMA_DEFAULT_NUM_CTX = 2048  # what Ollama runs a model with unless num_ctx is set
 OVERFLOW_PROBE_WORDS = 4096  # each word is at least one token, so this is over a 4,096-token context
 PARALLEL_PROBE = 4  # requests sent at once to measure concurrency; this many or more means "no limit seen"
+NO_LIMIT_OVERLAP = 2.5  # more overlap than this among PARALLEL_PROBE requests: no limit worth applying
 MEASURABLE_LATENCY_S = 0.02  # a request faster than this cannot show whether requests overlap
 PROBE_MAX_TOKENS = 256
 _CONTEXT_KEYS = ("max_model_len", "context_length", "context_window", "max_context_length", "n_ctx")
@@ -256,8 +257,8 @@ async def _concurrency(client: openai.AsyncOpenAI, model: str) -> int | None:
         together = time.perf_counter() - started
     except openai.OpenAIError:
         return None
-    measured = max(1, min(PARALLEL_PROBE, round(PARALLEL_PROBE * single / together)))
-    return None if measured >= PARALLEL_PROBE else measured
+    overlap = PARALLEL_PROBE * single / together  # about how many of them ran at the same time
+    return None if overlap > NO_LIMIT_OVERLAP else max(1, round(overlap))
 
 
 async def probe_engine(

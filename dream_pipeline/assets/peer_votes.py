@@ -95,7 +95,7 @@ def compose_votes(scope: EpochScope, written: Sequence[DraftRow], fabric: StateF
     async def vote() -> tuple[list[BallotResult], list]:
         async with llm.session(session_key, seed=seed) as session:
             ballots = await collect_ballots(
-                session, voters, presentations, texts, llm.vote_format,
+                session, voters, presentations, texts,
                 on_ballot=arrived if on_ballot is not None else None,
                 max_tokens=plan.reply_tokens, shown=shown, window=window,
             )
