@@ -68,6 +68,8 @@ def compose_drafts(scope: EpochScope, fabric: StateFabric, llm: LLMEngine, *, se
                 session, scope.agents, lambda a: draft_messages(a, prompt), max_tokens
             )
             texts = [r.completion.text for r in results if r.completion]
+            if not session.embeddings_available:  # no embedding engine: memory and novelty go by the text
+                return results, None, None, session.calls
             try:
                 vectors = await session.embed(texts, purpose="draft_embedding") if texts else []
             except LLMCallError as exc:
