@@ -24,6 +24,7 @@ from pydantic import Field, PrivateAttr
 from resources.engine_probe import (
     VOTE_MODES,
     EngineCapabilities,
+    about_format,
     probe_engine,
     structured_fields,
 )
@@ -129,7 +130,10 @@ class LLMSession:
         async with self.limit:
             started = time.perf_counter()
             try:
-                response = await self.client.chat.completions.create(**request)
+                if response_format is None and not extra_body:
+                    response = await self.client.chat.completions.create(**request)
+                else:
+                    response = await self._structured(request)
             except openai.OpenAIError as exc:
                 self._record(purpose, agent_name, request, None, started, error=exc)
                 raise LLMCallError(f"{purpose} call for {agent_name or '-'} failed: {_describe(exc)}",
@@ -137,6 +141,21 @@ class LLMSession:
             latency = time.perf_counter() - started
         self._record(purpose, agent_name, request, response, started, latency=latency)
         return _completion(response, latency)
+
+    async def _structured(self, request: dict[str, Any]) -> Any:
+        """A structured-output request, retried like any other (429, 5xx, connection, timeout) except when
+        the server's error is about the format itself: that shape is never sent twice (the caller steps
+        down to another mode instead)."""
+        client = self.client.with_options(max_retries=0)
+        for retry in range(self.client.max_retries + 1):
+            try:
+                return await client.chat.completions.create(**request)
+            except (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError) as exc:
+                status = getattr(exc, "status_code", None)
+                if retry == self.client.max_retries or (status is not None and about_format(str(exc))):
+                    raise
+                await asyncio.sleep(min(8.0, 0.5 * 2**retry))
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     async def embed(self, texts: Sequence[str], *, purpose: str = "embedding") -> list[list[float]]:
         request = {"model": self.embedding_model, "input": list(texts)}
