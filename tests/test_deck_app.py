@@ -152,7 +152,7 @@ def filled(database_url: str, engine_url: str) -> dict:
     fabric = StateFabric(database_url=database_url)
     with fabric.connection() as conn:
         conn.execute("TRUNCATE domains, agents, simulation_epochs, llm_calls, telemetry CASCADE")
-    llm = LLMEngine(base_url=engine_url, max_tokens=900, max_retries=2, timeout_s=30)
+    llm = LLMEngine(base_url=engine_url, max_tokens=900, max_retries=2, timeout_s=30, fabric=fabric)
     with dg.instance_for_test() as instance:
         for number in (1, 2, 3):
             key = epoch_key("space_time", number)
@@ -280,6 +280,10 @@ def test_telemetry_per_epoch_and_per_agent(filled, deck_env):
     assert per_epoch["duration_s"].iloc[:2].gt(0).all() and pd.isna(per_epoch["duration_s"].iloc[2])
     assert per_agent["drafts"].sum() == 15 and per_agent["completion_tokens"].gt(0).all()
     assert {m.label: m.value for m in at.metric}["Epochs finished"] == "2"
+    assert (per_epoch["vote_mode"] == "json_schema").all() and (per_epoch["memory_mode"] == "vectors").all()
+    engines = at.dataframe[-1].value  # the engine the epochs ran on, as probed (no step-down: last table)
+    assert list(engines["vote_mode"]) == ["json_schema"] and engines["embeddings"].all()
+    assert engines["context_tokens"].iloc[0] >= 2048
 
 
 def test_similar_drafts_by_cosine_similarity(filled, deck_env):

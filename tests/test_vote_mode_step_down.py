@@ -43,3 +43,13 @@ def test_a_mode_that_starts_failing_steps_down_and_is_recorded(fabric, instance)
         ).fetchall()
     # each voter's request already in flight when the first refusal came back: at most once each, never retried
     assert refused and all(r["n"] == 1 for r in refused) and len(refused) <= 5
+    # `dream status` says which mode the ballots use now, and when and why it changed
+    from dream_pipeline.engine_report import engine_lines
+
+    lines = engine_lines(fabric)
+    assert lines[0].startswith("engine : ") and "ballots as json_object_schema" in lines[0]
+    assert "context 2048 tokens" in lines[0] and "no embeddings" in lines[0]
+    assert "ballots moved from json_schema to json_object_schema" in lines[1]
+    metadata = result.asset_materializations_for_node("peer_votes")[0].metadata
+    assert metadata["vote_mode"].value == "json_object_schema"
+    assert metadata["vote_mode_stepped_down_from"].value == "json_schema"

@@ -12,6 +12,7 @@ from dream_pipeline import canon
 from dream_pipeline.assets.common import EpochScope, epoch_seed, load_scope
 from dream_pipeline.assets.drafts import drafts
 from dream_pipeline.context_fit import epoch_window, review_plan
+from dream_pipeline.engine_report import epoch_engine_metadata
 from dream_pipeline.partitions import epochs_partitions
 from dream_pipeline.replay import is_replay, verify_replay
 from dream_pipeline.review import BallotResult, collect_ballots
@@ -150,8 +151,10 @@ def peer_votes(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLME
         )
         fabric.record_telemetry(voter.drain_telemetry())
 
+    capabilities = fabric.engine_capabilities(llm.resolved_base_url().rstrip("/"), llm.model)
     return dg.MaterializeResult(
         metadata={
+            **epoch_engine_metadata(fabric.epoch(scope.key).engine_modes, capabilities),
             "votes": len(votes),
             "ballots": len(ballots) - len(abstentions),
             "abstentions": len(abstentions),
