@@ -22,18 +22,31 @@ def _fabric():
     return fabric_from_env(resolve=True)
 
 
-def _preflight(need_engine: bool = True) -> None:
-    """Bad settings stop `dream` here with one line naming them (exit code 2), not mid-run."""
+def _preflight(need_engine: bool = True):
+    """Bad settings stop `dream` here with one line naming them (exit code 2), not mid-run. Returns what
+    the configured engine was probed to do (None for the offline engine)."""
     from dream_pipeline.preflight import preflight
 
-    preflight(need_engine=need_engine)
+    return preflight(need_engine=need_engine)
+
+
+def _engine_line(fabric, llm, probed) -> None:
+    """Probe the engine once (or keep what preflight found), store it, and say what the loop will do."""
+    if probed is not None:
+        fabric.save_engine_capabilities(probed.base_url, probed.model, probed.as_json())
+    caps = probed or llm.probe_now()
+    print(f"engine modes : {caps.summary()}")
+    if not caps.embeddings:
+        print("               no embedding engine: memory uses PostgreSQL full-text search and novelty a lexical "
+              "similarity\n"
+              "               (set DREAM_LLM_EMBEDDING_BASE_URL for a separate embedding server)")
 
 
 # ---- run ---------------------------------------------------------------------------------------
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    _preflight()  # before importing the definitions, which read settings too
+    probed = _preflight()  # before importing the definitions, which read settings too
     from dream_pipeline.definitions import defs
     from dream_pipeline.instance import dagster_instance
     from dream_pipeline.partitions import epoch_key
@@ -42,8 +55,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     fabric = _fabric()
     print(f"state fabric : {_redact(fabric.url())}")
-    llm = llm_from_env(resolve=True)
+    llm = llm_from_env(fabric=fabric, resolve=True)
     print(f"engine       : {llm.resolved_base_url()} (model {llm.model})")
+    _engine_line(fabric, llm, probed)
     instance = dagster_instance()
     print(f"dagster home : {os.environ['DAGSTER_HOME']}")
     job = defs.resolve_job_def("epoch_job")
@@ -195,7 +209,7 @@ def _service_commands(args: argparse.Namespace) -> dict[str, list[str]]:
     return commands
 
 
-def _prepare_services() -> None:
+def _prepare_services(probed=None, probe: bool = True) -> None:
     """Everything the daemon and the runs share: storage, migrations, the embedded database, the engine."""
     from dream_pipeline.experiments import enabled_books
     from dream_pipeline.instance import prepare_dagster_home
@@ -205,8 +219,11 @@ def _prepare_services() -> None:
     _fabric().migrate()
     prepare_dagster_home()
     _resume_orphaned_runs()
-    llm = llm_from_env(resolve=True)
+    fabric = _fabric()
+    llm = llm_from_env(fabric=fabric, resolve=True)
     print(f"engine       : {llm.resolved_base_url()}")
+    if probe:
+        _engine_line(fabric, llm, probed)
     if not llm.base_url:
         from offline_engine import EngineConfig
 
@@ -271,8 +288,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     import signal
     import subprocess
 
-    _preflight()
-    _prepare_services()
+    probed = _preflight()
+    _prepare_services(probed)
     children = {
         # each service in its own process group, so stopping it also stops what it spawned (code servers, runs)
         name: subprocess.Popen(command, start_new_session=True)  # noqa: S603
@@ -355,8 +372,8 @@ def _signal_group(child, signum) -> None:
         pass
 
 
-def _exec_service(args: argparse.Namespace, name: str) -> int:
-    _prepare_services()
+def _exec_service(args: argparse.Namespace, name: str, probed=None) -> int:
+    _prepare_services(probed, probe=name != "webserver")
     command = _service_commands(args)[name]
     _record_exec(name, args)
     os.execv(command[0], command)  # noqa: S606 (our own interpreter and arguments)
@@ -371,8 +388,7 @@ def _record_exec(name: str, args: argparse.Namespace) -> None:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
-    _preflight()
-    return _exec_service(args, "daemon")
+    return _exec_service(args, "daemon", _preflight())
 
 
 def cmd_webserver(args: argparse.Namespace) -> int:
@@ -385,8 +401,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from resources.locations import PROJECT_ROOT
 
     os.environ["DREAM_LOOP"] = "on" if args.loop else "off"  # read by the loop sensor's default status
-    _preflight()
-    _prepare_services()
+    _prepare_services(_preflight())
     print(f"open http://{args.host}:{args.port} (Ctrl-C stops it)")
     print("the loop   : " + ("ON: new epochs are written while the UI runs (stop dream_loop_sensor to only look)"
                              if args.loop else "off: nothing is written unless you start dream_loop_sensor in the UI "

@@ -273,9 +273,14 @@ async def probe_engine(
     forced_mode: str | None = None,
 ) -> EngineCapabilities:
     """Ask the engine what it can do (see the module docstring). `client` should not retry (a refused
-    shape is never sent twice); `forced_mode` (DREAM_VOTE_FORMAT) skips the structured-output search."""
+    shape is never sent twice); `forced_mode` (DREAM_VOTE_FORMAT) replaces the structured-output search:
+    it is tried alone, and listed in `modes_refused` if the server refuses it."""
     refused: dict[str, str] = {}
     mode = forced_mode
+    if mode is not None and mode != "prompt_only":  # an override is used as it is, but tested: say if it fails
+        why = await _try_mode(client, model, mode)
+        if why is not None:
+            refused[mode] = why
     if mode is None:
         for candidate in VOTE_MODES:
             if candidate == "prompt_only":

@@ -69,7 +69,7 @@ def test_a_server_that_runs_one_request_at_a_time_is_measured_so():
     with running_engine(EngineConfig(profile="llama_cpp_python", ttft_s=0.1)) as url:
         caps = _probe(url, forced_mode="json_object_schema")
     assert caps.concurrency == 1
-    assert caps.modes_refused == {}  # a forced mode is not searched
+    assert caps.modes_refused == {}  # a forced mode is tried alone, and it works here
 
 
 def test_error_messages_are_read_for_context_and_format():
