@@ -12,7 +12,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -1505,7 +1507,8 @@ class StateFabric(dg.ConfigurableResource):
         return out
 
     def book_memory(self, book: str, chapter_number: int, *, top_k: int, outline: int = 12,
-                    retrieved: Sequence[int] | None = None, scan: str = "auto") -> BookMemoryRows:
+                    retrieved: Sequence[int] | None = None, scan: str = "auto",
+                    full_text: bool = False) -> BookMemoryRows:
         """The rows behind the prompt of chapter `chapter_number`: the latest summary, the last chapter,
         the `top_k` earlier chapters nearest to the last one, and the latest `outline` chapters.
 
@@ -1529,7 +1532,10 @@ class StateFabric(dg.ConfigurableResource):
             ).fetchone()
             related: list[dict[str, Any]] = []
             last_vector = _as_list(latest[0]["embedding"]) if latest else None
-            if top_k > 0 and last_vector is not None and len(last_vector) == self.embedding_dim:
+            if full_text:  # no embedding engine: the same memory by words (and recency), docs/memory.md
+                if top_k > 0 and latest and (retrieved is None or retrieved):
+                    related = self._related_by_text(conn, book, latest[0], top_k, retrieved)
+            elif top_k > 0 and last_vector is not None and len(last_vector) == self.embedding_dim:
                 before = latest[0]["chapter_number"]
                 if retrieved is None:
                     related = self._nearest(conn, _CHAPTERS_NEAR, last_vector, [book, before], top_k, scan)
@@ -1544,6 +1550,44 @@ class StateFabric(dg.ConfigurableResource):
             related=tuple((_chapter_from_row(r), float(r["similarity"])) for r in related),
             outline=tuple(_chapter_from_row(r) for r in reversed(latest[:outline])),
         )
+
+    def _related_by_text(self, conn: psycopg.Connection, book: str, last: dict[str, Any], k: int,
+                         retrieved: Sequence[int] | None) -> list[dict[str, Any]]:
+        """The earlier chapters nearest to `last` by full-text search: `ts_rank` over the last chapter's
+        salient words, plus a small recency bonus (RECENCY_WEIGHT × chapter / last chapter)."""
+        query = text_query(last["text"])
+        if not query:
+            return []
+        before = last["chapter_number"]
+        by_number = retrieved is not None
+        return conn.execute(
+            "SELECT * FROM (SELECT c.*, a.name AS author, e.epoch_key,"
+            " ts_rank(to_tsvector('english', c.text), to_tsquery('english', %(q)s))"
+            "   + %(w)s * c.chapter_number::float8 / %(before)s AS similarity"
+            " FROM chapters c JOIN agents a USING (agent_id) JOIN simulation_epochs e USING (epoch_id)"
+            " WHERE c.book = %(book)s AND c.chapter_number < %(before)s"
+            " AND (CASE WHEN %(by_number)s THEN c.chapter_number = ANY(%(numbers)s)"
+            "      ELSE to_tsvector('english', c.text) @@ to_tsquery('english', %(q)s) END)) r"
+            " ORDER BY similarity DESC, chapter_number DESC LIMIT %(k)s",
+            {"q": query, "w": RECENCY_WEIGHT, "before": before, "book": book, "by_number": by_number,
+             "numbers": list(retrieved or []), "k": len(retrieved) if by_number else k},
+        ).fetchall()
+
+    def canon_texts_like(self, book: str, before_number: int, text: str, k: int = 5) -> list[str]:
+        """The texts of the `k` chapters before `before_number` that share the most words with `text`
+        (full-text rank): the candidates a lexical novelty check compares a draft with."""
+        query = text_query(text)
+        if not query:
+            return []
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT text FROM chapters WHERE book = %(book)s AND chapter_number < %(before)s"
+                " AND to_tsvector('english', text) @@ to_tsquery('english', %(q)s)"
+                " ORDER BY ts_rank(to_tsvector('english', text), to_tsquery('english', %(q)s)) DESC,"
+                " chapter_number DESC LIMIT %(k)s",
+                {"book": book, "before": before_number, "q": query, "k": k},
+            ).fetchall()
+        return [r["text"] for r in rows]
 
     def write_summary(self, epoch_id: uuid.UUID, book: str, chapter_number: int, summary: str) -> None:
         """Write (or rewrite) the rolling summary of `book` after chapter `chapter_number`."""
@@ -1650,6 +1694,17 @@ def _refuse_committed(conn: psycopg.Connection, epoch_id: uuid.UUID) -> None:
             f"{row['epoch_key']} is committed: its rows are written only by its commit or a promotion"
             " (a replay verifies them, a re-roll is an alternate world)"
         )
+
+
+RECENCY_WEIGHT = 0.05  # full-text memory: what being the latest chapter adds to a chapter's rank
+_WORD = re.compile(r"[A-Za-z]{5,}")
+
+
+def text_query(text: str, words: int = 24) -> str:
+    """A tsquery matching any of the `words` most frequent long words of `text` (letters only, so nothing
+    in it is tsquery syntax); empty when the text has none."""
+    counts = Counter(w.lower() for w in _WORD.findall(text))
+    return " | ".join(w for w, _ in counts.most_common(words))
 
 
 def _vector(values: Sequence[float] | None) -> np.ndarray | None:

@@ -28,7 +28,7 @@ from resources.engine_probe import (
     probe_engine,
     structured_fields,
 )
-from resources.fabric import LlmCallRow, StateFabric, request_hash
+from resources.fabric import EpochRecord, LlmCallRow, StateFabric, request_hash
 from resources.locations import state_dir
 
 OFFLINE_API_KEY = "offline-engine"  # the offline engine accepts any key; real servers get DREAM_LLM_API_KEY
@@ -381,6 +381,16 @@ class LLMEngine(dg.ConfigurableResource):
                     await embedding_client.close()
 
         return asyncio.run(probe())
+
+    def memory_mode(self, epoch: EpochRecord | None) -> str:
+        """How the epoch's memory and novelty work: "vectors" (embeddings) or "full_text" (no embedding
+        engine). What the epoch recorded wins, so a rerun, replay or re-roll builds the same prompt."""
+        recorded = (epoch.engine_modes or {}).get("embedding_mode") if epoch is not None else None
+        if recorded:
+            return recorded
+        if epoch is not None and epoch.status == "committed":
+            return "vectors"  # committed before the mode was recorded: there was no other
+        return "vectors" if self.probe_now().embeddings else "full_text"
 
     def _stepped_down(self, session: LLMSession, base_url: str, old: str, new: str, why: str) -> None:
         """A vote mode failed mid-run: remember it (this process, the fabric) and record the change."""

@@ -35,3 +35,6 @@ BEGIN
     END IF;
 END
 $$;
+
+-- Memory without embeddings: full-text search over the canon (ts_rank), indexed.
+CREATE INDEX IF NOT EXISTS chapters_text_fts ON chapters USING gin (to_tsvector('english', text));
