@@ -452,6 +452,17 @@ def engines(conn: psycopg.Connection, limit: int = 10) -> pd.DataFrame:
     )
 
 
+def stalled_epochs(conn: psycopg.Connection, book: str, min_failures: int) -> pd.DataFrame:
+    """Open epochs of `book` that failed `min_failures` times or more in a row, with the last reason."""
+    return _frame(
+        conn,
+        "SELECT epoch_key, (timings->>'rolls')::int - 1 AS failures, timings->>'failure' AS failure"
+        " FROM simulation_epochs WHERE book = %(book)s AND status <> 'committed'"
+        " AND (timings->>'rolls')::int - 1 >= %(min)s ORDER BY epoch_number LIMIT 10",
+        {"book": book, "min": min_failures},
+    )
+
+
 def mode_changes(conn: psycopg.Connection, limit: int = 20) -> pd.DataFrame:
     """The latest vote-mode step-downs (a mode that started failing mid-run)."""
     return _frame(

@@ -18,6 +18,7 @@ import streamlit as st
 from deck import charts, queries
 from deck.glossary import glossary, glossary_link
 from deck.safe_text import dot_quote, md_escape
+from dream_pipeline.ballot_diagnosis import STALL_AFTER
 from dream_pipeline.prompts import chapter_body
 from dream_pipeline.tournament.elimination import pick_eliminated
 from dream_pipeline.tournament.review_design import MAX_REVIEWS_PER_VOTER
@@ -462,6 +463,10 @@ def telemetry(url: str, book: str | None) -> None:
         agents = queries.agent_telemetry(conn, book, first, last)
         flagged = queries.flags(conn, book, first, last)
         engines, changes = queries.engines(conn), queries.mode_changes(conn)
+        stalled = queries.stalled_epochs(conn, book, STALL_AFTER)
+    for row in stalled.itertuples():
+        st.error(f"{md_escape(row.epoch_key)} failed {row.failures} times in a row: {md_escape(row.failure)}",
+                 icon="⛔")
     m = st.columns(5)
     m[0].metric("Epochs finished", f"{summary.get('finished') or 0:,}")
     m[1].metric("Mean epoch", f"{_fmt(summary.get('mean_duration_s'), '.2f')} s",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dream_pipeline.ballot_diagnosis import STALL_AFTER
 from resources.engine_probe import EngineCapabilities
 from resources.fabric import StateFabric
 
@@ -23,6 +24,12 @@ def engine_lines(fabric: StateFabric, changes: int = 3) -> list[str]:
         lines.append(f"         {change['changed_at']:%Y-%m-%d %H:%M:%S} {change['epoch_key'] or '-'}: ballots moved "
                      f"from {change['from_mode']} to {change['to_mode']} ({change['reason'][:120]})")
     return lines
+
+
+def stall_lines(fabric: StateFabric) -> list[str]:
+    """An epoch stuck without valid ballots, named with its cause and what to change."""
+    return [f"STALLED: {row['epoch_key']} failed {row['failures']} times in a row: {row['failure']}"
+            for row in fabric.stalled_epochs(STALL_AFTER)]
 
 
 def epoch_engine_metadata(modes: dict[str, Any] | None, capabilities: dict[str, Any] | None) -> dict[str, Any]:

@@ -1381,6 +1381,17 @@ class StateFabric(dg.ConfigurableResource):
                 "SELECT * FROM engine_mode_changes ORDER BY changed_at DESC, change_id DESC LIMIT %s", (limit,)
             ).fetchall()
 
+    def stalled_epochs(self, min_failures: int) -> list[dict[str, Any]]:
+        """Open epochs that failed at least `min_failures` times in a row (each failure rolls the epoch
+        afresh, counted in `timings.rolls`), with the last failure's reason."""
+        with self.connection() as conn:
+            return conn.execute(
+                "SELECT epoch_key, (timings->>'rolls')::int - 1 AS failures, timings->>'failure' AS failure"
+                " FROM simulation_epochs WHERE status <> 'committed' AND (timings->>'rolls')::int - 1 >= %s"
+                " ORDER BY epoch_key",
+                (min_failures,),
+            ).fetchall()
+
     def set_engine_modes(self, epoch_key: str, modes: dict[str, Any]) -> None:
         """Merge `modes` into what the epoch records it used; a committed epoch is never changed."""
         with self.connection() as conn:

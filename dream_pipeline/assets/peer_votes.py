@@ -11,6 +11,7 @@ import dagster as dg
 from dream_pipeline import canon
 from dream_pipeline.assets.common import EpochScope, epoch_seed, load_scope
 from dream_pipeline.assets.drafts import drafts
+from dream_pipeline.ballot_diagnosis import diagnose
 from dream_pipeline.context_fit import epoch_window, review_plan
 from dream_pipeline.engine_report import epoch_engine_metadata
 from dream_pipeline.partitions import epochs_partitions
@@ -140,8 +141,10 @@ def peer_votes(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLME
         if ballot.abstention_reason is not None:
             context.log.warning(f"{ballot.voter} abstains after {ballot.attempts} attempts: {ballot.abstention_reason}")
     if not votes:
-        fabric.fail_for_a_new_roll(scope.key, "no valid ballot")
-        raise dg.Failure(f"{scope.key}: no voter returned a valid ballot ({len(abstentions)} abstentions)")
+        modes = fabric.epoch(scope.key).engine_modes or {}
+        why = diagnose([(a.reason, a.raw_reply) for a in abstentions], modes.get("vote_mode", "unknown")).line()
+        fabric.fail_for_a_new_roll(scope.key, f"no valid ballot: {why}")
+        raise dg.Failure(f"{scope.key}: no voter returned a valid ballot: {why}")
     fabric.write_masked_terms(scope.epoch.epoch_id,
                               {scope.agent(a).instance_id: dict(s.masked) for a, s in review.masked.items()})
     for ballot in ballots:
