@@ -257,7 +257,7 @@ class Engine:
     def completion_limit(self, req: ChatRequest) -> int | None:
         """`max_tokens`, or less where the context ends first (the completion stops with "length")."""
         ctx = self.profile.context_tokens
-        if ctx is None or self.profile.overflow == "strict":
+        if ctx is None or self.profile.overflow in ("strict", "truncate"):  # Ollama shifts its context and goes on
             return req.max_tokens
         room = max(1, ctx - min(req.prompt_tokens(), ctx - 1))
         return min(req.max_tokens, room) if req.max_tokens else room

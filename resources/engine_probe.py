@@ -47,7 +47,7 @@ OLLAMA_DEFAULT_NUM_CTX = 2048  # what Ollama runs a model with unless num_ctx is
 OVERFLOW_PROBE_WORDS = 4096  # each word is at least one token, so this is over a 4,096-token context
 PARALLEL_PROBE = 4  # requests sent at once to measure concurrency; this many or more means "no limit seen"
 NO_LIMIT_OVERLAP = 2.5  # more overlap than this among PARALLEL_PROBE requests: no limit worth applying
-MEASURABLE_LATENCY_S = 0.02  # a request faster than this cannot show whether requests overlap
+MEASURABLE_LATENCY_S = 0.05  # a request faster than this cannot show whether requests overlap
 PROBE_MAX_TOKENS = 256
 _CONTEXT_KEYS = ("max_model_len", "context_length", "context_window", "max_context_length", "n_ctx")
 _CONTEXT_IN_ERROR = re.compile(
@@ -249,6 +249,7 @@ async def _concurrency(client: openai.AsyncOpenAI, model: str) -> int | None:
         return time.perf_counter() - started
 
     try:
+        await one()  # the connection, and whatever the server does on a first request
         single = await one()
         if single < MEASURABLE_LATENCY_S:
             return None
