@@ -10,6 +10,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
@@ -61,7 +62,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     instance = dagster_instance()
     print(f"dagster home : {os.environ['DAGSTER_HOME']}")
     job = defs.resolve_job_def("epoch_job")
-    run_config = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+    run_config = {"loggers": {"console": {"config": {"log_level": "INFO" if args.verbose else "ERROR"}}}}
+    log = None if args.verbose else _log_file("dream-run.log")
+    if log is not None:
+        run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+        print(f"dagster log  : {log.name} (--verbose shows it here)")
 
     from dream_pipeline.downtime import note_resumption
 
@@ -74,9 +79,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         for attempt in range(1, args.attempts + 1):
             started = time.perf_counter()
             print(f"epoch {number:>4} … ", end="", flush=True)
-            result = job.execute_in_process(
-                instance=instance, partition_key=key, run_config=run_config, raise_on_error=False
-            )
+            with contextlib.redirect_stderr(log) if log is not None else contextlib.nullcontext():
+                result = job.execute_in_process(
+                    instance=instance, partition_key=key, run_config=run_config, raise_on_error=False
+                )
             elapsed = time.perf_counter() - started
             if result.success:
                 break
@@ -97,6 +103,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(render_chapters([c for c in chapters if c.chapter_number in written]))
     print(render_standings(fabric.standings(args.book)))
     return 0
+
+
+def _log_file(name: str):
+    """A log file under the state folder's logs/, opened for appending (line-buffered)."""
+    from resources.locations import state_dir
+
+    folder = state_dir() / "logs"
+    folder.mkdir(exist_ok=True)
+    return open(folder / name, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - open for the whole command
 
 
 def _lineage_note(fabric, epoch) -> str:
@@ -290,21 +305,31 @@ def cmd_start(args: argparse.Namespace) -> int:
 
     probed = _preflight()
     _prepare_services(probed)
+    from dream_pipeline.epoch_lines import new_epoch_lines
+
+    logs = {name: None if args.verbose else _log_file(f"{name}.log") for name in _service_commands(args)}
     children = {
         # each service in its own process group, so stopping it also stops what it spawned (code servers, runs)
-        name: subprocess.Popen(command, start_new_session=True)  # noqa: S603
+        name: subprocess.Popen(command, start_new_session=True, stdout=logs[name],  # noqa: S603
+                               stderr=subprocess.STDOUT if logs[name] else None)
         for name, command in _service_commands(args).items()
     }
     _record_services(args, children)
     print(f"Dagster UI   : http://{args.host}:{args.port}")
     if "deck" in children:
         print(f"deck         : http://{args.host}:{args.deck_port}")
+    if not args.verbose:
+        print(f"logs         : {Path(logs['daemon'].name).parent}/ (the services' own output; "
+              "--verbose shows it here)")
     if os.environ.get("DREAM_LOOP", "on") == "off":
         print("the loop   : off (DREAM_LOOP=off): start dream_loop_sensor in the UI to run it. Ctrl-C stops the UI "
               "and the deck; `dream stop` also stops the database and the engine.", flush=True)
     else:
-        print("the loop starts within seconds; `dream status` shows it. Ctrl-C stops the loop, the UI and the deck; "
-              "`dream stop` also stops the database and the engine.", flush=True)
+        print("the loop starts within seconds; a line per epoch follows (`dream status` shows more). Ctrl-C stops "
+              "the loop, the UI and the deck; `dream stop` also stops the database and the engine.", flush=True)
+    fabric = _fabric()
+    printed: set[tuple[str, str]] = set()
+    new_epoch_lines(fabric.loop_timeline(50), printed)  # what finished before this start is not news
     stopping = False
 
     def stop(*_):
@@ -313,11 +338,19 @@ def cmd_start(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    last_look = 0.0
     while not stopping:
         for name, child in children.items():
             if child.poll() is not None and not stopping:
                 print(f"dream: {name} exited with {child.returncode}; stopping", file=sys.stderr)
                 stopping = True
+        if time.monotonic() - last_look >= 1.0:
+            last_look = time.monotonic()
+            try:
+                for line in new_epoch_lines(fabric.loop_timeline(50), printed):
+                    print(line, flush=True)
+            except Exception as exc:  # noqa: BLE001 - the database may restart under us; the loop goes on
+                print(f"dream: cannot read the fabric just now ({type(exc).__name__}); retrying", file=sys.stderr)
         time.sleep(0.5)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave orphans behind
     print("stopping …", flush=True)
@@ -446,6 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--book", default=DEFAULT_BOOK, help="which book (SPICA domain) to write (default: %(default)s)")
     run.add_argument("--attempts", type=int, default=2, help="tries per epoch before giving up (default: 2)")
     run.add_argument("--no-text", action="store_true", help="print only the outline, not the new chapters")
+    run.add_argument("--verbose", action="store_true", help="Dagster's logs on the terminal instead of a log file")
     run.set_defaults(func=cmd_run)
 
     book = sub.add_parser("book", help="print the book so far")
@@ -470,6 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--port", type=int, default=3000, help="Dagster UI port (default: %(default)s)")
     start.add_argument("--deck-port", type=int, default=8501, help="deck port (default: %(default)s)")
     start.add_argument("--no-deck", action="store_true", help="do not start the deck")
+    start.add_argument("--verbose", action="store_true", help="the services' logs on the terminal, not in files")
     start.set_defaults(func=cmd_start)
 
     status = sub.add_parser("status", help="the loop's state: running or paused for PHASE, last epochs, dead time")

@@ -1296,6 +1296,7 @@ class StateFabric(dg.ConfigurableResource):
         with self.connection() as conn:
             rows = conn.execute(
                 "SELECT epoch_key, book, epoch_number, status, start_time, released_at, end_time, run_id,"
+                " timings->>'failure' AS failure,"
                 " (SELECT min(c.started_at) FROM llm_calls c WHERE c.epoch_key = e.epoch_key) AS first_call_at"
                 " FROM simulation_epochs e ORDER BY start_time DESC LIMIT %s",
                 (limit,),
