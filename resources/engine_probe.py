@@ -1,6 +1,6 @@
 """What an OpenAI-compatible engine can really do, found out once per engine (base URL and model).
 
-Servers differ where the loop depends on them (docs/engines.md): how they constrain a ballot to
+Servers differ where the loop depends on them (README, "Engines it runs on"): how they constrain a ballot to
 its JSON schema, how large their context is, whether they serve embeddings, how many requests they
 run at once. `probe_engine` asks the server a few tiny questions and returns `EngineCapabilities`,
 which the LLM resource stores in the fabric (`engine_capabilities`) and uses for every epoch.
