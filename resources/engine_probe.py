@@ -49,6 +49,8 @@ PARALLEL_PROBE = 4  # requests sent at once to measure concurrency; this many or
 NO_LIMIT_OVERLAP = 2.5  # more overlap than this among PARALLEL_PROBE requests: no limit worth applying
 MEASURABLE_LATENCY_S = 0.05  # a request faster than this cannot show whether requests overlap
 PROBE_MAX_TOKENS = 256
+PROBE_TRIES = 3  # a probe request that fails by chance (a fault, a stray reply) is asked again
+PROBE_BACKOFF_S = 0.5
 _CONTEXT_KEYS = ("max_model_len", "context_length", "context_window", "max_context_length", "n_ctx")
 _CONTEXT_IN_ERROR = re.compile(
     r"(?:maximum context length is|context window of|context size|n_ctx[\"':= ]+|context length of)\D{0,20}(\d{3,7})",
@@ -140,28 +142,50 @@ WANTED = Presentation("Reviewer", (BallotItem("Anonymous_Steward_2", "Probe", 0)
 PROBE_DRAFT = "The furnace burned through the night, and by morning the iron had taken the shape of a bell."
 
 
+def transient(exc: BaseException) -> bool:
+    """A failure worth asking again: no connection, a timeout, a rate limit, a 5xx that is not about the
+    request's format (a refusal of the format is an answer, not a fault)."""
+    if isinstance(exc, openai.APIConnectionError | openai.RateLimitError):
+        return True
+    status = getattr(exc, "status_code", None)
+    return status is not None and status >= 500 and not about_format(_error_text(exc))
+
+
 async def _try_mode(client: openai.AsyncOpenAI, model: str, mode: str) -> str | None:
-    """None when `mode` works on this server, else why not."""
+    """None when `mode` works on this server, else why not. A fault (see `transient`) or a reply that
+    misses is asked again, up to PROBE_TRIES times: a server that ignores a field misses every time, a
+    faulty one only now and then. A refusal of the format is final at once."""
     prompt = render_ballot_prompt(SHOWN, {"Probe": PROBE_DRAFT})
     constrained = mode in CONSTRAINED_MODES
     expected = WANTED if constrained else SHOWN
-    try:
-        response = await client.chat.completions.create(
-            model=model, max_tokens=PROBE_MAX_TOKENS, temperature=0,
-            messages=[{"role": "user", "content": prompt}],
-            **structured_fields(mode, ballot_json_schema(expected.labels())),
-        )
-    except openai.APIStatusError as exc:
-        return f"HTTP {exc.status_code}: {_error_text(exc)}"
-    reply = (response.choices[0].message.content or "") if response.choices else ""
-    try:
-        parse_ballot(reply, expected, tolerant=not constrained)
-    except BallotError as exc:
-        if constrained:
-            return f"accepted, but the reply is not held to the schema ({exc.reason}): {reply[:120]!r}"
-        if exc.reason == "not_json":
-            return f"the reply is not JSON: {reply[:120]!r}"
-    return None
+    why = "not tried"
+    for attempt in range(PROBE_TRIES):
+        if attempt:
+            await asyncio.sleep(PROBE_BACKOFF_S * attempt)
+        try:
+            response = await client.chat.completions.create(
+                model=model, max_tokens=PROBE_MAX_TOKENS, temperature=0,
+                messages=[{"role": "user", "content": prompt}],
+                **structured_fields(mode, ballot_json_schema(expected.labels())),
+            )
+        except openai.OpenAIError as exc:
+            if transient(exc):
+                why = f"{type(exc).__name__}: {_error_text(exc)}"
+                continue
+            status = getattr(exc, "status_code", None)
+            return (f"HTTP {status}: " if status else "") + _error_text(exc)
+        reply = (response.choices[0].message.content or "") if response.choices else ""
+        try:
+            parse_ballot(reply, expected, tolerant=not constrained)
+        except BallotError as exc:
+            if constrained:
+                why = f"accepted, but the reply is not held to the schema ({exc.reason}): {reply[:120]!r}"
+                continue
+            if exc.reason == "not_json":
+                why = f"the reply is not JSON: {reply[:120]!r}"
+                continue
+        return None
+    return why
 
 
 def _get_json(url: str, api_key: str | None, body: dict | None = None, timeout: float = 10.0) -> dict | None:
@@ -213,28 +237,35 @@ async def _context(client: openai.AsyncOpenAI, base_url: str, api_key: str | Non
         return OLLAMA_DEFAULT_NUM_CTX, "Ollama's default num_ctx (/api/show sets none)", True
     if configured:
         return configured, "DREAM_LLM_CONTEXT_TOKENS", False
-    try:
-        await client.chat.completions.create(
-            model=model, max_tokens=1, temperature=0,
-            messages=[{"role": "user", "content": "word " * OVERFLOW_PROBE_WORDS + "\nSay OK."}],
-        )
-    except openai.BadRequestError as exc:
-        named = context_in_error(_error_text(exc))
-        if named:
-            return named, "the server's answer to an oversized prompt", False
-    except openai.OpenAIError:
-        pass
-    else:
-        return OVERFLOW_PROBE_WORDS, f"a {OVERFLOW_PROBE_WORDS}-word prompt fits (at least)", False
+    for attempt in range(PROBE_TRIES):
+        try:
+            await client.chat.completions.create(
+                model=model, max_tokens=1, temperature=0,
+                messages=[{"role": "user", "content": "word " * OVERFLOW_PROBE_WORDS + "\nSay OK."}],
+            )
+        except openai.OpenAIError as exc:
+            named = context_in_error(_error_text(exc))
+            if named:
+                return named, "the server's answer to an oversized prompt", False
+            if not transient(exc):
+                break
+            await asyncio.sleep(PROBE_BACKOFF_S * (attempt + 1))
+        else:
+            return OVERFLOW_PROBE_WORDS, f"a {OVERFLOW_PROBE_WORDS}-word prompt fits (at least)", False
     return DEFAULT_CONTEXT_TOKENS, "default", False
 
 
 async def _embeddings(client: openai.AsyncOpenAI, model: str) -> tuple[bool, str | None]:
-    try:
-        response = await client.embeddings.create(model=model, input=["probe"])
-    except openai.OpenAIError as exc:
-        status = getattr(exc, "status_code", None)
-        return False, (f"HTTP {status}: " if status else "") + _error_text(exc)
+    for attempt in range(PROBE_TRIES):
+        try:
+            response = await client.embeddings.create(model=model, input=["probe"])
+            break
+        except openai.OpenAIError as exc:
+            status = getattr(exc, "status_code", None)
+            if transient(exc) and attempt + 1 < PROBE_TRIES and status != 501:
+                await asyncio.sleep(PROBE_BACKOFF_S * (attempt + 1))
+                continue
+            return False, (f"HTTP {status}: " if status else "") + _error_text(exc)
     if not response.data or not response.data[0].embedding:
         return False, "the server answered with no vector"
     return True, f"{len(response.data[0].embedding)} dimensions"

@@ -72,6 +72,7 @@ class LLMSession:
     embedding_client: openai.AsyncOpenAI | None = None  # a separate embedding server, if configured
     embeddings_available: bool = True  # False: memory and novelty go without vectors (full text)
     on_step_down: Callable[[str, str, str], None] | None = None  # (from, to, why): recorded by the resource
+    context_tokens: int | None = None  # the engine's context window the epoch's requests must fit (as recorded)
     _failed_modes: set[str] = field(default_factory=set)
 
     def ballot_fields(self, schema: dict[str, Any]) -> dict[str, Any]:
@@ -336,6 +337,7 @@ class LLMEngine(dg.ConfigurableResource):
                 capabilities=capabilities,
                 embedding_client=embedding_client,
                 embeddings_available=modes.get("embedding_mode", "vectors") == "vectors",
+                context_tokens=modes.get("context_tokens") or (capabilities.context_tokens if capabilities else None),
             )
             session.on_step_down = lambda old, new, why: self._stepped_down(session, base_url, old, new, why)
             yield session
