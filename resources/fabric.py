@@ -577,8 +577,8 @@ class StateFabric(dg.ConfigurableResource):
     def fail_for_a_new_roll(self, epoch_key: str, reason: str) -> None:
         """Fail an epoch that could not be ranked (too few drafts or valid ballots) so that its next run
         rolls it afresh: its recorded answers would only fail it the same way again. The next roll's
-        request seed becomes the epoch's `world_seed` (which replays send again). A committed epoch is
-        left alone."""
+        request seed becomes the epoch's `world_seed` (which replays send again), and its engine modes are
+        decided again (the engine may have changed, or stepped down). A committed epoch is left alone."""
         with self.connection() as conn:
             row = conn.execute(
                 "SELECT coalesce((timings->>'rolls')::int, 1) AS rolls FROM simulation_epochs"
@@ -589,7 +589,7 @@ class StateFabric(dg.ConfigurableResource):
                 return
             rolls = row["rolls"] + 1
             conn.execute(
-                "UPDATE simulation_epochs SET status = 'failed', world_seed = %s,"
+                "UPDATE simulation_epochs SET status = 'failed', world_seed = %s, engine_modes = NULL,"
                 " timings = timings || jsonb_build_object('failure', %s::text, 'rolls', %s::int)"
                 " WHERE epoch_key = %s",
                 (request_seed(f"{epoch_key}#roll{rolls}"), reason[:2000], rolls, epoch_key),

@@ -80,3 +80,11 @@ def test_error_messages_are_read_for_context_and_format():
     assert about_format("response_format is not supported by this server")
     assert not about_format("Simulated server error 500 from the offline engine.")
     assert not about_format("Requested tokens (4103) exceed context window of 2048")
+
+
+def test_faults_during_the_probe_do_not_downgrade_the_mode():
+    # a 30 % fault rate: 5xx, empty and cut replies come and go; the server still honours json_schema
+    config = EngineConfig(seed=1, fault_rate=0.3, fault_kinds=("500", "503", "empty", "malformed_json"))
+    with running_engine(config) as url:
+        caps = _probe(url)
+    assert caps.vote_mode == "json_schema" and caps.modes_refused == {}
