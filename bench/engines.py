@@ -84,7 +84,8 @@ def run_profile(profile: str, epochs: int, attempts: int, seed: int) -> dict:
         "concurrency": caps.get("concurrency"),
         "context_overflows": stats["profile"]["context_overflows"],
         "silent_truncations": stats["profile"]["silent_truncations"],
-        "embedding_mode": ((modes or {}).get("engine_modes") or {}).get("embedding_mode"),
+        "embedding_mode": ((modes or {}).get("engine_modes") or {}).get("embedding_mode")
+        or ("vectors" if caps.get("embeddings") else "full_text"),  # a failed last epoch decides again
         "drafts_cut": f"{drafts['cut']}/{drafts['n']}",
         "ballot_prompt_tokens": round(statistics.median(ballot_tokens)) if ballot_tokens else None,
         "seconds": round(time.perf_counter() - started, 1),
