@@ -85,6 +85,13 @@ class EngineCapabilities:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in doc.items() if k in known})
 
+    @property
+    def served_context(self) -> int | None:
+        """The context the server itself states (its endpoints, its refusal of an oversized prompt, Ollama's
+        default); None when the figure is a setting, a lower bound or the default."""
+        stated = self.context_source.startswith(("/", "Ollama", "the server's answer"))
+        return self.context_tokens if stated else None
+
     def next_mode(self, failed: str) -> str:
         """The mode after `failed` on the ladder; the prompt alone is the last and never refused."""
         later = VOTE_MODES[VOTE_MODES.index(failed) + 1:]

@@ -384,6 +384,10 @@ class LLMEngine(dg.ConfigurableResource):
 
         return asyncio.run(probe())
 
+    def served_context(self) -> int | None:
+        """The context window the engine states itself (`EngineCapabilities.served_context`), probed once."""
+        return self.probe_now().served_context
+
     def memory_mode(self, epoch: EpochRecord | None) -> str:
         """How the epoch's memory and novelty work: "vectors" (embeddings) or "full_text" (no embedding
         engine). What the epoch recorded wins, so a rerun, replay or re-roll builds the same prompt."""

@@ -66,7 +66,7 @@ def compose_drafts(scope: EpochScope, fabric: StateFabric, llm: LLMEngine, *, se
                                 retrieved=epoch.context_chapters, scan="exact" if legacy else "auto",
                                 full_text=full_text)
     retrieved = tuple(chapter.chapter_number for chapter, _ in memory.related)
-    window = epoch_window(epoch)
+    window = epoch_window(epoch, served=llm.served_context)
     prompt, max_tokens = fit_draft_prompt(lambda budget: draft_context(scope.book, memory, budget), scope.agents,
                                           llm.context_tokens, llm.max_tokens, window)
     context_ms = (time.perf_counter() - started) * 1000
