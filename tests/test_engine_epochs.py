@@ -44,7 +44,8 @@ def test_an_epoch_commits_on_every_engine_profile(profile_engine, fabric, instan
     stored = fabric.engine_capabilities(url.rstrip("/"), "offline-scribe")
     assert stored["vote_mode"] == EXPECTED_MODE[profile]
     votes, abstentions = fabric.votes(epoch.epoch_id), fabric.abstentions(epoch.epoch_id)
-    assert len({v.voter_agent for v in votes}) >= 4 and len(votes) % 4 == 0
+    voters = {v.voter_agent for v in votes}
+    assert len(voters) >= 4 and len(votes) % len(voters) == 0  # a balanced review load (all, or k each in a small window)
     if profile != "bare":  # a server that constrains output: every ballot valid
         assert abstentions == []
     drafts = fabric.drafts(epoch.epoch_id)
