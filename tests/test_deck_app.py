@@ -317,6 +317,28 @@ def test_the_views_read_only_through_the_query_module():
             assert "psycopg.connect" not in source and ".execute(" not in source, path.name
 
 
+def test_a_stalled_epoch_is_named_with_its_cause(filled, deck_env):
+    fabric = filled["fabric"]
+    key = epoch_key("space_time", 3)
+    failure = "no valid ballot: 5 of 5 voters: the model does not write JSON; the engine returned '**hi**'"
+    with fabric.connection() as conn:
+        conn.execute("UPDATE simulation_epochs SET timings = timings || jsonb_build_object('rolls', 4, 'failure', "
+                     "%s::text) WHERE epoch_key = %s", (failure, key))
+    try:
+        at = AppTest.from_file(APP, default_timeout=60)
+        at.query_params["view"] = "telemetry"
+        at.run()
+        assert not at.exception
+        [box] = at.error
+        assert box.value.startswith(f"{md_escape(key)} failed 3 times in a row: ")
+        assert md_escape("no valid ballot: 5 of 5 voters") in box.value
+        assert "\\*\\*hi\\*\\*" in box.value  # the engine's text is shown, never rendered
+    finally:
+        with fabric.connection() as conn:
+            conn.execute("UPDATE simulation_epochs SET timings = timings - 'rolls' - 'failure' WHERE epoch_key = %s",
+                         (key,))
+
+
 def test_the_glossary_view_is_the_readmes_glossary(fabric, deck_env):
     """The deck's help texts link to `?view=glossary`; it shows README.md's Glossary, every term of it."""
     from deck.glossary import glossary
@@ -339,25 +361,3 @@ def test_every_help_link_names_a_glossary_term():
     linked = set(re.findall(r'glossary_link\("([^"]+)"\)', source))
     assert len(linked) >= 8
     assert [t for t in linked if not has_term(t)] == []
-
-
-def test_a_stalled_epoch_is_named_with_its_cause(filled, deck_env):
-    fabric = filled["fabric"]
-    key = epoch_key("space_time", 3)
-    failure = "no valid ballot: 5 of 5 voters: the model does not write JSON; the engine returned '**hi**'"
-    with fabric.connection() as conn:
-        conn.execute("UPDATE simulation_epochs SET timings = timings || jsonb_build_object('rolls', 4, 'failure', "
-                     "%s::text) WHERE epoch_key = %s", (failure, key))
-    try:
-        at = AppTest.from_file(APP, default_timeout=60)
-        at.query_params["view"] = "telemetry"
-        at.run()
-        assert not at.exception
-        [box] = at.error
-        assert box.value.startswith(f"{md_escape(key)} failed 3 times in a row: ")
-        assert md_escape("no valid ballot: 5 of 5 voters") in box.value
-        assert "\\*\\*hi\\*\\*" in box.value  # the engine's text is shown, never rendered
-    finally:
-        with fabric.connection() as conn:
-            conn.execute("UPDATE simulation_epochs SET timings = timings - 'rolls' - 'failure' WHERE epoch_key = %s",
-                         (key,))
