@@ -413,7 +413,7 @@ def epoch_telemetry(conn: psycopg.Connection, book: str, first: int, last: int) 
     return _frame(
         conn,
         sql.SQL("WITH ep AS (SELECT e.epoch_id, e.epoch_key, e.epoch_number, e.status,"
-        "   cardinality(e.active_agent_ids) AS roster,"
+        "   cardinality(e.active_agent_ids) AS roster, e.engine_modes,"
         "   extract(epoch FROM e.end_time - e.start_time)::float8 AS duration_s,"
         "   e.start_time, lag(e.end_time) OVER (ORDER BY e.epoch_number) AS prev_end"
         "   FROM simulation_epochs e"
@@ -424,7 +424,8 @@ def epoch_telemetry(conn: psycopg.Connection, book: str, first: int, last: int) 
         " d.truncations,"
         " (SELECT count(*) FROM vote_abstentions a WHERE a.epoch_id = ep.epoch_id) AS abstentions,"
         " (SELECT count(*) FROM voter_flags f WHERE f.epoch_id = ep.epoch_id) AS flags,"
-        " c.calls, c.tokens AS call_tokens, c.errors AS call_errors"
+        " c.calls, c.tokens AS call_tokens, c.errors AS call_errors,"
+        " ep.engine_modes->>'vote_mode' AS vote_mode, ep.engine_modes->>'embedding_mode' AS memory_mode"
         " FROM ep JOIN gap USING (epoch_id)"
         " CROSS JOIN LATERAL (SELECT count(*) AS drafts, coalesce(sum(x.completion_tokens), 0) AS"
         "   completion_tokens, avg(x.latency_s) AS mean_latency_s, max(x.latency_s) AS max_latency_s,"
@@ -435,6 +436,40 @@ def epoch_telemetry(conn: psycopg.Connection, book: str, first: int, last: int) 
         "   WHERE l.epoch_key = ep.epoch_key) c"
         " WHERE ep.epoch_number >= %(first)s ORDER BY ep.epoch_number").format(gap=_GAP_SPLIT),
         {"book": book, "first": first, "last": last},
+    )
+
+
+def engines(conn: psycopg.Connection, limit: int = 10) -> pd.DataFrame:
+    """The engines the loop has probed, latest first: ballot mode, context, embeddings, concurrency."""
+    return _frame(
+        conn,
+        "SELECT base_url, model, capabilities->>'vote_mode' AS vote_mode,"
+        " (capabilities->>'context_tokens')::int AS context_tokens, capabilities->>'context_source' AS context_from,"
+        " (capabilities->>'embeddings')::bool AS embeddings, (capabilities->>'concurrency')::int AS concurrency,"
+        " (capabilities->>'truncates_silently')::bool AS truncates_silently, probed_at, updated_at"
+        " FROM engine_capabilities ORDER BY updated_at DESC LIMIT %(limit)s",
+        {"limit": limit},
+    )
+
+
+def stalled_epochs(conn: psycopg.Connection, book: str, min_failures: int) -> pd.DataFrame:
+    """Open epochs of `book` that failed `min_failures` times or more in a row, with the last reason."""
+    return _frame(
+        conn,
+        "SELECT epoch_key, (timings->>'rolls')::int - 1 AS failures, timings->>'failure' AS failure"
+        " FROM simulation_epochs WHERE book = %(book)s AND status <> 'committed'"
+        " AND (timings->>'rolls')::int - 1 >= %(min)s ORDER BY epoch_number LIMIT 10",
+        {"book": book, "min": min_failures},
+    )
+
+
+def mode_changes(conn: psycopg.Connection, limit: int = 20) -> pd.DataFrame:
+    """The latest vote-mode step-downs (a mode that started failing mid-run)."""
+    return _frame(
+        conn,
+        "SELECT changed_at, epoch_key, from_mode, to_mode, reason FROM engine_mode_changes"
+        " ORDER BY changed_at DESC, change_id DESC LIMIT %(limit)s",
+        {"limit": limit},
     )
 
 

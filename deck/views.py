@@ -18,6 +18,7 @@ import streamlit as st
 from deck import charts, queries
 from deck.glossary import glossary, glossary_link
 from deck.safe_text import dot_quote, md_escape
+from dream_pipeline.ballot_diagnosis import STALL_AFTER
 from dream_pipeline.prompts import chapter_body
 from dream_pipeline.tournament.elimination import pick_eliminated
 from dream_pipeline.tournament.review_design import MAX_REVIEWS_PER_VOTER
@@ -461,6 +462,11 @@ def telemetry(url: str, book: str | None) -> None:
         epochs = queries.epoch_telemetry(conn, book, first, last)
         agents = queries.agent_telemetry(conn, book, first, last)
         flagged = queries.flags(conn, book, first, last)
+        engines, changes = queries.engines(conn), queries.mode_changes(conn)
+        stalled = queries.stalled_epochs(conn, book, STALL_AFTER)
+    for row in stalled.itertuples():
+        st.error(f"{md_escape(row.epoch_key)} failed {row.failures} times in a row: {md_escape(row.failure)}",
+                 icon="⛔")
     m = st.columns(5)
     m[0].metric("Epochs finished", f"{summary.get('finished') or 0:,}")
     m[1].metric("Mean epoch", f"{_fmt(summary.get('mean_duration_s'), '.2f')} s",
@@ -489,6 +495,13 @@ def telemetry(url: str, book: str | None) -> None:
         st.dataframe(flagged, hide_index=True, width="stretch", column_config={
             "epoch": "Epoch", "kind": "Flag", "voter": "Voter", "partner": "Partner",
             "strength": st.column_config.NumberColumn("Strength", format="%.2f")})
+    st.subheader("Engine")
+    st.caption("What each engine was probed to do: how ballots ask for JSON, its context window, embeddings "
+               "(without them memory goes by full text), the requests it really runs at once.")
+    st.dataframe(engines, hide_index=True, width="stretch")
+    if not changes.empty:
+        st.caption("Ballot modes that started failing and were stepped down:")
+        st.dataframe(changes, hide_index=True, width="stretch")
 
 
 def _seconds(label: str, decimals: int = 2, help: str | None = None):
@@ -511,6 +524,7 @@ EPOCH_TELEMETRY_COLUMNS = {
     "truncations": _count("Truncated drafts", glossary_link("truncated")),
     "abstentions": _count("Abstentions", glossary_link("abstention")), "flags": _count("Voter flags"),
     "calls": _count("Engine calls"), "call_tokens": _count("Engine tokens"), "call_errors": _count("Engine errors"),
+    "vote_mode": "Ballots as", "memory_mode": "Memory",
 }
 AGENT_TELEMETRY_COLUMNS = {
     "agent": "Agent", "drafts": _count("Drafts"), "completion_tokens": _count("Tokens drafted"),

@@ -10,6 +10,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
@@ -22,18 +23,31 @@ def _fabric():
     return fabric_from_env(resolve=True)
 
 
-def _preflight(need_engine: bool = True) -> None:
-    """Bad settings stop `dream` here with one line naming them (exit code 2), not mid-run."""
+def _preflight(need_engine: bool = True):
+    """Bad settings stop `dream` here with one line naming them (exit code 2), not mid-run. Returns what
+    the configured engine was probed to do (None for the offline engine)."""
     from dream_pipeline.preflight import preflight
 
-    preflight(need_engine=need_engine)
+    return preflight(need_engine=need_engine)
+
+
+def _engine_line(fabric, llm, probed) -> None:
+    """Probe the engine once (or keep what preflight found), store it, and say what the loop will do."""
+    if probed is not None:
+        fabric.save_engine_capabilities(probed.base_url, probed.model, probed.as_json())
+    caps = probed or llm.probe_now()
+    print(f"engine modes : {caps.summary()}")
+    if not caps.embeddings:
+        print("               no embedding engine: memory uses PostgreSQL full-text search and novelty a lexical "
+              "similarity\n"
+              "               (set DREAM_LLM_EMBEDDING_BASE_URL for a separate embedding server)")
 
 
 # ---- run ---------------------------------------------------------------------------------------
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    _preflight()  # before importing the definitions, which read settings too
+    probed = _preflight()  # before importing the definitions, which read settings too
     from dream_pipeline.definitions import defs
     from dream_pipeline.instance import dagster_instance
     from dream_pipeline.partitions import epoch_key
@@ -42,12 +56,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     fabric = _fabric()
     print(f"state fabric : {_redact(fabric.url())}")
-    llm = llm_from_env(resolve=True)
+    llm = llm_from_env(fabric=fabric, resolve=True)
     print(f"engine       : {llm.resolved_base_url()} (model {llm.model})")
+    _engine_line(fabric, llm, probed)
     instance = dagster_instance()
     print(f"dagster home : {os.environ['DAGSTER_HOME']}")
     job = defs.resolve_job_def("epoch_job")
-    run_config = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+    run_config = {"loggers": {"console": {"config": {"log_level": "INFO" if args.verbose else "ERROR"}}}}
+    log = None if args.verbose else _log_file("dream-run.log")
+    if log is not None:
+        run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+        print(f"dagster log  : {log.name} (--verbose shows it here)")
 
     from dream_pipeline.downtime import note_resumption
 
@@ -60,9 +79,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         for attempt in range(1, args.attempts + 1):
             started = time.perf_counter()
             print(f"epoch {number:>4} … ", end="", flush=True)
-            result = job.execute_in_process(
-                instance=instance, partition_key=key, run_config=run_config, raise_on_error=False
-            )
+            with contextlib.redirect_stderr(log) if log is not None else contextlib.nullcontext():
+                result = job.execute_in_process(
+                    instance=instance, partition_key=key, run_config=run_config, raise_on_error=False
+                )
             elapsed = time.perf_counter() - started
             if result.success:
                 break
@@ -83,6 +103,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(render_chapters([c for c in chapters if c.chapter_number in written]))
     print(render_standings(fabric.standings(args.book)))
     return 0
+
+
+def _log_file(name: str):
+    """A log file under the state folder's logs/, opened for appending (line-buffered)."""
+    from resources.locations import state_dir
+
+    folder = state_dir() / "logs"
+    folder.mkdir(exist_ok=True)
+    return open(folder / name, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - open for the whole command
 
 
 def _lineage_note(fabric, epoch) -> str:
@@ -195,7 +224,7 @@ def _service_commands(args: argparse.Namespace) -> dict[str, list[str]]:
     return commands
 
 
-def _prepare_services() -> None:
+def _prepare_services(probed=None, probe: bool = True) -> None:
     """Everything the daemon and the runs share: storage, migrations, the embedded database, the engine."""
     from dream_pipeline.experiments import enabled_books
     from dream_pipeline.instance import prepare_dagster_home
@@ -205,8 +234,11 @@ def _prepare_services() -> None:
     _fabric().migrate()
     prepare_dagster_home()
     _resume_orphaned_runs()
-    llm = llm_from_env(resolve=True)
+    fabric = _fabric()
+    llm = llm_from_env(fabric=fabric, resolve=True)
     print(f"engine       : {llm.resolved_base_url()}")
+    if probe:
+        _engine_line(fabric, llm, probed)
     if not llm.base_url:
         from offline_engine import EngineConfig
 
@@ -271,23 +303,33 @@ def cmd_start(args: argparse.Namespace) -> int:
     import signal
     import subprocess
 
-    _preflight()
-    _prepare_services()
+    probed = _preflight()
+    _prepare_services(probed)
+    from dream_pipeline.epoch_lines import new_epoch_lines
+
+    logs = {name: None if args.verbose else _log_file(f"{name}.log") for name in _service_commands(args)}
     children = {
         # each service in its own process group, so stopping it also stops what it spawned (code servers, runs)
-        name: subprocess.Popen(command, start_new_session=True)  # noqa: S603
+        name: subprocess.Popen(command, start_new_session=True, stdout=logs[name],  # noqa: S603
+                               stderr=subprocess.STDOUT if logs[name] else None)
         for name, command in _service_commands(args).items()
     }
     _record_services(args, children)
     print(f"Dagster UI   : http://{args.host}:{args.port}")
     if "deck" in children:
         print(f"deck         : http://{args.host}:{args.deck_port}")
+    if not args.verbose:
+        print(f"logs         : {Path(logs['daemon'].name).parent}/ (the services' own output; "
+              "--verbose shows it here)")
     if os.environ.get("DREAM_LOOP", "on") == "off":
         print("the loop   : off (DREAM_LOOP=off): start dream_loop_sensor in the UI to run it. Ctrl-C stops the UI "
               "and the deck; `dream stop` also stops the database and the engine.", flush=True)
     else:
-        print("the loop starts within seconds; `dream status` shows it. Ctrl-C stops the loop, the UI and the deck; "
-              "`dream stop` also stops the database and the engine.", flush=True)
+        print("the loop starts within seconds; a line per epoch follows (`dream status` shows more). Ctrl-C stops "
+              "the loop, the UI and the deck; `dream stop` also stops the database and the engine.", flush=True)
+    fabric = _fabric()
+    printed: set[tuple[str, str]] = set()
+    new_epoch_lines(fabric.loop_timeline(50), printed)  # what finished before this start is not news
     stopping = False
 
     def stop(*_):
@@ -296,11 +338,19 @@ def cmd_start(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    last_look = 0.0
     while not stopping:
         for name, child in children.items():
             if child.poll() is not None and not stopping:
                 print(f"dream: {name} exited with {child.returncode}; stopping", file=sys.stderr)
                 stopping = True
+        if time.monotonic() - last_look >= 1.0:
+            last_look = time.monotonic()
+            try:
+                for line in new_epoch_lines(fabric.loop_timeline(50), printed):
+                    print(line, flush=True)
+            except Exception as exc:  # noqa: BLE001 - the database may restart under us; the loop goes on
+                print(f"dream: cannot read the fabric just now ({type(exc).__name__}); retrying", file=sys.stderr)
         time.sleep(0.5)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave orphans behind
     print("stopping …", flush=True)
@@ -355,8 +405,8 @@ def _signal_group(child, signum) -> None:
         pass
 
 
-def _exec_service(args: argparse.Namespace, name: str) -> int:
-    _prepare_services()
+def _exec_service(args: argparse.Namespace, name: str, probed=None) -> int:
+    _prepare_services(probed, probe=name != "webserver")
     command = _service_commands(args)[name]
     _record_exec(name, args)
     os.execv(command[0], command)  # noqa: S606 (our own interpreter and arguments)
@@ -371,8 +421,7 @@ def _record_exec(name: str, args: argparse.Namespace) -> None:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
-    _preflight()
-    return _exec_service(args, "daemon")
+    return _exec_service(args, "daemon", _preflight())
 
 
 def cmd_webserver(args: argparse.Namespace) -> int:
@@ -385,8 +434,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from resources.locations import PROJECT_ROOT
 
     os.environ["DREAM_LOOP"] = "on" if args.loop else "off"  # read by the loop sensor's default status
-    _preflight()
-    _prepare_services()
+    _prepare_services(_preflight())
     print(f"open http://{args.host}:{args.port} (Ctrl-C stops it)")
     print("the loop   : " + ("ON: new epochs are written while the UI runs (stop dream_loop_sensor to only look)"
                              if args.loop else "off: nothing is written unless you start dream_loop_sensor in the UI "
@@ -431,6 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--book", default=DEFAULT_BOOK, help="which book (SPICA domain) to write (default: %(default)s)")
     run.add_argument("--attempts", type=int, default=2, help="tries per epoch before giving up (default: 2)")
     run.add_argument("--no-text", action="store_true", help="print only the outline, not the new chapters")
+    run.add_argument("--verbose", action="store_true", help="Dagster's logs on the terminal instead of a log file")
     run.set_defaults(func=cmd_run)
 
     book = sub.add_parser("book", help="print the book so far")
@@ -455,6 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--port", type=int, default=3000, help="Dagster UI port (default: %(default)s)")
     start.add_argument("--deck-port", type=int, default=8501, help="deck port (default: %(default)s)")
     start.add_argument("--no-deck", action="store_true", help="do not start the deck")
+    start.add_argument("--verbose", action="store_true", help="the services' logs on the terminal, not in files")
     start.set_defaults(func=cmd_start)
 
     status = sub.add_parser("status", help="the loop's state: running or paused for PHASE, last epochs, dead time")

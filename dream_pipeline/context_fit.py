@@ -14,11 +14,12 @@ its requests into the recorded one, so they are the same requests. Tokens are es
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 
 from dream_pipeline.memory import BookContext
 from dream_pipeline.prompts import ballot_messages, draft_messages
-from dream_pipeline.settings import llm_context_tokens
+from dream_pipeline.settings import MIN_CONTEXT_TOKENS, llm_context_tokens
 from dream_pipeline.tournament.anonymize import (
     BALLOT_CUT_MARKER,
     BALLOT_INSTRUCTIONS,
@@ -46,14 +47,16 @@ DRAFT_FRAME_TOKENS = (
 SHRINK_ROUNDS = 12
 
 
-def epoch_window(epoch: EpochRecord) -> int | None:
+def epoch_window(epoch: EpochRecord, served: Callable[[], int | None] | None = None) -> int | None:
     """The window an epoch's requests are fitted into: the recorded one; for an epoch drafted before
-    windows were recorded, None (unbounded, as it ran); else the current setting."""
+    windows were recorded, None (unbounded, as it ran); else DREAM_LLM_CONTEXT_TOKENS if set, else the
+    window the server itself states (`served`: the engine probe's, asked only here), else the default."""
     if epoch.context_window is not None:
         return epoch.context_window
     if epoch.status == "committed" or epoch.context_chapters is not None:
         return None
-    return llm_context_tokens()
+    stated = served() if served is not None and not os.environ.get("DREAM_LLM_CONTEXT_TOKENS") else None
+    return max(MIN_CONTEXT_TOKENS, stated) if stated else llm_context_tokens()
 
 
 def fit_draft_prompt(

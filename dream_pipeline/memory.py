@@ -237,7 +237,44 @@ def peer_similarities(
     m = np.asarray(vectors, dtype=np.float64)
     norms = np.linalg.norm(m, axis=1)
     norms[norms == 0] = 1.0
-    sims = (m / norms[:, None]) @ (m / norms[:, None]).T
+    return _closest(names, (m / norms[:, None]) @ (m / norms[:, None]).T, threshold)
+
+
+def lexical_peer_similarities(
+    names: Sequence[str], texts: Sequence[str], *, threshold: float = NEAR_DUPLICATE_SIMILARITY
+) -> dict[str, PeerSimilarity]:
+    """`peer_similarities` without embeddings: by `lexical_similarity` of the texts."""
+    if len(names) != len(texts):
+        raise ValueError("one text per name")
+    if len(names) < 2:
+        return {n: PeerSimilarity(None, None, False) for n in names}
+    sims = np.array([[lexical_similarity(a, b) for b in texts] for a in texts])
+    return _closest(names, sims, threshold)
+
+
+SHINGLE_WORDS = 3
+
+
+def shingles(text: str, size: int = SHINGLE_WORDS) -> frozenset[tuple[str, ...]]:
+    words = [w.lower().strip(".,;:!?\"'()[]") for w in text.split()]
+    words = [w for w in words if w]
+    if len(words) < size:
+        return frozenset([tuple(words)]) if words else frozenset()
+    return frozenset(tuple(words[i:i + size]) for i in range(len(words) - size + 1))
+
+
+def lexical_similarity(a: str, b: str) -> float:
+    """Jaccard similarity of the word 3-shingles of two texts, in [0, 1]: 1 for the same words in the same
+    order, near 0 for different prose on the same subject (character trigrams, pg_trgm's measure, are
+    shared by almost any two long English texts). The novelty rule's stand-in for cosine similarity when
+    there is no embedding engine."""
+    x, y = shingles(a), shingles(b)
+    if not x and not y:
+        return 1.0
+    return len(x & y) / len(x | y)
+
+
+def _closest(names: Sequence[str], sims: np.ndarray, threshold: float) -> dict[str, PeerSimilarity]:
     out = {}
     for i, name in enumerate(names):
         best = None

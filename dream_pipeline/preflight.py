@@ -10,9 +10,10 @@ It checks, in this order, and raises `ConfigError(setting, message)` at the firs
 4. an https engine on a non-local host has `DREAM_LLM_API_KEY`;
 5. `DREAM_DATABASE_URL` / `DREAM_DAGSTER_STORAGE_URL`, when set, accept a connection within
    `DATABASE_TIMEOUT_S` (the password is never shown);
-6. `DREAM_LLM_BASE_URL`, when set, answers one tiny chat request with the ballots' `response_format`;
-   a 400 about `response_format` means the server has no JSON schemas (set `DREAM_VOTE_FORMAT=json_object`)
-   or no JSON mode at all (it cannot vote). Rate limits and 5xx are only warnings: the loop retries them.
+6. `DREAM_LLM_BASE_URL`, when set, answers one tiny chat request (reachable, key, model), and is then
+   probed (`resources/engine_probe.py`): the structured-output mode ballots will use (the best the server
+   honours, or DREAM_VOTE_FORMAT, which must then work), its context, embeddings and concurrency, which
+   `dream` prints. Rate limits and 5xx are only warnings: the loop retries them.
 
 The embedded defaults (database, offline engine) are started and health-checked by `dream` itself.
 """
@@ -40,6 +41,7 @@ from dream_pipeline.settings import (
 )
 
 if TYPE_CHECKING:
+    from resources.engine_probe import EngineCapabilities
     from resources.llm import LLMEngine
 
 __all__ = ["ConfigError", "preflight", "redact_url", "needs_api_key"]
@@ -50,8 +52,9 @@ ENGINE_TIMEOUT_S = 20.0  # per probe request (the configured timeout if shorter)
 _LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".home.arpa", ".svc", ".cluster.local")
 
 
-def preflight(*, need_engine: bool = True) -> None:
-    """Raise `ConfigError` for the first setting that cannot work (see the module docstring)."""
+def preflight(*, need_engine: bool = True) -> EngineCapabilities | None:
+    """Raise `ConfigError` for the first setting that cannot work (see the module docstring); returns what
+    the configured engine was probed to do (None for the offline engine, which `dream` starts itself)."""
     env = os.environ
     check_names(env)
     llm = check_values(env)
@@ -60,7 +63,8 @@ def preflight(*, need_engine: bool = True) -> None:
         check_api_key(llm.base_url, llm.api_key)
     check_databases(env)
     if need_engine and llm.base_url:
-        check_engine(llm)
+        return check_engine(llm)
+    return None
 
 
 # ---- names and values ----------------------------------------------------------------------------
@@ -198,16 +202,12 @@ def check_databases(env: Mapping[str, str]) -> None:
 # ---- the engine ---------------------------------------------------------------------------------------
 
 
-def _about_response_format(exc) -> bool:
-    text = f"{getattr(exc, 'message', '')} {getattr(exc, 'param', '') or ''}".lower()
-    return any(word in text for word in ("response_format", "json_schema", "json_object", "structured"))
-
-
-def check_engine(llm: LLMEngine) -> None:
-    """One tiny chat request asking for the ballots' JSON format (and json_object if that is refused)."""
+def check_engine(llm: LLMEngine) -> EngineCapabilities | None:
+    """One tiny chat request (reachable, key accepted, model served), then the capability probe: the
+    structured-output mode ballots will use, the context, embeddings, concurrency. A mode forced with
+    DREAM_VOTE_FORMAT that the server refuses is an error naming the mode that works instead."""
     import openai
 
-    from dream_pipeline.review import response_format
     from resources.llm import OFFLINE_API_KEY
 
     url = llm.base_url
@@ -220,30 +220,14 @@ def check_engine(llm: LLMEngine) -> None:
         text = " ".join((text or str(getattr(exc, "message", exc))).split())[:300]
         return text.replace(llm.api_key, "***") if llm.api_key else text
 
-    def probe(fmt: dict) -> None:
+    def probe() -> None:
         client.chat.completions.create(
-            model=llm.model, max_tokens=16, temperature=0, response_format=fmt,
-            messages=[{"role": "user", "content": 'Answer with the JSON object {"votes": []} and nothing else.'}],
+            model=llm.model, max_tokens=16, temperature=0,
+            messages=[{"role": "user", "content": "Answer with the word OK and nothing else."}],
         )
 
     try:
-        try:
-            probe(response_format(llm.vote_format, ["Anonymous_Probe_1"]))
-        except openai.BadRequestError as exc:
-            if not _about_response_format(exc):
-                raise
-            if llm.vote_format == "json_schema":
-                try:
-                    probe({"type": "json_object"})
-                except openai.BadRequestError as again:
-                    if not _about_response_format(again):
-                        raise
-                    exc = again
-                else:
-                    raise ConfigError("DREAM_VOTE_FORMAT", f"the engine at {url} refuses JSON-schema ballots "
-                                      f"({scrub(exc)}); set DREAM_VOTE_FORMAT=json_object") from None
-            raise ConfigError("DREAM_LLM_BASE_URL", f"the engine at {url} cannot produce JSON ballots: it refuses "
-                              f"response_format json_object ({scrub(exc)}); use a server with JSON mode") from None
+        probe()
     except openai.APITimeoutError:
         raise ConfigError("DREAM_LLM_BASE_URL", f"the engine at {url} did not answer a one-line request "
                           f"within {timeout:g} s (3 tries)") from None
@@ -264,5 +248,13 @@ def check_engine(llm: LLMEngine) -> None:
     except openai.APIStatusError as exc:  # 429, 5xx: the loop retries these; starting is fine
         print(f"dream: warning: DREAM_LLM_BASE_URL: the engine at {url} answered HTTP {exc.status_code} to a "
               f"test request ({scrub(exc)}); starting anyway, failed calls are retried", file=sys.stderr)
+        return None
     finally:
         client.close()
+    caps = llm.probe_now()
+    forced = llm.vote_format if llm.vote_format != "auto" else None
+    if forced and forced in caps.modes_refused:
+        best = type(llm)(**{**llm.model_dump(exclude={"fabric"}), "vote_format": "auto"}).probe_now().vote_mode
+        raise ConfigError("DREAM_VOTE_FORMAT", f"the engine at {url} refuses {forced} ballots "
+                          f"({caps.modes_refused[forced][:200]}); unset DREAM_VOTE_FORMAT (auto) to use {best}")
+    return caps

@@ -20,10 +20,12 @@ from dream_pipeline.tournament import (
 )
 from dream_pipeline.tournament.review_design import BALLOT_MAX_TOKENS
 from dream_pipeline.tournament.sanitize import storable_text, unstorable_count
+from resources.engine_probe import CONSTRAINED_MODES, about_format, structured_fields
 from resources.llm import LLMCallError, LLMSession
 from spica import SpicaAgent
 
 BALLOT_ATTEMPTS = 3  # a first try and two repairs, then the voter abstains
+FORMAT_REFUSALS = frozenset({400, 422, 500, 501})  # statuses servers answer an unsupported format with
 
 
 @dataclass(frozen=True)
@@ -35,13 +37,9 @@ class BallotResult:
     raw_reply: str | None = None
 
 
-def response_format(vote_format: str, labels: Sequence[str]) -> dict[str, Any]:
-    if vote_format == "json_schema":
-        return {
-            "type": "json_schema",
-            "json_schema": {"name": "ballot", "schema": ballot_json_schema(labels), "strict": True},
-        }
-    return {"type": "json_object"}
+def response_format(vote_format: str, labels: Sequence[str]) -> dict[str, Any] | None:
+    """The `response_format` of a ballot request in `vote_format` (None for modes that use the body)."""
+    return structured_fields(vote_format, ballot_json_schema(labels)).get("response_format")
 
 
 async def collect_ballots(
@@ -49,7 +47,7 @@ async def collect_ballots(
     voters: Sequence[SpicaAgent],
     presentations: Mapping[str, Presentation],
     drafts_by_author: Mapping[str, str],
-    vote_format: str,
+    vote_format: str | None = None,
     on_ballot: Callable[[BallotResult], Awaitable[None]] | None = None,
     *,
     max_tokens: int = BALLOT_MAX_TOKENS,
@@ -60,7 +58,14 @@ async def collect_ballots(
     `on_ballot` is awaited with each ballot the moment it is complete (the live matrix fills in).
 
     Each draft is shown up to `shown[author]` characters; a ballot that would not fit `window` (a bug in
-    the plan) raises instead of being sent."""
+    the plan) raises instead of being sent.
+
+    Ballots are asked in `vote_format`, by default the session's vote mode. When the server refuses
+    the structured-output request itself (an error about the format, not a fault), the session steps
+    down to the next mode (recorded) and the ballot is asked again in it, without using up an attempt.
+    A reply in a mode the server cannot constrain is parsed tolerantly (prose, code fences)."""
+    if vote_format is not None:
+        session.vote_mode = vote_format
 
     async def ballot(voter: SpicaAgent) -> BallotResult:
         presentation = presentations[voter.name]
@@ -68,20 +73,26 @@ async def collect_ballots(
         over = ballot_overflow(ballot_messages(voter, prompt), max_tokens, window)
         if over:
             raise RuntimeError(f"the ballot of {voter.name} would pass the context window by {over} tokens")
-        fmt = response_format(vote_format, presentation.labels())
+        schema = ballot_json_schema(presentation.labels())
         repair: str | None = None
         reply: str | None = None
-        for attempt in range(1, BALLOT_ATTEMPTS + 1):
+        attempt = 0
+        while attempt < BALLOT_ATTEMPTS:
+            attempt += 1
+            mode = session.vote_mode
             try:
                 completion = await session.chat(
                     purpose="ballot", agent_name=voter.name, messages=ballot_messages(voter, prompt, repair),
-                    max_tokens=max_tokens, response_format=fmt,
+                    max_tokens=max_tokens, **session.ballot_fields(schema),
                 )
             except LLMCallError as exc:
+                if exc.status in FORMAT_REFUSALS and about_format(exc.detail) and session.step_down(mode, str(exc)):
+                    attempt -= 1
+                    continue
                 return BallotResult(voter.name, (), attempt, abstention_reason=storable_text(f"engine_error: {exc}"))
             reply = completion.text
             try:
-                votes = parse_ballot(reply, presentation)
+                votes = parse_ballot(reply, presentation, tolerant=mode not in CONSTRAINED_MODES)
             except BallotError as exc:
                 repair = storable_text(f"{exc.reason}: {exc}")
                 continue

@@ -23,10 +23,13 @@ ENV_SETTINGS = {
     "DREAM_LLM_API_KEY": "API key for the engine (never written anywhere)",
     "DREAM_LLM_MODEL": "chat model name (default: offline-scribe)",
     "DREAM_LLM_EMBEDDING_MODEL": "embedding model name (default: the chat model)",
+    "DREAM_LLM_EMBEDDING_BASE_URL": "a separate OpenAI-compatible embedding server, …/v1 (default: DREAM_LLM_BASE_URL)",
+    "DREAM_LLM_EMBEDDING_API_KEY": "API key for the embedding server (default: DREAM_LLM_API_KEY)",
     "DREAM_MAX_TOKENS": "hard token cap of a draft (default: 2048)",
     "DREAM_LLM_MAX_CONCURRENCY": "engine calls in flight at once (default: 8)",
     "DREAM_LLM_TIMEOUT_S": "per-request timeout in seconds (default: 120)",
-    "DREAM_VOTE_FORMAT": "json_schema or json_object (default: json_schema)",
+    "DREAM_VOTE_FORMAT": "auto, json_schema, json_object_schema, guided_json, ollama_format, json_object or "
+                         "prompt_only (default: auto, the best mode the engine honours)",
     "DREAM_EMBEDDING_DIM": "dimension of the embedding model's vectors; the HNSW indexes are built for it (default: 256)",
     "DREAM_CONTEXT_TOKENS": "budget of a draft prompt's book context, in whitespace tokens (default: 1500)",
     "DREAM_CONTEXT_TOP_K": "earlier chapters retrieved by similarity into a draft prompt (default: 3)",
@@ -57,6 +60,9 @@ LLM_FIELDS = {
     "DREAM_LLM_API_KEY": "api_key",
     "DREAM_LLM_MODEL": "model",
     "DREAM_LLM_EMBEDDING_MODEL": "embedding_model",
+    "DREAM_LLM_EMBEDDING_BASE_URL": "embedding_base_url",
+    "DREAM_LLM_EMBEDDING_API_KEY": "embedding_api_key",
+    "DREAM_LLM_CONTEXT_TOKENS": "context_window",
     "DREAM_MAX_TOKENS": "max_tokens",
     "DREAM_LLM_MAX_CONCURRENCY": "max_concurrency",
     "DREAM_LLM_TIMEOUT_S": "timeout_s",
@@ -127,6 +133,9 @@ def llm_from_env(fabric: StateFabric | None = None, resolve: bool = False) -> LL
         api_key=_env("DREAM_LLM_API_KEY", resolve=resolve),
         model=_env("DREAM_LLM_MODEL", resolve=resolve),
         embedding_model=_env("DREAM_LLM_EMBEDDING_MODEL", resolve=resolve),
+        embedding_base_url=_env("DREAM_LLM_EMBEDDING_BASE_URL", resolve=resolve),
+        embedding_api_key=_env("DREAM_LLM_EMBEDDING_API_KEY", resolve=resolve),
+        context_window=_env("DREAM_LLM_CONTEXT_TOKENS", int),
         max_tokens=_env("DREAM_MAX_TOKENS", int),
         max_concurrency=_env("DREAM_LLM_MAX_CONCURRENCY", int),
         timeout_s=_float_env("DREAM_LLM_TIMEOUT_S"),
@@ -145,7 +154,8 @@ def _config_error(exc: pydantic.ValidationError, fields: dict[str, str]) -> Conf
     error = exc.errors()[0]
     field = str(error["loc"][0]) if error["loc"] else ""
     setting = next((var for var, name in fields.items() if name == field), field or "DREAM_*")
-    shown = repr(error.get("input")) if setting not in ("DREAM_LLM_API_KEY", "DREAM_DATABASE_URL") else "***"
+    secret = ("DREAM_LLM_API_KEY", "DREAM_LLM_EMBEDDING_API_KEY", "DREAM_DATABASE_URL")
+    shown = repr(error.get("input")) if setting not in secret else "***"
     return ConfigError(setting, f"{error['msg']}, got {shown}")
 
 

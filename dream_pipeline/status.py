@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dream_pipeline.downtime import split_gap
+from dream_pipeline.engine_report import engine_lines, stall_lines
 from resources.fabric import StateFabric
 from schedules.phase_window import phase_window_from_env
 
@@ -76,6 +77,8 @@ def render_status(fabric: StateFabric, limit: int = 12, now: datetime | None = N
     lines = [
         f"loop   : {state}",
         f"PHASE  : {window.start:%H:%M}-{window.end:%H:%M} {window.timezone}",
+        *engine_lines(fabric),
+        *stall_lines(fabric),
         "",
     ]
     return "\n".join(lines + render_timeline(timeline, downtimes, limit))

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from offline_engine.config import EngineConfig, parse_fault_kinds, parse_quality
+from offline_engine.profiles import PROFILE_NAMES
 
 
 def _arg_type(parse, what: str):
@@ -49,6 +50,8 @@ def build_parser(defaults: EngineConfig) -> argparse.ArgumentParser:
                    metavar="KEYWORD=Q", help="hidden quality in [0,1] of a persona keyword (repeatable)")
     p.add_argument("--no-json-mode", dest="json_mode", action="store_false", default=defaults.json_mode,
                    help="answer HTTP 400 to JSON response_format requests (a server without JSON mode)")
+    p.add_argument("--profile", choices=PROFILE_NAMES, default=defaults.profile,
+                   help="behave like this server: structured output, context, embeddings, concurrency")
     return p
 
 
@@ -65,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             embedding_dim=args.embedding_dim, long_draft_rate=args.long_draft_rate, fault_rate=args.fault_rate,
             fault_kinds=args.fault_kinds, api_key=defaults.api_key, stall_s=args.stall_s,
             qualities=dict(args.quality) if args.quality is not None else defaults.qualities,
-            json_mode=args.json_mode,
+            json_mode=args.json_mode, profile=args.profile,
         )
     except ValueError as exc:
         print(f"offline_engine: {exc}", file=sys.stderr)

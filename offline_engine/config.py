@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from offline_engine.profiles import PROFILE_NAMES
+
 FAULT_KINDS: tuple[str, ...] = ("429", "500", "503", "timeout", "empty", "malformed_json")
 
 ENV_PREFIX = "DREAM_ENGINE_"
@@ -40,6 +42,7 @@ class EngineConfig:
     config stays hashable. Personas without an entry get a quality derived from the seed.
     `stall_s` is how long the "timeout" fault stalls before answering. `json_mode=False` simulates a
     server without structured output: a request with a JSON `response_format` gets HTTP 400.
+    `profile` names the real server whose traits the engine takes on (`offline_engine/profiles.py`).
     """
 
     seed: int = 0
@@ -54,6 +57,7 @@ class EngineConfig:
     qualities: tuple[tuple[str, float], ...] = field(default_factory=tuple)
     stall_s: float = 30.0
     json_mode: bool = True
+    profile: str = "openai"  # which real server to behave like (offline_engine/profiles.py)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "qualities", _clean_qualities(self.qualities))
@@ -81,6 +85,8 @@ class EngineConfig:
             raise ValueError(f"json_mode must be a bool, got {self.json_mode!r}")
         if not self.model:
             raise ValueError("model must be a non-empty string")
+        if self.profile not in PROFILE_NAMES:
+            raise ValueError(f"unknown profile {self.profile!r}; known: {', '.join(PROFILE_NAMES)}")
 
     @property
     def quality_map(self) -> dict[str, float]:
@@ -116,6 +122,8 @@ class EngineConfig:
             args += ["--quality", f"{key}={q!r}"]
         if not self.json_mode:
             args.append("--no-json-mode")
+        if self.profile != "openai":
+            args += ["--profile", self.profile]
         return args
 
     @classmethod
@@ -123,7 +131,7 @@ class EngineConfig:
         """Read `DREAM_ENGINE_*` variables; unset ones keep their defaults.
 
         Recognised: SEED, TTFT_S, TOKENS_PER_S, FAULT_RATE, LONG_DRAFT_RATE, and also MODEL,
-        EMBEDDING_DIM, FAULT_KINDS (comma separated), API_KEY, STALL_S, JSON_MODE (1/0, true/false).
+        EMBEDDING_DIM, FAULT_KINDS (comma separated), API_KEY, STALL_S, JSON_MODE (1/0, true/false), PROFILE.
         `overrides` win.
         """
         env = os.environ if environ is None else environ
@@ -140,6 +148,7 @@ class EngineConfig:
             "API_KEY": ("api_key", str),
             "FAULT_KINDS": ("fault_kinds", parse_fault_kinds),
             "JSON_MODE": ("json_mode", parse_bool),
+            "PROFILE": ("profile", str),
         }
         for suffix, (name, parse) in parsers.items():
             var = ENV_PREFIX + suffix

@@ -152,9 +152,45 @@ def ballot(config: EngineConfig, system: str, drafts: list[tuple[str, str]]) -> 
     return {"votes": votes}
 
 
-def json_reply(config: EngineConfig, system: str, last_user: str, fallback: str) -> str:
-    """The JSON text for a JSON-mode request: a ballot if drafts are present, else a plain object."""
+def json_reply(config: EngineConfig, system: str, last_user: str, fallback: str,
+               labels: list[str] | None = None) -> str:
+    """The JSON text for a JSON-mode request: a ballot if drafts are present, else a plain object.
+
+    `labels` (a constraining schema's enum) replace the drafts' own ids, in order: a server held to
+    a schema writes the ids the schema allows, whatever the prompt says."""
     drafts = find_drafts(last_user)
+    if labels is not None:
+        texts = [text for _, text in drafts]
+        drafts = [(label, texts[i] if i < len(texts) else "") for i, label in enumerate(labels)]
     if not drafts:
         return json.dumps({"response": fallback})
     return json.dumps(ballot(config, system, drafts))
+
+
+def flawed(reply: str, rng: random.Random) -> str:
+    """A ballot with one mistake a weak, unconstrained model makes: a score as text, a vote left out,
+    a score out of range or the JSON cut short."""
+    doc = json.loads(reply)
+    votes = doc.get("votes") or []
+    if not votes:
+        return reply
+    kind = rng.choice(("score_text", "missing", "range", "cut"))
+    if kind == "score_text":
+        votes[0]["insight_score"] = f"{votes[0]['insight_score']}/10"
+    elif kind == "missing":
+        votes.pop()
+    elif kind == "range":
+        votes[-1]["insight_score"] = 11
+    else:
+        return reply[: max(1, len(reply) // 2)]
+    return json.dumps(doc)
+
+
+def wrapped(reply: str, rng: random.Random) -> str:
+    """A prompt-only ballot as chat models write it: bare, in a code fence, or inside prose."""
+    style = rng.choice(("fence", "prose", "fence_prose"))
+    if style == "fence":
+        return f"```json\n{reply}\n```"
+    if style == "prose":
+        return f"Here is my review of the drafts.\n\n{reply}\n\nI tried to judge each draft on its own merits."
+    return f"Sure! My ballot:\n```\n{reply}\n```\nLet me know if you need anything else."

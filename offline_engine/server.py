@@ -10,6 +10,7 @@ not. Only `created` (wall clock) and the fault schedule (a per-process request c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -31,8 +32,17 @@ from starlette.routing import Route
 from offline_engine.code import code_reply
 from offline_engine.config import FAULT_KINDS, EngineConfig
 from offline_engine.embeddings import embed, to_base64
+from offline_engine.profiles import (
+    PROFILES,
+    Profile,
+    Rejection,
+    overflow_error,
+    request_schema,
+    schema_labels,
+    structured_kind,
+)
 from offline_engine.prose import Completion, count_tokens, fit, short_reply, write_prose
-from offline_engine.reviewer import json_reply
+from offline_engine.reviewer import find_drafts, flawed, json_reply, wrapped
 
 HTTP_FAULTS = {"429": 429, "500": 500, "503": 503}
 _ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
@@ -56,6 +66,7 @@ class EngineStats:
     finish_reasons: Counter = field(default_factory=Counter)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    profile: Counter = field(default_factory=Counter)  # what the profile refused, overflowed or truncated
 
     def as_json(self, config: EngineConfig) -> dict[str, Any]:
         return {
@@ -66,6 +77,8 @@ class EngineStats:
             "faults": {"total": sum(self.faults.values()), **{k: self.faults[k] for k in FAULT_KINDS}},
             "finish_reasons": {k: self.finish_reasons[k] for k in ("stop", "length")},
             "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens},
+            "profile": {k: self.profile[k] for k in ("structured_refused", "context_overflows", "silent_truncations",
+                                                     "embeddings_refused")},
             "config": config.public_dict(),
         }
 
@@ -115,10 +128,15 @@ class ChatRequest:
     stream: bool
     include_usage: bool
     seed: int | None = None  # the request's own seed (OpenAI's `seed`): another seed, another answer
+    extras: dict[str, Any] = field(default_factory=dict)  # vLLM's `guided_json`, Ollama's `format`
 
     @property
     def json_mode(self) -> bool:
         return bool(self.response_format) and self.response_format.get("type") in ("json_object", "json_schema")
+
+    @property
+    def structured_kind(self) -> str | None:
+        return structured_kind(self.response_format, self.extras)
 
     def system(self) -> str:
         return "\n".join(_text_of(m.get("content")) for m in self.messages if m["role"] in ("system", "developer"))
@@ -135,6 +153,8 @@ class ChatRequest:
                     "response_format": self.response_format}
         if self.seed is not None:  # absent, the digest is what it always was
             identity["seed"] = self.seed
+        if self.extras:
+            identity["extras"] = self.extras
         canonical = json.dumps(
             identity,
             sort_keys=True, separators=(",", ":"), ensure_ascii=False,
@@ -170,7 +190,8 @@ class ChatRequest:
         seed = body.get("seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise RequestError(f"'seed' must be an integer, got {seed!r}", "seed")
-        return cls(model, messages, max_tokens, rf, stream, bool(options.get("include_usage")), seed)
+        extras = {k: body[k] for k in ("guided_json", "format") if body.get(k) is not None}
+        return cls(model, messages, max_tokens, rf, stream, bool(options.get("include_usage")), seed, extras)
 
 
 class Engine:
@@ -178,8 +199,10 @@ class Engine:
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
+        self.profile = PROFILES[config.profile]
         self.stats = EngineStats()
         self._counter = 0
+        self.serial = asyncio.Lock() if self.profile.serial else contextlib.nullcontext()
 
     def draw_fault(self) -> str | None:
         """The fault for the next request, from (seed, request number); None when it is served."""
@@ -203,14 +226,45 @@ class Engine:
         cfg = self.config
         seed_material = f"{cfg.seed}:{req.digest()}".encode()
         rng = random.Random(hashlib.sha256(seed_material).digest())  # noqa: S311 - simulation
-        system, user = req.system(), req.last_user()
-        code = code_reply(cfg.seed, system, user, req.json_mode, req.seed)  # CodeRepair: offline_engine/code.py
+        system, user = req.system(), self.seen_prompt(req)
+        max_tokens = self.completion_limit(req)
+        reviewing = req.json_mode or req.structured_kind is not None or bool(find_drafts(user))  # in any vote mode
+        code = code_reply(cfg.seed, system, user, reviewing, req.seed)  # CodeRepair: offline_engine/code.py
         if code is not None:
-            return fit(code, req.max_tokens)
-        if req.json_mode:
+            return fit(code, max_tokens)
+        treatment = self.profile.treatment(req.structured_kind)
+        if treatment == "constrained":
+            labels = schema_labels(request_schema(req.response_format, req.extras))
+            return fit(json_reply(cfg, system, user, fallback=short_reply(rng, system), labels=labels), max_tokens)
+        if treatment == "json" or find_drafts(user):  # a model follows the prompt's ballot instructions
             text = json_reply(cfg, system, user, fallback=short_reply(rng, system))
-            return fit(text, req.max_tokens)
-        return write_prose(rng, system, user, req.max_tokens, cfg.long_draft_rate)
+            if find_drafts(user) and rng.random() < self.profile.flaw_rate:
+                text = flawed(text, rng)
+            if treatment != "json" and rng.random() < self.profile.wrap_rate:
+                text = wrapped(text, rng)
+            return fit(text, max_tokens)
+        return write_prose(rng, system, user, max_tokens, cfg.long_draft_rate)
+
+    def seen_prompt(self, req: ChatRequest) -> str:
+        """The last user message as the model sees it: a profile that truncates silently (Ollama) drops
+        the beginning of the prompt that does not fit its context."""
+        ctx, prompt = self.profile.context_tokens, req.prompt_tokens()
+        user = req.last_user()
+        if self.profile.overflow != "truncate" or ctx is None or prompt <= ctx:
+            return user
+        return " ".join(user.split()[prompt - ctx + 1:])
+
+    def completion_limit(self, req: ChatRequest) -> int | None:
+        """`max_tokens`, or less where the context ends first (the completion stops with "length")."""
+        ctx = self.profile.context_tokens
+        if ctx is None or self.profile.overflow in ("strict", "truncate"):  # Ollama shifts its context and goes on
+            return req.max_tokens
+        room = max(1, ctx - min(req.prompt_tokens(), ctx - 1))
+        return min(req.max_tokens, room) if req.max_tokens else room
+
+    def reported_prompt_tokens(self, req: ChatRequest) -> int:
+        ctx, prompt = self.profile.context_tokens, req.prompt_tokens()
+        return min(prompt, ctx) if self.profile.overflow == "truncate" and ctx is not None else prompt
 
     async def delay(self, tokens: int) -> None:
         total = self.config.ttft_s + (tokens / self.config.tokens_per_s if self.config.tokens_per_s > 0 else 0.0)
@@ -250,12 +304,28 @@ def build_app(config: EngineConfig) -> Starlette:
     async def models(request: Request) -> JSONResponse:
         if not engine.authorized(request):
             return _unauthorized()
-        return JSONResponse({"object": "list", "data": [_model_card(config.model)]})
+        return JSONResponse({"object": "list", "data": [_model_card(config.model, engine.profile)]})
 
     async def model(request: Request) -> JSONResponse:
         if not engine.authorized(request):
             return _unauthorized()
-        return JSONResponse(_model_card(request.path_params["model"]))
+        return JSONResponse(_model_card(request.path_params["model"], engine.profile))
+
+    async def props(request: Request) -> JSONResponse:
+        """llama.cpp's server: its context size, per slot."""
+        if engine.profile.context_endpoint != "props":
+            return error_response(404, "File Not Found", type_="not_found_error")
+        return JSONResponse({"default_generation_settings": {"n_ctx": engine.profile.context_tokens},
+                             "total_slots": 1, "model_path": config.model})
+
+    async def ollama_show(request: Request) -> JSONResponse:
+        """Ollama's model details: the trained context in model_info; the context it runs with (num_ctx,
+        2048 unless a Modelfile sets it) is not said."""
+        if engine.profile.context_endpoint != "ollama_show":
+            return error_response(404, "404 page not found", type_="not_found_error")
+        return JSONResponse({"modelfile": f"FROM {config.model}", "parameters": "stop \"<|eot_id|>\"",
+                             "details": {"format": "gguf", "family": "llama"},
+                             "model_info": {"general.architecture": "llama", "llama.context_length": 131072}})
 
     async def stats(request: Request) -> JSONResponse:
         if not engine.authorized(request):
@@ -273,6 +343,20 @@ def build_app(config: EngineConfig) -> Starlette:
             return error_response(400, f"response_format of type {req.response_format['type']!r} is not supported "
                                   "by this server (the offline engine runs with --no-json-mode)",
                                   param="response_format")
+        refused = engine.profile.treatment(req.structured_kind)
+        if isinstance(refused, Rejection):
+            engine.stats.profile["structured_refused"] += 1
+            return error_response(refused.status, refused.message, type_=refused.type_, param="response_format")
+        overflow = overflow_error(engine.profile, req.prompt_tokens(), req.max_tokens)
+        if overflow is not None:
+            engine.stats.profile["context_overflows"] += 1
+            return error_response(overflow.status, overflow.message, param="messages", code="context_length_exceeded")
+        if engine.profile.overflow == "truncate" and engine.reported_prompt_tokens(req) < req.prompt_tokens():
+            engine.stats.profile["silent_truncations"] += 1
+        async with engine.serial:
+            return await _answer(engine, req)
+
+    async def _answer(engine: Engine, req: ChatRequest) -> Response:
         engine.stats.served += 1
         engine.stats.requests["chat.completions"] += 1
         fault = engine.draw_fault()
@@ -287,7 +371,7 @@ def build_app(config: EngineConfig) -> Starlette:
         elif fault == "malformed_json" and req.json_mode:
             engine.stats.faults[fault] += 1
             content = content[: max(1, len(content) // 2)]
-        prompt_tokens, completion_tokens = req.prompt_tokens(), count_tokens(content)
+        prompt_tokens, completion_tokens = engine.reported_prompt_tokens(req), count_tokens(content)
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                  "total_tokens": prompt_tokens + completion_tokens}
         engine.stats.prompt_tokens += prompt_tokens
@@ -321,6 +405,14 @@ def build_app(config: EngineConfig) -> Starlette:
             model_name = body.get("model") or config.model
         except RequestError as exc:
             return error_response(400, str(exc), param=exc.param)
+        refused = engine.profile.embeddings
+        if refused is not None:
+            engine.stats.profile["embeddings_refused"] += 1
+            return error_response(refused.status, refused.message, type_=refused.type_)
+        async with engine.serial:
+            return await _embed(engine, texts, dim, fmt, model_name)
+
+    async def _embed(engine: Engine, texts: list[str], dim: int, fmt: str, model_name: str) -> Response:
         engine.stats.served += 1
         engine.stats.requests["embeddings"] += 1
         fault = engine.draw_fault()
@@ -348,14 +440,19 @@ def build_app(config: EngineConfig) -> Starlette:
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/engine/stats", stats, methods=["GET"]),
+        Route("/props", props, methods=["GET"]),
+        Route("/api/show", ollama_show, methods=["POST"]),
     ]
     app = Starlette(routes=routes, exception_handlers={404: http_error, 405: http_error})
     app.state.engine = engine
     return app
 
 
-def _model_card(model_id: str) -> dict[str, Any]:
-    return {"id": model_id, "object": "model", "created": 0, "owned_by": "offline-engine"}
+def _model_card(model_id: str, profile: Profile) -> dict[str, Any]:
+    card = {"id": model_id, "object": "model", "created": 0, "owned_by": "offline-engine"}
+    if profile.context_endpoint == "max_model_len":  # vLLM lists its context with the model
+        card["max_model_len"] = profile.context_tokens
+    return card
 
 
 def _embedding_inputs(value: Any) -> list[str]:

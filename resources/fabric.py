@@ -12,7 +12,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -74,6 +76,7 @@ class EpochRecord:
     world_seed: int | None = None  # the engine seed of the promoted alternate world; None: the first roll
     context_chapters: tuple[int, ...] | None = None  # chapters its prompt retrieved (None: not recorded yet)
     context_window: int | None = None  # the window its requests were fitted into (None: not recorded)
+    engine_modes: dict[str, Any] | None = None  # vote mode, memory mode, context the epoch used (sql/009)
 
 
 @dataclass(frozen=True)
@@ -464,6 +467,7 @@ class StateFabric(dg.ConfigurableResource):
             world_seed=row.get("world_seed"),
             context_chapters=None if row.get("context_chapters") is None else tuple(row["context_chapters"]),
             context_window=row.get("context_window"),
+            engine_modes=row.get("engine_modes"),
         )
 
     def open_epoch(self, book: str, epoch_key: str, epoch_number: int,
@@ -584,8 +588,8 @@ class StateFabric(dg.ConfigurableResource):
     def fail_for_a_new_roll(self, epoch_key: str, reason: str) -> None:
         """Fail an epoch that could not be ranked (too few drafts or valid ballots) so that its next run
         rolls it afresh: its recorded answers would only fail it the same way again. The next roll's
-        request seed becomes the epoch's `world_seed` (which replays send again). A committed epoch is
-        left alone."""
+        request seed becomes the epoch's `world_seed` (which replays send again), and its engine modes are
+        decided again (the engine may have changed, or stepped down). A committed epoch is left alone."""
         with self.connection() as conn:
             row = conn.execute(
                 "SELECT coalesce((timings->>'rolls')::int, 1) AS rolls FROM simulation_epochs"
@@ -596,7 +600,7 @@ class StateFabric(dg.ConfigurableResource):
                 return
             rolls = row["rolls"] + 1
             conn.execute(
-                "UPDATE simulation_epochs SET status = 'failed', world_seed = %s,"
+                "UPDATE simulation_epochs SET status = 'failed', world_seed = %s, engine_modes = NULL,"
                 " timings = timings || jsonb_build_object('failure', %s::text, 'rolls', %s::int)"
                 " WHERE epoch_key = %s",
                 (request_seed(f"{epoch_key}#roll{rolls}"), reason[:2000], rolls, epoch_key),
@@ -1303,6 +1307,7 @@ class StateFabric(dg.ConfigurableResource):
         with self.connection() as conn:
             rows = conn.execute(
                 "SELECT epoch_key, book, epoch_number, status, start_time, released_at, end_time, run_id,"
+                " timings->>'failure' AS failure,"
                 " (SELECT min(c.started_at) FROM llm_calls c WHERE c.epoch_key = e.epoch_key) AS first_call_at"
                 " FROM simulation_epochs e ORDER BY start_time DESC LIMIT %s",
                 (limit,),
@@ -1344,6 +1349,69 @@ class StateFabric(dg.ConfigurableResource):
                 ).fetchone()["n"]
                 for t in tables
             }
+
+    # ---- engines: probed capabilities, mode changes, the modes an epoch used (sql/009) --------------
+
+    def engine_capabilities(self, base_url: str, model: str) -> dict[str, Any] | None:
+        with self.connection() as conn:
+            row = conn.execute(
+                "SELECT capabilities FROM engine_capabilities WHERE base_url = %s AND model = %s", (base_url, model)
+            ).fetchone()
+        return None if row is None else row["capabilities"]
+
+    def save_engine_capabilities(self, base_url: str, model: str, capabilities: dict[str, Any],
+                                 *, probed: bool = True) -> None:
+        """Store what the probe found (`probed`), or an update of it (a mode stepped down)."""
+        with self.connection() as conn:
+            conn.execute(
+                "INSERT INTO engine_capabilities (base_url, model, capabilities) VALUES (%s, %s, %s)"
+                " ON CONFLICT (base_url, model) DO UPDATE SET capabilities = EXCLUDED.capabilities,"
+                " updated_at = now(), probed_at = CASE WHEN %s THEN now() ELSE engine_capabilities.probed_at END",
+                (base_url, model, Jsonb(storable_json(capabilities)), probed),
+            )
+
+    def latest_engine_capabilities(self) -> dict[str, Any] | None:
+        """The engine used most recently (for `dream status` and the deck)."""
+        with self.connection() as conn:
+            row = conn.execute(
+                "SELECT capabilities, probed_at, updated_at FROM engine_capabilities ORDER BY updated_at DESC LIMIT 1"
+            ).fetchone()
+        return None if row is None else {**row["capabilities"], "updated_at": row["updated_at"].isoformat()}
+
+    def record_mode_change(self, base_url: str, model: str, epoch_key: str | None, from_mode: str, to_mode: str,
+                           reason: str) -> None:
+        with self.connection() as conn:
+            conn.execute(
+                "INSERT INTO engine_mode_changes (base_url, model, epoch_key, from_mode, to_mode, reason)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                (base_url, model, epoch_key, from_mode, to_mode, storable_text(reason)[:2000]),
+            )
+
+    def mode_changes(self, limit: int = 20) -> list[dict[str, Any]]:
+        with self.connection() as conn:
+            return conn.execute(
+                "SELECT * FROM engine_mode_changes ORDER BY changed_at DESC, change_id DESC LIMIT %s", (limit,)
+            ).fetchall()
+
+    def stalled_epochs(self, min_failures: int) -> list[dict[str, Any]]:
+        """Open epochs that failed at least `min_failures` times in a row (each failure rolls the epoch
+        afresh, counted in `timings.rolls`), with the last failure's reason."""
+        with self.connection() as conn:
+            return conn.execute(
+                "SELECT epoch_key, (timings->>'rolls')::int - 1 AS failures, timings->>'failure' AS failure"
+                " FROM simulation_epochs WHERE status <> 'committed' AND (timings->>'rolls')::int - 1 >= %s"
+                " ORDER BY epoch_key",
+                (min_failures,),
+            ).fetchall()
+
+    def set_engine_modes(self, epoch_key: str, modes: dict[str, Any]) -> None:
+        """Merge `modes` into what the epoch records it used; a committed epoch is never changed."""
+        with self.connection() as conn:
+            conn.execute(
+                "UPDATE simulation_epochs SET engine_modes = coalesce(engine_modes, '{}'::jsonb) || %s"
+                " WHERE epoch_key = %s AND status <> 'committed'",
+                (Jsonb(storable_json(modes)), epoch_key),
+            )
 
     # ---- memory: embeddings, rolling summaries, retrieval, novelty (docs/memory.md) ---------------
 
@@ -1462,7 +1530,8 @@ class StateFabric(dg.ConfigurableResource):
         return out
 
     def book_memory(self, book: str, chapter_number: int, *, top_k: int, outline: int = 12,
-                    retrieved: Sequence[int] | None = None, scan: str = "auto") -> BookMemoryRows:
+                    retrieved: Sequence[int] | None = None, scan: str = "auto",
+                    full_text: bool = False) -> BookMemoryRows:
         """The rows behind the prompt of chapter `chapter_number`: the latest summary, the last chapter,
         the `top_k` earlier chapters nearest to the last one, and the latest `outline` chapters.
 
@@ -1486,7 +1555,10 @@ class StateFabric(dg.ConfigurableResource):
             ).fetchone()
             related: list[dict[str, Any]] = []
             last_vector = _as_list(latest[0]["embedding"]) if latest else None
-            if top_k > 0 and last_vector is not None and len(last_vector) == self.embedding_dim:
+            if full_text:  # no embedding engine: the same memory by words (and recency), docs/memory.md
+                if top_k > 0 and latest and (retrieved is None or retrieved):
+                    related = self._related_by_text(conn, book, latest[0], top_k, retrieved)
+            elif top_k > 0 and last_vector is not None and len(last_vector) == self.embedding_dim:
                 before = latest[0]["chapter_number"]
                 if retrieved is None:
                     related = self._nearest(conn, _CHAPTERS_NEAR, last_vector, [book, before], top_k, scan)
@@ -1501,6 +1573,44 @@ class StateFabric(dg.ConfigurableResource):
             related=tuple((_chapter_from_row(r), float(r["similarity"])) for r in related),
             outline=tuple(_chapter_from_row(r) for r in reversed(latest[:outline])),
         )
+
+    def _related_by_text(self, conn: psycopg.Connection, book: str, last: dict[str, Any], k: int,
+                         retrieved: Sequence[int] | None) -> list[dict[str, Any]]:
+        """The earlier chapters nearest to `last` by full-text search: `ts_rank` over the last chapter's
+        salient words, plus a small recency bonus (RECENCY_WEIGHT × chapter / last chapter)."""
+        query = text_query(last["text"])
+        if not query:
+            return []
+        before = last["chapter_number"]
+        by_number = retrieved is not None
+        return conn.execute(
+            "SELECT * FROM (SELECT c.*, a.name AS author, e.epoch_key,"
+            " ts_rank(to_tsvector('english', c.text), to_tsquery('english', %(q)s))"
+            "   + %(w)s * c.chapter_number::float8 / %(before)s AS similarity"
+            " FROM chapters c JOIN agents a USING (agent_id) JOIN simulation_epochs e USING (epoch_id)"
+            " WHERE c.book = %(book)s AND c.chapter_number < %(before)s"
+            " AND (CASE WHEN %(by_number)s THEN c.chapter_number = ANY(%(numbers)s)"
+            "      ELSE to_tsvector('english', c.text) @@ to_tsquery('english', %(q)s) END)) r"
+            " ORDER BY similarity DESC, chapter_number DESC LIMIT %(k)s",
+            {"q": query, "w": RECENCY_WEIGHT, "before": before, "book": book, "by_number": by_number,
+             "numbers": list(retrieved or []), "k": len(retrieved) if by_number else k},
+        ).fetchall()
+
+    def canon_texts_like(self, book: str, before_number: int, text: str, k: int = 5) -> list[str]:
+        """The texts of the `k` chapters before `before_number` that share the most words with `text`
+        (full-text rank): the candidates a lexical novelty check compares a draft with."""
+        query = text_query(text)
+        if not query:
+            return []
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT text FROM chapters WHERE book = %(book)s AND chapter_number < %(before)s"
+                " AND to_tsvector('english', text) @@ to_tsquery('english', %(q)s)"
+                " ORDER BY ts_rank(to_tsvector('english', text), to_tsquery('english', %(q)s)) DESC,"
+                " chapter_number DESC LIMIT %(k)s",
+                {"book": book, "before": before_number, "q": query, "k": k},
+            ).fetchall()
+        return [r["text"] for r in rows]
 
     def write_summary(self, epoch_id: uuid.UUID, book: str, chapter_number: int, summary: str) -> None:
         """Write (or rewrite) the rolling summary of `book` after chapter `chapter_number`."""
@@ -1607,6 +1717,17 @@ def _refuse_committed(conn: psycopg.Connection, epoch_id: uuid.UUID) -> None:
             f"{row['epoch_key']} is committed: its rows are written only by its commit or a promotion"
             " (a replay verifies them, a re-roll is an alternate world)"
         )
+
+
+RECENCY_WEIGHT = 0.05  # full-text memory: what being the latest chapter adds to a chapter's rank
+_WORD = re.compile(r"[A-Za-z]{5,}")
+
+
+def text_query(text: str, words: int = 24) -> str:
+    """A tsquery matching any of the `words` most frequent long words of `text` (letters only, so nothing
+    in it is tsquery syntax); empty when the text has none."""
+    counts = Counter(w.lower() for w in _WORD.findall(text))
+    return " | ".join(w for w, _ in counts.most_common(words))
 
 
 def _vector(values: Sequence[float] | None) -> np.ndarray | None:

@@ -21,7 +21,7 @@ from resources.llm import LLMEngine
 TEST_DATABASE = f"dream_test_{os.getpid()}"
 FABRIC_TABLES = [
     "loop_downtime", "alternate_worlds", "telemetry", "llm_calls", "chapters", "elo_ratings", "vote_abstentions", "peer_votes", "drafts",
-    "simulation_epochs", "agents", "domains",
+    "simulation_epochs", "agents", "domains", "engine_capabilities", "engine_mode_changes",
 ]
 
 

@@ -40,6 +40,13 @@ def test_run_writes_a_book_and_a_second_run_continues_it(state_dir: Path):
     assert re.search(r"epoch\s+2 … .*chapter 2 by the \w+", first.stdout)
     assert "The book so far (2 chapters)" in first.stdout
     assert "Standings:" in first.stdout and "retired" in first.stdout
+    # quiet: the engine's modes once, a line per epoch; Dagster's own lines go to the log file it names
+    assert re.search(r"^engine modes : ballots as json_schema; context \d+ tokens", first.stdout, re.M)
+    assert not first.stderr.strip(), first.stderr
+    log = re.search(r"^dagster log  : (\S+)", first.stdout, re.M).group(1)
+    logged = Path(log).read_text()
+    assert "dagster - INFO - epoch_job" in logged and "the Reaper retired" in logged
+    assert "dagster - INFO" not in first.stdout
 
     second = dream(state_dir, "run", "--epochs", "1", "--no-text")
     assert second.returncode == 0, second.stderr

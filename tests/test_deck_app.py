@@ -152,7 +152,7 @@ def filled(database_url: str, engine_url: str) -> dict:
     fabric = StateFabric(database_url=database_url)
     with fabric.connection() as conn:
         conn.execute("TRUNCATE domains, agents, simulation_epochs, llm_calls, telemetry CASCADE")
-    llm = LLMEngine(base_url=engine_url, max_tokens=900, max_retries=2, timeout_s=30)
+    llm = LLMEngine(base_url=engine_url, max_tokens=900, max_retries=2, timeout_s=30, fabric=fabric)
     with dg.instance_for_test() as instance:
         for number in (1, 2, 3):
             key = epoch_key("space_time", number)
@@ -280,6 +280,10 @@ def test_telemetry_per_epoch_and_per_agent(filled, deck_env):
     assert per_epoch["duration_s"].iloc[:2].gt(0).all() and pd.isna(per_epoch["duration_s"].iloc[2])
     assert per_agent["drafts"].sum() == 15 and per_agent["completion_tokens"].gt(0).all()
     assert {m.label: m.value for m in at.metric}["Epochs finished"] == "2"
+    assert (per_epoch["vote_mode"] == "json_schema").all() and (per_epoch["memory_mode"] == "vectors").all()
+    engines = at.dataframe[-1].value  # the engine the epochs ran on, as probed (no step-down: last table)
+    assert list(engines["vote_mode"]) == ["json_schema"] and engines["embeddings"].all()
+    assert engines["context_tokens"].iloc[0] >= 2048
 
 
 def test_similar_drafts_by_cosine_similarity(filled, deck_env):
@@ -311,6 +315,28 @@ def test_the_views_read_only_through_the_query_module():
         assert "unsafe_allow_html=" not in source and "st.html(" not in source, path.name
         if path.name != "queries.py":
             assert "psycopg.connect" not in source and ".execute(" not in source, path.name
+
+
+def test_a_stalled_epoch_is_named_with_its_cause(filled, deck_env):
+    fabric = filled["fabric"]
+    key = epoch_key("space_time", 3)
+    failure = "no valid ballot: 5 of 5 voters: the model does not write JSON; the engine returned '**hi**'"
+    with fabric.connection() as conn:
+        conn.execute("UPDATE simulation_epochs SET timings = timings || jsonb_build_object('rolls', 4, 'failure', "
+                     "%s::text) WHERE epoch_key = %s", (failure, key))
+    try:
+        at = AppTest.from_file(APP, default_timeout=60)
+        at.query_params["view"] = "telemetry"
+        at.run()
+        assert not at.exception
+        [box] = at.error
+        assert box.value.startswith(f"{md_escape(key)} failed 3 times in a row: ")
+        assert md_escape("no valid ballot: 5 of 5 voters") in box.value
+        assert "\\*\\*hi\\*\\*" in box.value  # the engine's text is shown, never rendered
+    finally:
+        with fabric.connection() as conn:
+            conn.execute("UPDATE simulation_epochs SET timings = timings - 'rolls' - 'failure' WHERE epoch_key = %s",
+                         (key,))
 
 
 def test_the_glossary_view_is_the_readmes_glossary(fabric, deck_env):

@@ -73,7 +73,9 @@ def test_an_epoch_that_could_not_be_ranked_is_rolled_afresh(fabric, llm, instanc
     garbling = EngineConfig(seed=3, fault_rate=1.0, fault_kinds=("malformed_json",))  # every ballot breaks
     instance.add_dynamic_partitions("epochs", [KEY])
     with running_engine(garbling) as url:
-        garbled = LLMEngine(base_url=url, max_tokens=600, max_retries=0, timeout_s=20, fabric=fabric)
+        # forced: left to itself, the probe would fall back to prompt-only ballots, which this engine leaves whole
+        garbled = LLMEngine(base_url=url, max_tokens=600, max_retries=0, timeout_s=20, fabric=fabric,
+                            vote_format="json_schema")
         failed = dg.materialize(epoch_assets, instance=instance, partition_key=KEY,
                                 resources={"fabric": fabric, "llm": garbled}, raise_on_error=False)
     assert not failed.success

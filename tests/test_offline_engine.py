@@ -304,8 +304,9 @@ def test_warming_up_the_engine_client_sends_nothing(engine_url: str) -> None:
     """A staged run warms its client before the barrier: that must cost the engine no request."""
     from resources.llm import LLMEngine
 
-    before = get_json(engine_url, "/engine/stats")["requests"]["total"]
     llm = LLMEngine(base_url=engine_url)
+    llm.probe_now()  # what the engine can do is found out once, before any epoch (preflight, `dream run`)
+    before = get_json(engine_url, "/engine/stats")["requests"]["total"]
     llm.warm_up()
     assert get_json(engine_url, "/engine/stats")["requests"]["total"] == before
     warmed = llm._spare_client

@@ -54,7 +54,7 @@ def results(engines, tmp_path_factory) -> dict[str, subprocess.CompletedProcess]
         "missing_key": (["run"], {"DREAM_LLM_BASE_URL": "https://api.openai.com/v1"}),
         "database": (["run"], {"DREAM_DATABASE_URL": f"postgresql://dream:hunter2secret@127.0.0.1:{port}/dream"}),
         "engine_down": (["run"], {"DREAM_LLM_BASE_URL": f"http://127.0.0.1:{port}/v1"}),
-        "no_json_mode": (["run"], {"DREAM_LLM_BASE_URL": engines["no_json"]}),
+        "no_json_schema": (["run"], {"DREAM_LLM_BASE_URL": engines["no_json"], "DREAM_VOTE_FORMAT": "json_schema"}),
         "no_json_object": (["run"], {"DREAM_LLM_BASE_URL": engines["no_json"], "DREAM_VOTE_FORMAT": "json_object"}),
         "wrong_key": (["run"], {"DREAM_LLM_BASE_URL": engines["keyed"], "DREAM_LLM_API_KEY": "sk-wrong-key-987654"}),
     }
@@ -83,8 +83,8 @@ def results(engines, tmp_path_factory) -> dict[str, subprocess.CompletedProcess]
         ("missing_key", "DREAM_LLM_API_KEY", "api.openai.com"),
         ("database", "DREAM_DATABASE_URL", "cannot connect to postgresql://dream:***@127.0.0.1:"),
         ("engine_down", "DREAM_LLM_BASE_URL", "cannot reach the engine"),
-        ("no_json_mode", "DREAM_LLM_BASE_URL", "cannot produce JSON ballots"),
-        ("no_json_object", "DREAM_LLM_BASE_URL", "refuses response_format json_object"),
+        ("no_json_schema", "DREAM_VOTE_FORMAT", "refuses json_schema ballots"),
+        ("no_json_object", "DREAM_VOTE_FORMAT", "unset DREAM_VOTE_FORMAT (auto) to use prompt_only"),
         ("wrong_key", "DREAM_LLM_API_KEY", "refused the key"),
     ],
 )
@@ -156,18 +156,28 @@ def test_a_working_engine_and_database_pass(clean_env, engine_url, database_url)
     clean_env.setenv("DREAM_LLM_BASE_URL", engine_url)
     clean_env.setenv("DREAM_DATABASE_URL", database_url)
     before = _chat_requests(engine_url)
-    assert preflight() is None
-    assert _chat_requests(engine_url) == before + 1  # json_schema accepted at once: no json_object fallback
+    assert preflight().vote_mode == "json_schema"
+    probed = _chat_requests(engine_url)
+    assert probed > before  # the engine was really asked (a chat request, then the probe)
     clean_env.setenv("DREAM_VOTE_FORMAT", "json_object")
-    assert preflight() is None
-    assert _chat_requests(engine_url) == before + 2
+    assert preflight().vote_mode == "json_object"
+    after = _chat_requests(engine_url)
+    assert after > probed
     assert preflight(need_engine=False) is None
-    assert _chat_requests(engine_url) == before + 2  # need_engine=False sends nothing
+    assert _chat_requests(engine_url) == after  # need_engine=False sends nothing
     # the same settings with the database gone do not pass: the check above did connect
     clean_env.setenv("DREAM_DATABASE_URL", f"postgresql://postgres@127.0.0.1:{_closed_port()}/dream")
     with pytest.raises(ConfigError) as raised:
         preflight(need_engine=False)
     assert raised.value.setting == "DREAM_DATABASE_URL"
+
+
+@pytest.mark.parametrize(("profile", "mode"), [("llama_cpp_python", "json_object_schema"), ("bare", "prompt_only")])
+def test_preflight_chooses_the_mode_the_server_honours_instead_of_carrying_on(clean_env, profile, mode):
+    with running_engine(EngineConfig(profile=profile)) as url:
+        clean_env.setenv("DREAM_LLM_BASE_URL", url)
+        caps = preflight()
+    assert caps.vote_mode == mode and caps.base_url == url.rstrip("/")
 
 
 def test_hosted_apis_need_a_key_local_servers_do_not():

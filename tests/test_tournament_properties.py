@@ -631,3 +631,51 @@ def test_full_epoch_end_to_end():
     shrunk = {a: e.shrunk for a, e in shrunk_scores({(1, a): s for a, s in scores.items()}).items()}
     assert pick_eliminated(shrunk, authors) == authors[3]  # truncated: 5 - 5 = 0
     assert pick_eliminated(shrunk, authors, newcomers={authors[3]}) == authors[0]
+
+
+# ---- tolerant extraction: a ballot inside prose or a code fence (servers without structured output) ----
+
+prose = st.text(alphabet=st.characters(blacklist_characters="{}`", blacklist_categories=("Cs",)), max_size=80)
+
+
+@given(case=ballot_cases(), before=prose, after=prose,
+       wrap=st.sampled_from(["bare", "fence", "fence_no_lang", "prose_fence"]))
+def test_tolerant_parse_finds_the_ballot_inside_prose_or_fences(case, before, after, wrap):
+    pres, entries = case
+    body = json.dumps({"votes": entries}, indent=None if wrap == "bare" else 2)
+    raw = {
+        "bare": f"{before}{body}{after}",
+        "fence": f"{before}\n```json\n{body}\n```\n{after}",
+        "fence_no_lang": f"```\n{body}\n```{after}",
+        "prose_fence": f"{before}\n```json\n{{\"note\": 1}}\n```\nand the ballot:\n```json\n{body}\n```",
+    }[wrap]
+    votes = parse_ballot(raw, pres, tolerant=True)
+    by_label = {e["draft_id"]: e for e in entries}
+    assert [v.label for v in votes] == pres.labels()
+    assert all(v.insight_score == by_label[v.label]["insight_score"] for v in votes)
+    assert all(v.rationale == by_label[v.label]["rationale"] for v in votes)
+
+
+@given(case=ballot_cases(), before=prose, data=st.data())
+def test_tolerant_parse_checks_the_ballot_as_strictly(case, before, data):
+    pres, entries = case
+    entries = [dict(e) for e in entries]
+    i = data.draw(st.integers(0, len(entries) - 1))
+    entries[i]["insight_score"] = data.draw(st.sampled_from(["7/10", 11, 0, True]))
+    with pytest.raises(BallotError) as info:
+        parse_ballot(f"{before} {json.dumps({'votes': entries})} thanks", pres, tolerant=True)
+    assert info.value.reason in ("score_not_integer", "score_out_of_range")
+
+
+def test_tolerant_parse_without_any_json_is_not_json():
+    pres = plan_presentations(roster(3), 0)["Physicist"]
+    assert reason_of_tolerant("I liked all of them, especially the second.", pres) == "not_json"
+    assert reason_of_tolerant("Here: {\"votes\": [", pres) == "not_json"
+    # strict parsing is unchanged: prose around the JSON is refused
+    assert reason_of("Sure! Here is my ballot: {\"votes\": []}", pres) == "not_json"
+
+
+def reason_of_tolerant(raw, pres):
+    with pytest.raises(BallotError) as info:
+        parse_ballot(raw, pres, tolerant=True)
+    return info.value.reason

@@ -17,7 +17,13 @@ from dream_pipeline.assets.common import EpochScope, load_scope, markdown_table
 from dream_pipeline.assets.roster import roster
 from dream_pipeline.burst import DraftResult, run_burst
 from dream_pipeline.context_fit import epoch_window, fit_draft_prompt
-from dream_pipeline.memory import BookContext, novelty_penalty, peer_similarities
+from dream_pipeline.memory import (
+    BookContext,
+    lexical_peer_similarities,
+    lexical_similarity,
+    novelty_penalty,
+    peer_similarities,
+)
 from dream_pipeline.partitions import epochs_partitions
 from dream_pipeline.prompts import OUTLINE_CHAPTERS, draft_context, draft_messages
 from dream_pipeline.replay import is_replay, verify_replay
@@ -39,6 +45,7 @@ class Burst:
     embedding_error: str | None
     window: int | None  # the context window the requests were fitted into (None: unbounded)
     max_tokens: int  # every draft's cap: DREAM_MAX_TOKENS, or less when the window leaves less
+    memory_mode: str = "vectors"  # "full_text" without an embedding engine
 
 
 def compose_drafts(scope: EpochScope, fabric: StateFabric, llm: LLMEngine, *, session_key: str,
@@ -54,10 +61,12 @@ def compose_drafts(scope: EpochScope, fabric: StateFabric, llm: LLMEngine, *, se
     # before they were recorded was built from an exact search
     epoch = scope.epoch
     legacy = epoch.context_chapters is None and epoch.status == "committed"
+    full_text = llm.memory_mode(epoch) == "full_text"
     memory = fabric.book_memory(scope.book.name, scope.number, top_k=llm.context_top_k, outline=OUTLINE_CHAPTERS,
-                                retrieved=epoch.context_chapters, scan="exact" if legacy else "auto")
+                                retrieved=epoch.context_chapters, scan="exact" if legacy else "auto",
+                                full_text=full_text)
     retrieved = tuple(chapter.chapter_number for chapter, _ in memory.related)
-    window = epoch_window(epoch)
+    window = epoch_window(epoch, served=llm.served_context)
     prompt, max_tokens = fit_draft_prompt(lambda budget: draft_context(scope.book, memory, budget), scope.agents,
                                           llm.context_tokens, llm.max_tokens, window)
     context_ms = (time.perf_counter() - started) * 1000
@@ -68,6 +77,8 @@ def compose_drafts(scope: EpochScope, fabric: StateFabric, llm: LLMEngine, *, se
                 session, scope.agents, lambda a: draft_messages(a, prompt), max_tokens
             )
             texts = [r.completion.text for r in results if r.completion]
+            if not session.embeddings_available:  # no embedding engine: memory and novelty go by the text
+                return results, None, None, session.calls
             try:
                 vectors = await session.embed(texts, purpose="draft_embedding") if texts else []
             except LLMCallError as exc:
@@ -78,11 +89,21 @@ def compose_drafts(scope: EpochScope, fabric: StateFabric, llm: LLMEngine, *, se
     fabric.record_llm_calls(calls)
     written = [r for r in results if r.completion is not None]
     if len(written) < 2:
-        return Burst(results, [], prompt, retrieved, context_ms, embedding_error, window, max_tokens)
+        return Burst(results, [], prompt, retrieved, context_ms, embedding_error, window, max_tokens,
+                     "full_text" if full_text else "vectors")
     if vectors:
         fabric.check_dimensions(vectors, "draft embeddings")
-    canon = fabric.canon_similarity(scope.book.name, scope.number, vectors) if vectors else [None] * len(written)
-    peers = peer_similarities([r.agent.name for r in written], vectors) if vectors else {}
+    names, texts = [r.agent.name for r in written], [r.completion.text for r in written]
+    if vectors:
+        canon = fabric.canon_similarity(scope.book.name, scope.number, vectors)
+        peers = peer_similarities(names, vectors)
+    elif full_text:  # no embedding engine: the same rules on word shingles (docs/memory.md)
+        canon = [max((lexical_similarity(text, c) for c in fabric.canon_texts_like(scope.book.name, scope.number,
+                                                                                  text)), default=None)
+                 for text in texts]
+        peers = lexical_peer_similarities(names, texts)
+    else:
+        canon, peers = [None] * len(written), {}
 
     fastest = min(r.completion.latency_s for r in written)
     rows = []
@@ -103,7 +124,8 @@ def compose_drafts(scope: EpochScope, fabric: StateFabric, llm: LLMEngine, *, se
                 near_duplicate_of=peer.closest if peer and peer.near_duplicate else None,
             )
         )
-    return Burst(results, rows, prompt, retrieved, context_ms, embedding_error, window, max_tokens)
+    return Burst(results, rows, prompt, retrieved, context_ms, embedding_error, window, max_tokens,
+                 "full_text" if full_text else "vectors")
 
 
 @dg.asset(partitions_def=epochs_partitions, group_name="epoch", deps=[roster], kinds={"openai", "postgres"})
@@ -155,6 +177,7 @@ def drafts(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngin
     return dg.MaterializeResult(
         metadata={
             "drafts": len(rows),
+            "memory_mode": burst.memory_mode,
             "forfeits": len(results) - len(rows),
             "truncated": sum(d.truncated for d in rows),
             "max_tokens": burst.max_tokens,

@@ -11,7 +11,9 @@ import dagster as dg
 from dream_pipeline import canon
 from dream_pipeline.assets.common import EpochScope, epoch_seed, load_scope
 from dream_pipeline.assets.drafts import drafts
+from dream_pipeline.ballot_diagnosis import diagnose
 from dream_pipeline.context_fit import epoch_window, review_plan
+from dream_pipeline.engine_report import epoch_engine_metadata
 from dream_pipeline.partitions import epochs_partitions
 from dream_pipeline.replay import is_replay, verify_replay
 from dream_pipeline.review import BallotResult, collect_ballots
@@ -95,7 +97,7 @@ def compose_votes(scope: EpochScope, written: Sequence[DraftRow], fabric: StateF
     async def vote() -> tuple[list[BallotResult], list]:
         async with llm.session(session_key, seed=seed) as session:
             ballots = await collect_ballots(
-                session, voters, presentations, texts, llm.vote_format,
+                session, voters, presentations, texts,
                 on_ballot=arrived if on_ballot is not None else None,
                 max_tokens=plan.reply_tokens, shown=shown, window=window,
             )
@@ -139,8 +141,10 @@ def peer_votes(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLME
         if ballot.abstention_reason is not None:
             context.log.warning(f"{ballot.voter} abstains after {ballot.attempts} attempts: {ballot.abstention_reason}")
     if not votes:
-        fabric.fail_for_a_new_roll(scope.key, "no valid ballot")
-        raise dg.Failure(f"{scope.key}: no voter returned a valid ballot ({len(abstentions)} abstentions)")
+        modes = fabric.epoch(scope.key).engine_modes or {}
+        why = diagnose([(a.reason, a.raw_reply) for a in abstentions], modes.get("vote_mode", "unknown")).line()
+        fabric.fail_for_a_new_roll(scope.key, f"no valid ballot: {why}")
+        raise dg.Failure(f"{scope.key}: no voter returned a valid ballot: {why}")
     fabric.write_masked_terms(scope.epoch.epoch_id,
                               {scope.agent(a).instance_id: dict(s.masked) for a, s in review.masked.items()})
     for ballot in ballots:
@@ -150,8 +154,10 @@ def peer_votes(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLME
         )
         fabric.record_telemetry(voter.drain_telemetry())
 
+    capabilities = fabric.engine_capabilities(llm.resolved_base_url().rstrip("/"), llm.model)
     return dg.MaterializeResult(
         metadata={
+            **epoch_engine_metadata(fabric.epoch(scope.key).engine_modes, capabilities),
             "votes": len(votes),
             "ballots": len(ballots) - len(abstentions),
             "abstentions": len(abstentions),

@@ -25,6 +25,7 @@ __all__ = [
     "Vote",
     "BallotError",
     "ballot_json_schema",
+    "find_ballot_json",
     "parse_ballot",
 ]
 
@@ -100,6 +101,35 @@ def _unfence(raw: str) -> str:
     return match.group("body").strip() if match else text
 
 
+_ANY_FENCE = re.compile(r"```[A-Za-z0-9_-]*[ \t]*\r?\n(?P<body>.*?)```", re.DOTALL)
+MAX_OBJECT_STARTS = 200  # a reply is scanned from at most this many "{" for an object holding "votes"
+
+
+def find_ballot_json(raw: str) -> Any:
+    """The ballot inside a reply that wraps it, as models without structured output do: in a code fence
+    anywhere in the text, or inside prose. The first JSON object with a "votes" key wins (a fenced one
+    first); with none, the reply parsed as a whole. Raises ``json.JSONDecodeError`` if nothing parses.
+    Only where the JSON is, is guessed: what it says is checked as strictly as ever."""
+    text = raw.strip()
+    decoder = json.JSONDecoder()
+    for match in _ANY_FENCE.finditer(text):
+        try:
+            doc = json.loads(match.group("body"))
+        except json.JSONDecodeError:
+            continue
+        if isinstance(doc, dict) and "votes" in doc:
+            return doc
+    starts = [i for i, ch in enumerate(text) if ch == "{"][:MAX_OBJECT_STARTS]
+    for start in starts:
+        try:
+            doc, _ = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(doc, dict) and "votes" in doc:
+            return doc
+    return json.loads(_unfence(raw))
+
+
 def _score(value: Any, label: str) -> int:
     # bool is an int subclass: true/false are not scores.  "7" is rejected: the schema says integer.
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -115,16 +145,18 @@ def _score(value: Any, label: str) -> int:
     return value
 
 
-def parse_ballot(raw: str, presentation: Presentation) -> list[Vote]:
+def parse_ballot(raw: str, presentation: Presentation, *, tolerant: bool = False) -> list[Vote]:
     """Parse a model reply strictly into one :class:`Vote` per ballot item, in presentation order.
 
     Tolerated: surrounding whitespace, one Markdown code fence (```json ... ```), whitespace
     around a draft_id, extra keys (ignored), scores written as integral floats (7.0 -> 7).
     Rejected: everything else listed in ``BALLOT_ERROR_REASONS``.  Rationales longer than
-    ``MAX_RATIONALE_CHARS`` are truncated, otherwise kept verbatim.
+    ``MAX_RATIONALE_CHARS`` are truncated, otherwise kept verbatim. ``tolerant`` (a reply the server
+    could not constrain: prompt-only, plain JSON mode) also finds the ballot inside prose or a code
+    fence anywhere in the reply (:func:`find_ballot_json`); the ballot itself is checked the same.
     """
     try:
-        doc = json.loads(_unfence(raw))
+        doc = find_ballot_json(raw) if tolerant else json.loads(_unfence(raw))
     except (json.JSONDecodeError, TypeError) as exc:
         raise BallotError("not_json", str(exc)) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("votes"), list):
