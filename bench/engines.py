@@ -7,9 +7,8 @@ want of ballots counts all its voters as invalid), the vote mode the probe chose
 engine counted them, drafts cut by the context or the cap, and the memory mode (vectors or full text).
 Each epoch gets up to `--attempts` runs, as `dream run` gives it.
 
-Ballot prompt tokens per voter at casts of 7, 16 and 64 agents belong to the bounded review design
-(issue 11, part B); before it, a ballot shows every other draft (at most 12 authors), so only the cast
-of 7 is measured (from the openai profile's ballots scaled to 6 drafts) and 16/64 are null.
+Then the cast-size scenario of `bench.cast_size`: one epoch each at casts of 7, 16 and 64 agents on
+the bounded review design, and the median ballot prompt tokens per voter at each (`--no-casts` skips it).
 
 Run: python -m bench.engines [--epochs N] [--full]   (fast: 3 epochs per profile; --full: 10)
 """
@@ -24,6 +23,7 @@ import urllib.request
 
 import dagster as dg
 
+from bench.cast_size import cast_size_figures
 from bench.common import print_result, print_table, scratch_fabric
 from dream_pipeline.assets import epoch_assets
 from dream_pipeline.partitions import epoch_key
@@ -99,19 +99,20 @@ def main() -> None:
     parser.add_argument("--attempts", type=int, default=2, help="runs per epoch before giving up (as dream run)")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--profiles", default=",".join(PROFILE_NAMES))
+    parser.add_argument("--no-casts", action="store_true", help="skip the cast-size scenario (7, 16, 64 agents)")
     args = parser.parse_args()
     epochs = args.epochs or (10 if args.full else 3)
     rows = [run_profile(p, epochs, args.attempts, args.seed) for p in args.profiles.split(",")]
     print_table(f"{epochs} epochs per engine profile (URL and model only)", rows)
-    openai_row = next((r for r in rows if r["profile"] == "openai"), None)
-    # today's ballot shows the other N-1 drafts: a cast of 5 reads 4; at 7 it would read 6
-    seven = round(openai_row["ballot_prompt_tokens"] * 6 / 4) if openai_row and openai_row["ballot_prompt_tokens"] else None
-    print("\nballot prompt tokens per voter: cast of 7 ≈", seven,
-          "(the cast of 5's median scaled to 6 drafts); 16 and 64 need the bounded review design (part B)")
+    per_voter = {"7": None, "16": None, "64": None}
+    if not args.no_casts:
+        cast_rows, figures = cast_size_figures(epochs=1, seed=args.seed)
+        print_table("cast size: ballot prompt tokens per voter (bounded review, bench.cast_size)", cast_rows)
+        per_voter = figures["ballot_prompt_tokens_per_voter"]
     keys = ("chapters", "ballot_valid_rate", "vote_mode", "context_overflows", "silent_truncations", "embedding_mode")
     print_result({
         "profiles": {r["profile"]: {k: r[k] for k in keys} for r in rows},
-        "ballot_prompt_tokens_per_voter": {"7": seven, "16": None, "64": None},
+        "ballot_prompt_tokens_per_voter": per_voter,
     })
 
 
