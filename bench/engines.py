@@ -4,7 +4,9 @@ but the URL and the model (openai, vllm, llama_cpp_python, llama_cpp, ollama, ba
 Per profile: chapters committed, the share of voters whose ballot was valid (an epoch that failed for
 want of ballots counts all its voters as invalid), the vote mode the probe chose, context overflows
 (HTTP 400s for a request past the context) and silent truncations (Ollama cutting a prompt), as the
-engine counted them, drafts cut by the context or the cap, and the memory mode (vectors or full text).
+engine counted them during the epochs (the probe's own deliberately oversized request, by which it learns
+the window of a server that does not state it, is shown apart as `probe_overflows`), drafts cut by the
+context or the cap, and the memory mode (vectors or full text).
 Each epoch gets up to `--attempts` runs, as `dream run` gives it.
 
 Then the cast-size scenario of `bench.cast_size`: one epoch each at casts of 7, 16 and 64 agents on
@@ -47,6 +49,8 @@ def run_profile(profile: str, epochs: int, attempts: int, seed: int) -> dict:
     started = time.perf_counter()
     with running_engine(EngineConfig(seed=seed, profile=profile)) as url, dg.instance_for_test() as instance:
         llm = LLMEngine(base_url=url, fabric=fabric)  # the URL and the model: nothing else
+        llm.probe_now()  # the probe's own oversized prompt (how a silent server's context is learned) is
+        probe = engine_stats(url)["profile"]  # counted apart from the epochs' requests
         for number in range(1, epochs + 1):
             key = epoch_key("space_time", number)
             instance.add_dynamic_partitions("epochs", [key])
@@ -82,8 +86,9 @@ def run_profile(profile: str, epochs: int, attempts: int, seed: int) -> dict:
         "vote_mode": caps.get("vote_mode"),
         "context_tokens": caps.get("context_tokens"),
         "concurrency": caps.get("concurrency"),
-        "context_overflows": stats["profile"]["context_overflows"],
-        "silent_truncations": stats["profile"]["silent_truncations"],
+        "context_overflows": stats["profile"]["context_overflows"] - probe["context_overflows"],
+        "silent_truncations": stats["profile"]["silent_truncations"] - probe["silent_truncations"],
+        "probe_overflows": probe["context_overflows"],
         "embedding_mode": ((modes or {}).get("engine_modes") or {}).get("embedding_mode")
         or ("vectors" if caps.get("embeddings") else "full_text"),  # a failed last epoch decides again
         "drafts_cut": f"{drafts['cut']}/{drafts['n']}",
