@@ -32,10 +32,12 @@ def add_search_command(subparsers: argparse._SubParsersAction) -> argparse.Argum
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from dream_pipeline.cli_errors import require_databases
     from dream_pipeline.settings import fabric_from_env, llm_from_env
 
     if args.limit < 1:
         raise ValueError("--limit must be at least 1")
+    require_databases()  # before the engine is started or asked anything
     # outside a Dagster run, EnvVar fields are resolved by initializing the resources
     with (
         fabric_from_env().process_config_and_initialize_cm() as fabric,
@@ -47,7 +49,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def _search(fabric, llm, args: argparse.Namespace) -> tuple[list[Fused], list[Fused]]:
     async def embed():
-        async with llm.session(None) as session:
+        async with llm.session(None, probe=False) as session:  # one embedding: no ballot mode to find
             try:
                 return await session.embed([args.text], purpose="search_embedding")
             finally:  # the call is kept in llm_calls like any other, failed or not

@@ -288,9 +288,11 @@ class LLMEngine(dg.ConfigurableResource):
         return ensure_engine(state_dir(), EngineConfig.from_env())
 
     @asynccontextmanager
-    async def session(self, epoch_key: str | None, *, seed: int | None = None) -> AsyncIterator[LLMSession]:
+    async def session(self, epoch_key: str | None, *, seed: int | None = None,
+                      probe: bool = True) -> AsyncIterator[LLMSession]:
         """Calls for one epoch step, recorded under `epoch_key`. `seed` (an alternate world's) is sent
-        with every chat request; by default it is the epoch's own world seed, if any.
+        with every chat request; by default it is the epoch's own world seed, if any. `probe=False` is
+        for a session that only embeds (`dream search`): it asks no ballot, so no mode is looked for.
 
         The session asks ballots in the epoch's vote mode: the one it recorded (a rerun or replay sends the
         same request shapes, so their recorded answers are found), else `vote_format` if set, else the best
@@ -312,8 +314,10 @@ class LLMEngine(dg.ConfigurableResource):
             if strict and "vote_mode" not in modes:  # committed before modes were recorded: the old default
                 modes = {"vote_mode": self.vote_format if self.vote_format != "auto" else "json_schema",
                          "embedding_mode": "vectors"}
-            if not strict or not modes:
+            if (not strict or not modes) and probe:
                 capabilities = await self.capabilities(client, base_url, embedding_client)
+            if "vote_mode" not in modes and capabilities is None:  # embeddings only
+                modes = {"vote_mode": "json_schema", "embedding_mode": "vectors"}
             if "vote_mode" not in modes:
                 modes["vote_mode"] = self.vote_format if self.vote_format != "auto" else capabilities.vote_mode
                 modes["embedding_mode"] = "vectors" if capabilities.embeddings else "full_text"
