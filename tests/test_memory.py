@@ -3,7 +3,6 @@ rolling summaries, bounded prompts, search, and the embedding dimension."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 import dagster as dg
@@ -23,6 +22,7 @@ from resources import fabric as fabric_module
 from resources.fabric import CanonLocked, ChapterRow, DraftRow, EmbeddingDimensionError, StateFabric
 from resources.llm import LLMEngine
 from spica import SpicaBook
+from tests.engine_text import embed_texts, persona_prose
 
 BOOK = "space_time"
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
@@ -35,31 +35,6 @@ LIGHTHOUSE = (
     "fog rolling, reef breaking white, the lens turning and turning. The fog horn answered the bell buoy; the "
     "keeper counted the turns of the beacon and the lantern never failed the ships beyond the reef."
 )
-
-
-def _embed(llm: LLMEngine, texts: list[str]) -> list[list[float]]:
-    async def run():
-        async with llm.session(None) as session:
-            return await session.embed(texts, purpose="test_embedding")
-
-    return asyncio.run(run())
-
-
-def _prose(llm: LLMEngine, count: int) -> list[str]:
-    """Distractor chapters: persona prose from the engine."""
-    cast = SpicaBook.load().initial_cast()
-
-    async def run():
-        async with llm.session(None) as session:
-            return await asyncio.gather(*(
-                session.chat(purpose="test", agent_name=None, max_tokens=300, messages=[
-                    {"role": "system", "content": cast[i % len(cast)].system_prompt()},
-                    {"role": "user", "content": f"Write chapter {i + 1}."},
-                ])
-                for i in range(count)
-            ))
-
-    return [c.text for c in asyncio.run(run())]
 
 
 def _write_book(fabric: StateFabric, texts: list[str], vectors: list[list[float]]) -> None:
@@ -80,10 +55,10 @@ def _write_book(fabric: StateFabric, texts: list[str], vectors: list[list[float]
 def planted(fabric: StateFabric, llm: LLMEngine) -> list[str]:
     """Twelve chapters: chapter 4 about a lighthouse among persona-prose distractors, and the last
     chapter (12) back on the lighthouse."""
-    texts = _prose(llm, 12)
+    texts = persona_prose(llm, 12)
     texts[3] = LIGHTHOUSE.format(n=4)
     texts[11] = LIGHTHOUSE.format(n=12).replace("The lighthouse keeper climbed", "Years later the keeper's son climbed")
-    _write_book(fabric, texts, _embed(llm, texts))
+    _write_book(fabric, texts, embed_texts(llm, texts))
     return texts
 
 
@@ -103,8 +78,8 @@ def test_retrieval_returns_the_planted_chapter_among_distractors(planted, fabric
 
 
 def test_the_novelty_rule_penalizes_a_copied_chapter(planted, fabric: StateFabric, llm: LLMEngine):
-    fresh = _prose(llm, 14)[13]  # persona prose no chapter used
-    copy, new = _embed(llm, [planted[6], fresh])
+    fresh = persona_prose(llm, 14)[13]  # persona prose no chapter used
+    copy, new = embed_texts(llm, [planted[6], fresh])
     copied_sim, fresh_sim = fabric.canon_similarity(BOOK, 13, [copy, new])
     assert copied_sim == pytest.approx(1.0, abs=1e-4)
     assert fresh_sim < copied_sim

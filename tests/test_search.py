@@ -4,7 +4,6 @@ among persona-prose chapters, found verbatim and paraphrased; reciprocal rank fu
 from __future__ import annotations
 
 import argparse
-import asyncio
 
 import pytest
 from hypothesis import given
@@ -15,6 +14,7 @@ from dream_pipeline.search import add_search_command, hybrid_search, reciprocal_
 from resources.fabric import ChapterRow, DraftRow, StateFabric
 from resources.llm import LLMEngine
 from spica import SpicaBook
+from tests.engine_text import embed_texts, persona_prose
 
 BOOK = "space_time"
 # chapter number -> a sentence planted in the middle of that chapter's persona prose, with two more on its
@@ -43,41 +43,17 @@ DECOYS = {
 CHAPTERS = 15
 
 
-def _embed(llm: LLMEngine, texts: list[str]) -> list[list[float]]:
-    async def run():
-        async with llm.session(None) as session:
-            return await session.embed(texts, purpose="test_embedding")
-
-    return asyncio.run(run())
-
-
-def _prose(llm: LLMEngine, count: int) -> list[str]:
-    cast = SpicaBook.load().initial_cast()
-
-    async def run():
-        async with llm.session(None) as session:
-            return await asyncio.gather(*(
-                session.chat(purpose="test", agent_name=None, max_tokens=300, messages=[
-                    {"role": "system", "content": cast[i % len(cast)].system_prompt()},
-                    {"role": "user", "content": f"Write chapter {i + 1}."},
-                ])
-                for i in range(count)
-            ))
-
-    return [c.text for c in asyncio.run(run())]
-
-
 @pytest.fixture
 def book(fabric: StateFabric, llm: LLMEngine) -> list[str]:
     """Fifteen committed chapters: persona prose, three with a planted sentence, two decoys."""
-    texts = _prose(llm, CHAPTERS)
+    texts = persona_prose(llm, CHAPTERS)
     for number, sentence in PLANTED.items():
         words = texts[number - 1].split()
         middle = len(words) // 2
         texts[number - 1] = " ".join(words[:middle] + [sentence, SUBJECT[number]] + words[middle:])
     for number, decoy in DECOYS.items():
         texts[number - 1] = decoy
-    vectors = _embed(llm, texts)
+    vectors = embed_texts(llm, texts)
     fabric.ensure_book(SpicaBook.load())
     for n, (text, vector) in enumerate(zip(texts, vectors, strict=True), start=1):
         epoch = fabric.open_epoch(BOOK, epoch_key(BOOK, n), n)
@@ -92,7 +68,7 @@ def book(fabric: StateFabric, llm: LLMEngine) -> list[str]:
 
 
 def _search(fabric: StateFabric, llm: LLMEngine, text: str, limit: int = 5):
-    [vector] = _embed(llm, [text])
+    [vector] = embed_texts(llm, [text])
     return hybrid_search(fabric, BOOK, text, vector, limit), vector
 
 
