@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import time
+from collections.abc import Sequence
+
+from psycopg import sql
 
 from bench.common import print_result, print_table, scratch_fabric
 from dream_pipeline.partitions import epoch_key
@@ -29,12 +33,40 @@ from dream_pipeline.prompts import (
 )
 from offline_engine import EngineConfig, running_engine
 from resources.fabric import ChapterRow, DraftRow, StateFabric
+from resources.fabric.memory import CHAPTERS_NEAR, SCAN_SETTINGS
+from resources.fabric.rows import as_vector
 from resources.llm import LLMEngine, LLMSession
 from spica import SpicaBook
 
 BOOK = "space_time"
 REPEATS = 50
 WINDOW = 10  # prompts averaged per book size
+
+
+def analyze_memory(fabric: StateFabric) -> None:
+    """Refresh the planner's statistics of the memory's tables now (autovacuum does it in time; a
+    benchmark that has just written them cannot wait)."""
+    with fabric.connection() as conn:
+        conn.execute("ANALYZE chapters, drafts")
+
+
+def nearest_query_stats(
+    fabric: StateFabric, book: str, vector: Sequence[float], k: int, *, before_number: int, scan: str = "auto"
+) -> tuple[bool, float]:
+    """EXPLAIN ANALYZE of the fabric's own chapter nearest-neighbour query: whether the HNSW index was
+    used, and the server's execution time in ms (no connection or transfer overhead)."""
+    fabric.check_dimensions([vector], "query embeddings")
+    dim = sql.Literal(fabric.embedding_dim)
+    query = sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) ") + CHAPTERS_NEAR.format(
+        vec=sql.SQL("embedding::vector({})").format(dim), q=sql.SQL("%(q)s::vector({})").format(dim), dim=dim
+    )
+    with fabric.connection() as conn, conn.transaction(force_rollback=True):
+        for setting in SCAN_SETTINGS[scan]:
+            conn.execute(setting)
+        [plan] = next(iter(conn.execute(
+            query, {"q": as_vector(vector), "k": k, "p0": book, "p1": before_number}
+        ).fetchone().values()))
+    return "chapters_embedding_hnsw" in json.dumps(plan["Plan"]), float(plan["Execution Time"])
 
 
 def _median_ms(fn, repeats: int = REPEATS) -> float:
@@ -125,14 +157,14 @@ def main() -> None:
                 for m in window
             ))
             built = context(n)
-            fabric.analyze_memory()
+            analyze_memory(fabric)
             knn = {}
             for scan in ("index", "exact"):
-                stats = [fabric.nearest_query_stats(BOOK, last_vector, llm.context_top_k, before_number=n + 1,
+                stats = [nearest_query_stats(fabric, BOOK, last_vector, llm.context_top_k, before_number=n + 1,
                                                     scan=scan) for _ in range(30)]
                 knn[scan] = statistics.median(ms for _, ms in stats)
                 knn[scan + "_used_hnsw"] = stats[0][0]
-            uses_hnsw, _ = fabric.nearest_query_stats(BOOK, last_vector, llm.context_top_k, before_number=n + 1)
+            uses_hnsw, _ = nearest_query_stats(fabric, BOOK, last_vector, llm.context_top_k, before_number=n + 1)
             rows[n] = {
                 "chapters": n,
                 "prompt_tokens": statistics.mean(r.prompt_tokens for r in replies),

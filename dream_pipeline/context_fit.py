@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from dream_pipeline.memory import BookContext
 from dream_pipeline.prompts import ballot_messages, draft_messages
+from dream_pipeline.records import EpochRecord
 from dream_pipeline.settings import MIN_CONTEXT_TOKENS, llm_context_tokens
 from dream_pipeline.tournament.anonymize import (
     BALLOT_CUT_MARKER,
@@ -33,7 +34,6 @@ from dream_pipeline.tournament.token_budget import (
     estimate_tokens,
     messages_tokens,
 )
-from resources.fabric import EpochRecord
 from spica import SpicaAgent
 
 # the longest repair message a ballot retry adds: the template and a rejection reason (at most about

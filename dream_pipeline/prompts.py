@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from dream_pipeline.memory import BookContext, Passage, build_context
-from resources.fabric import BookMemoryRows, ChapterRow, SummaryRow
+from dream_pipeline.records import BookMemoryRows, ChapterRow, SummaryRow
 from spica import SpicaAgent, SpicaBook
 
 OUTLINE_CHAPTERS = 12  # titles of the latest chapters, as the book's outline

@@ -6,8 +6,8 @@ import textwrap
 from collections.abc import Sequence
 
 from dream_pipeline.prompts import chapter_body
+from dream_pipeline.records import ChapterRow, Standing
 from dream_pipeline.tournament.selection import describe_margin
-from resources.fabric import ChapterRow, Standing
 
 
 def render_outline(chapters: Sequence[ChapterRow]) -> str:

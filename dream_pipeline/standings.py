@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from dream_pipeline.records import VoterFlag, VoteRow
 from dream_pipeline.tournament import Vote, pairwise_outcomes
 from dream_pipeline.tournament.bradley_terry import bootstrap_ballots
 from dream_pipeline.tournament.voter_stats import flag_cliques, flag_outlier_voters
-from resources.fabric import VoterFlag, VoteRow
 
 WINDOW_EPOCHS = 10
 BOOTSTRAP_ROUNDS = 200

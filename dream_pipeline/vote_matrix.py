@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from resources.fabric import VoteRow
+from dream_pipeline.records import VoteRow
 
 
 def vote_matrix(votes: Sequence[VoteRow]) -> pd.DataFrame:

@@ -14,6 +14,7 @@ from dream_pipeline.partitions import epoch_key
 from resources.fabric import CanonLocked, StateFabric
 from resources.llm import LLMEngine
 from tests.conftest import assert_checks_hold
+from tests.fabric_helpers import epoch_fingerprint, write_votes
 
 KEY = "space_time-00002"
 
@@ -41,7 +42,7 @@ def two_epochs(run_epoch, fabric):
 def test_the_commit_stores_the_fingerprint_of_what_the_epoch_decided(two_epochs, fabric):
     stored, sections = fabric.committed_fingerprint(two_epochs.epoch_id)
     assert set(sections) == {"drafts", "votes", "abstentions", "ratings", "outcome", "chapter"}
-    assert stored == fabric.epoch_fingerprint(two_epochs.epoch_id)
+    assert stored == epoch_fingerprint(fabric, two_epochs.epoch_id)
     assert len(stored) == 64
 
 
@@ -101,7 +102,7 @@ def test_a_committed_epochs_rows_cannot_be_rewritten_by_a_step(two_epochs, fabri
     with pytest.raises(CanonLocked, match="space_time-00002 is committed"):
         fabric.write_drafts(two_epochs.epoch_id, drafts)
     with pytest.raises(CanonLocked):
-        fabric.write_votes(two_epochs.epoch_id, fabric.votes(two_epochs.epoch_id), [])
+        write_votes(fabric, two_epochs.epoch_id, fabric.votes(two_epochs.epoch_id), [])
     assert len(fabric.drafts(two_epochs.epoch_id)) == 5
     assert fabric.chapter_for_epoch(two_epochs.epoch_id) is not None
 

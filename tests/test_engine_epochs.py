@@ -9,6 +9,7 @@ import pytest
 from dream_pipeline.partitions import epoch_key
 from offline_engine import EngineConfig, running_engine
 from resources.llm import LLMEngine
+from tests.fabric_helpers import epoch_fingerprint
 
 EXPECTED_MODE = {
     "openai": "json_schema",
@@ -65,13 +66,13 @@ def test_an_epoch_commits_on_every_engine_profile(profile_engine, fabric, instan
                       "ollama_format": (None, True), "prompt_only": (None, False)}[EXPECTED_MODE[profile]]
     assert [(s["rf"], s["extra"]) for s in shapes] == [expected_shape]
     # a backfill replays it from the record in the same request shapes: no engine needed, nothing changes
-    fingerprint = fabric.epoch_fingerprint(epoch.epoch_id)
+    fingerprint = epoch_fingerprint(fabric, epoch.epoch_id)
     with fabric.connection() as conn:
         calls = conn.execute("SELECT count(*) AS n FROM llm_calls").fetchone()["n"]
     gone = LLMEngine(base_url="http://127.0.0.1:9/v1", max_tokens=300, max_retries=0, timeout_s=2, fabric=fabric)
     replay = dg.materialize(epoch_assets, instance=instance, partition_key=key,
                             resources={"fabric": fabric, "llm": gone})
     assert replay.success
-    assert fabric.epoch_fingerprint(epoch.epoch_id) == fingerprint
+    assert epoch_fingerprint(fabric, epoch.epoch_id) == fingerprint
     with fabric.connection() as conn:
         assert conn.execute("SELECT count(*) AS n FROM llm_calls").fetchone()["n"] == calls

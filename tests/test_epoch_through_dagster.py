@@ -6,6 +6,7 @@ import dagster as dg
 import pytest
 
 from dream_pipeline.partitions import epoch_key
+from tests.fabric_helpers import alive_agents
 
 
 def _count(fabric, query: str, *params) -> int:
@@ -56,7 +57,7 @@ def test_one_epoch_writes_the_whole_record(run_epoch, fabric):
     assert chapter.text == next(d.text for d in drafts if d.agent_id == epoch.winner_agent_id)
 
     # the Reaper: the loser is retired (record kept, state cleared), a reserve persona took its seat
-    alive = fabric.alive_agents("space_time")
+    alive = alive_agents(fabric, "space_time")
     assert len(alive) == 5
     assert epoch.loser_agent_id not in {a.instance_id for a in alive}
     with fabric.connection() as conn:
@@ -125,7 +126,7 @@ def test_epochs_chain_and_a_rerun_changes_nothing(run_epoch, fabric):
     for table in ("agents", "simulation_epochs", "drafts", "peer_votes", "elo_ratings", "chapters"):
         assert after[table] == counts[table], table
     assert [c.chapter_number for c in fabric.chapters("space_time")] == [1, 2]
-    assert len(fabric.alive_agents("space_time")) == 5
+    assert len(alive_agents(fabric, "space_time")) == 5
 
 
 def test_an_epoch_cannot_start_before_its_predecessor(run_epoch, fabric):

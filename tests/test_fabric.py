@@ -9,6 +9,7 @@ import pytest
 
 from resources.fabric import AbstentionRow, ChapterRow, DraftRow, EpochOrderError, StateFabric, VoteRow
 from spica import SpicaBook
+from tests.fabric_helpers import alive_agents, applied_migrations, epoch_fingerprint, write_votes
 
 
 def _open(fabric: StateFabric):
@@ -36,20 +37,20 @@ def _votes(epoch, fabric: StateFabric) -> list[VoteRow]:
 
 def test_migrations_are_recorded_and_idempotent(database_url):
     fresh = StateFabric(database_url=database_url)
-    applied = fresh.applied_migrations()
+    applied = applied_migrations(fresh)
     assert applied and applied[0] == "001_state_fabric.sql"
     from resources import fabric as fabric_module
 
     fabric_module._MIGRATED.clear()  # force a second pass over the same database
     assert fresh.migrate() == []
-    assert fresh.applied_migrations() == applied
+    assert applied_migrations(fresh) == applied
 
 
 def test_book_seats_its_cast_once(fabric):
     book = SpicaBook.load()
     assert fabric.ensure_book(book) is True
     assert fabric.ensure_book(SpicaBook.load()) is False
-    names = [a.name for a in fabric.alive_agents("space_time")]
+    names = [a.name for a in alive_agents(fabric, "space_time")]
     assert sorted(names) == sorted(p["name"] for p in book.manifest["cast"])
 
 
@@ -59,11 +60,11 @@ def test_insight_score_and_self_votes_are_enforced_by_the_schema(fabric):
     good = _votes(epoch, fabric)
     bad_score = [VoteRow(**{**good[0].__dict__, "insight_score": 11})]
     with pytest.raises(psycopg.errors.CheckViolation):
-        fabric.write_votes(epoch.epoch_id, bad_score, [])
+        write_votes(fabric, epoch.epoch_id, bad_score, [])
     v = good[0]
     self_vote = [VoteRow(v.voter_agent, v.voter_agent, v.voter_agent_id, v.voter_agent_id, 5, "", "x", 0)]
     with pytest.raises(psycopg.errors.CheckViolation):
-        fabric.write_votes(epoch.epoch_id, self_vote, [])
+        write_votes(fabric, epoch.epoch_id, self_vote, [])
     assert fabric.votes(epoch.epoch_id) == []  # a failed batch leaves nothing behind
 
 
@@ -71,7 +72,7 @@ def test_rewriting_an_epoch_replaces_its_rows(fabric):
     epoch = _open(fabric)
     for _ in range(3):
         fabric.write_drafts(epoch.epoch_id, _drafts(epoch, fabric))
-        fabric.write_votes(epoch.epoch_id, _votes(epoch, fabric), [AbstentionRow("Poet", "not_json", "{")])
+        write_votes(fabric, epoch.epoch_id, _votes(epoch, fabric), [AbstentionRow("Poet", "not_json", "{")])
     counts = fabric.table_counts()
     assert counts["drafts"] == 5
     assert counts["peer_votes"] == 20
@@ -117,10 +118,10 @@ def test_the_reaper_commits_once_and_notifies(fabric):
     assert len(seated) == 1 and seated[0]["name"] == first.replacement
     # the commit stores the fingerprint of the rows it decided, section by section
     stored, sections = fabric.committed_fingerprint(epoch.epoch_id)
-    assert stored == fabric.epoch_fingerprint(epoch.epoch_id) and len(stored) == 64
+    assert stored == epoch_fingerprint(fabric, epoch.epoch_id) and len(stored) == 64
     assert set(sections) == {"drafts", "votes", "abstentions", "ratings", "outcome", "chapter"}
     assert seated[0]["joined_epoch"] == 2 and seated[0]["alive"] is True and seated[0]["book"] == "space_time"
-    assert len(fabric.alive_agents("space_time")) == 5
+    assert len(alive_agents(fabric, "space_time")) == 5
     assert fabric.table_counts()["agents"] == 6
     assert fabric.epoch("space_time-00001").status == "committed"
     assert fabric.next_epoch_number("space_time") == 2
@@ -208,14 +209,14 @@ def test_the_reaper_refuses_an_epoch_without_a_chapter(fabric):
     with pytest.raises(RuntimeError, match=r"^epoch space_time-00001 has no committed chapter yet \(status running\)$"):
         fabric.reap(epoch, loser, None)
     assert fabric.epoch("space_time-00001").status == "running"
-    assert len(fabric.alive_agents("space_time")) == 5
+    assert len(alive_agents(fabric, "space_time")) == 5
 
 
 def test_the_reaper_without_a_replacement_or_without_a_loser(fabric):
     epoch, agents = _collapsed(fabric)
     outcome = fabric.reap(epoch, agents[-1], None)  # the pool is empty and no mutation was made
     assert outcome == type(outcome)(agents[-1].name, None, already_done=False)
-    assert {a.name for a in fabric.alive_agents("space_time")} == {a.name for a in agents[:-1]}
+    assert {a.name for a in alive_agents(fabric, "space_time")} == {a.name for a in agents[:-1]}
     assert fabric.table_counts()["agents"] == 5
     assert fabric.epoch("space_time-00001").status == "committed"
 
@@ -225,7 +226,7 @@ def test_the_reaper_with_nobody_to_eliminate_only_commits(fabric):
     book = SpicaBook.load()
     outcome = fabric.reap(epoch, None, book.recruit(book.reserve()[0], replaced=agents[-1]))
     assert outcome == type(outcome)(None, None, already_done=False)  # no loser: nobody retired, nobody seated
-    assert len(fabric.alive_agents("space_time")) == 5 and fabric.table_counts()["agents"] == 5
+    assert len(alive_agents(fabric, "space_time")) == 5 and fabric.table_counts()["agents"] == 5
     assert fabric.epoch("space_time-00001").status == "committed"
 
 

@@ -19,6 +19,7 @@ from dream_pipeline.partitions import epoch_key
 from offline_engine import EngineConfig, running_engine
 from resources.fabric import StateFabric
 from resources.llm import LLMEngine
+from tests.fabric_helpers import alive_agents, epoch_fingerprint
 
 KEY = epoch_key("space_time", 1)
 
@@ -87,12 +88,12 @@ def test_an_epoch_that_could_not_be_ranked_is_rolled_afresh(fabric, llm, instanc
                           resources={"fabric": fabric, "llm": llm}).success
     epoch = fabric.epoch(KEY)
     assert epoch.status == "committed" and fabric.votes(epoch.epoch_id)
-    committed = fabric.epoch_fingerprint(epoch.epoch_id)
+    committed = epoch_fingerprint(fabric, epoch.epoch_id)
     unreachable = LLMEngine(base_url="http://127.0.0.1:9/v1", max_tokens=llm.max_tokens, max_retries=0,
                             timeout_s=2, fabric=fabric)
     assert dg.materialize(epoch_assets, instance=instance, partition_key=KEY,
                           resources={"fabric": fabric, "llm": unreachable}).success
-    assert fabric.epoch_fingerprint(epoch.epoch_id) == committed
+    assert epoch_fingerprint(fabric, epoch.epoch_id) == committed
     _integrity_is_clean(fabric)
 
 
@@ -169,4 +170,4 @@ def test_a_run_killed_mid_epoch_is_finished_by_the_next_run(killable_state, mome
             "SELECT count(*) AS n FROM (SELECT replaced_agent_id FROM agents WHERE replaced_agent_id IS NOT NULL"
             " GROUP BY 1 HAVING count(*) > 1) r"
         ).fetchone()["n"]
-    assert replaced_twice == 0 and len(fabric.alive_agents("space_time")) == 5
+    assert replaced_twice == 0 and len(alive_agents(fabric, "space_time")) == 5

@@ -10,6 +10,7 @@ from dream_pipeline.assets import epoch_assets
 from dream_pipeline.partitions import epoch_key
 from dream_pipeline.phase import phase_job
 from resources.llm import LLMEngine
+from tests.fabric_helpers import epoch_fingerprint
 
 
 def test_a_new_epoch_inside_phase_ends_cleanly_without_opening(run_epoch, fabric, instance, monkeypatch):
@@ -31,7 +32,7 @@ def test_a_new_epoch_inside_phase_ends_cleanly_without_opening(run_epoch, fabric
 def test_a_committed_epoch_replays_bit_for_bit_without_the_engine(run_epoch, fabric, instance):
     assert run_epoch(1).success
     epoch = fabric.epoch(epoch_key("space_time", 1))
-    before = fabric.epoch_fingerprint(epoch.epoch_id)
+    before = epoch_fingerprint(fabric, epoch.epoch_id)
     counts = fabric.table_counts()
     unreachable = LLMEngine(base_url="http://127.0.0.1:9/v1", max_tokens=900, max_retries=0, timeout_s=2,
                             fabric=fabric)
@@ -41,7 +42,7 @@ def test_a_committed_epoch_replays_bit_for_bit_without_the_engine(run_epoch, fab
         instance=instance, partition_key=key, resources={"fabric": fabric, "llm": unreachable},
     )
     assert replay.success
-    assert fabric.epoch_fingerprint(epoch.epoch_id) == before
+    assert epoch_fingerprint(fabric, epoch.epoch_id) == before
     assert fabric.table_counts() == counts  # no new call recorded, no row duplicated
 
 
@@ -62,7 +63,7 @@ def test_an_old_epoch_replays_from_the_chapters_its_prompt_retrieved(run_epoch, 
         assert run_epoch(number).success
     epoch = fabric.epoch(epoch_key("space_time", 4))
     assert epoch.context_chapters is not None and set(epoch.context_chapters) == {1, 2}
-    before = fabric.epoch_fingerprint(epoch.epoch_id)
+    before = epoch_fingerprint(fabric, epoch.epoch_id)
     unreachable = LLMEngine(base_url="http://127.0.0.1:9/v1", max_tokens=900, max_retries=0, timeout_s=2,
                             fabric=fabric)
 
@@ -71,7 +72,7 @@ def test_an_old_epoch_replays_from_the_chapters_its_prompt_retrieved(run_epoch, 
                               resources={"fabric": fabric, "llm": unreachable}, raise_on_error=False)
 
     assert replay().success  # after chapters 4 and 5 were written
-    assert fabric.epoch_fingerprint(epoch.epoch_id) == before
+    assert epoch_fingerprint(fabric, epoch.epoch_id) == before
     # the record, not a new search, decides the prompt: with another list it no longer matches its answers
     with fabric.connection() as conn:
         conn.execute("UPDATE simulation_epochs SET context_chapters = %s WHERE epoch_id = %s",
@@ -81,4 +82,4 @@ def test_an_old_epoch_replays_from_the_chapters_its_prompt_retrieved(run_epoch, 
     logged = [entry.user_message for entry in instance.all_logs(failed.run_id)]
     assert any("forfeits space_time-00004: replay of space_time-00004: no recorded answer" in m for m in logged)
     assert fabric.epoch(epoch.epoch_key).status == "committed"  # a failed replay leaves the canon alone
-    assert fabric.epoch_fingerprint(epoch.epoch_id) == before
+    assert epoch_fingerprint(fabric, epoch.epoch_id) == before

@@ -10,6 +10,7 @@ from dream_pipeline.memory import lexical_peer_similarities, lexical_similarity,
 from dream_pipeline.partitions import epoch_key
 from offline_engine import EngineConfig, running_engine
 from resources.llm import LLMEngine
+from tests.fabric_helpers import epoch_fingerprint
 
 words = st.lists(st.sampled_from("the furnace iron bell night morning river stone ledger crown".split()),
                  min_size=0, max_size=40).map(" ".join)
@@ -59,8 +60,8 @@ def test_without_embeddings_the_loop_commits_and_memory_goes_by_full_text(fabric
     assert embedding_calls == 0  # the engine was never asked for vectors it does not serve
 
     # a replay builds the same prompt from the recorded mode and chapters, with no engine at all
-    fingerprint = fabric.epoch_fingerprint(third.epoch_id)
+    fingerprint = epoch_fingerprint(fabric, third.epoch_id)
     gone = LLMEngine(base_url="http://127.0.0.1:9/v1", max_tokens=300, max_retries=0, timeout_s=2, fabric=fabric)
     replay = dg.materialize(epoch_assets, instance=instance, partition_key=third.epoch_key,
                             resources={"fabric": fabric, "llm": gone})
-    assert replay.success and fabric.epoch_fingerprint(third.epoch_id) == fingerprint
+    assert replay.success and epoch_fingerprint(fabric, third.epoch_id) == fingerprint

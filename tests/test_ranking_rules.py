@@ -16,6 +16,7 @@ from dream_pipeline.tournament.ballots import Vote
 from dream_pipeline.tournament.selection import bottom_is_separated
 from resources.fabric import ChapterRow, DraftRow, VoteRow
 from spica import SpicaBook
+from tests.fabric_helpers import write_votes
 
 QUALITY = [9, 7, 5, 3, 1]  # what every voter gives the agents of the roster, in roster order
 
@@ -108,7 +109,7 @@ def test_the_second_epoch_starts_from_stored_ratings_and_spares_the_newcomer(fab
     names = [a.name for a in first.agents]
     written = _drafts(fabric, first, {})
     votes = _votes(first, dict(zip(names, QUALITY, strict=True)))
-    fabric.write_votes(first.epoch.epoch_id, votes, [])
+    write_votes(fabric, first.epoch.epoch_id, votes, [])
     ranking = compose_ranking(first, written, votes, fabric, EloConfig())
     _commit(fabric, first, ranking, written)
     stored = {r.agent_name: r.rating_after for r in ranking.rows}
@@ -145,7 +146,7 @@ def test_the_second_epoch_starts_from_stored_ratings_and_spares_the_newcomer(fab
                                                        candidates)
 
     # a third epoch with a window of 2 reads epoch 2's ballots and not epoch 1's
-    fabric.write_votes(second.epoch.epoch_id, votes2, [])
+    write_votes(fabric, second.epoch.epoch_id, votes2, [])
     ranked = compose_ranking(second, written2, votes2, fabric, EloConfig())
     _commit(fabric, second, ranked, written2)
     third = _open(fabric, 3)

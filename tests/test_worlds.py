@@ -12,6 +12,7 @@ from dream_pipeline.worlds import unwind_for_promotion, world_seed
 from dream_pipeline.worlds_jobs import promote_job, reroll_job
 from resources.fabric import PromotionError
 from resources.llm import LLMEngine
+from tests.fabric_helpers import alive_agents, epoch_fingerprint
 
 KEY1, KEY2 = epoch_key("space_time", 1), epoch_key("space_time", 2)
 
@@ -32,16 +33,16 @@ def _calls(fabric, key: str) -> list[dict]:
 def test_a_reroll_asks_the_engine_again_and_leaves_the_canon_alone(run_epoch, fabric, llm, instance):
     assert run_epoch(1).success and run_epoch(2).success
     epochs = [fabric.epoch(k) for k in (KEY1, KEY2)]
-    before = [fabric.epoch_fingerprint(e.epoch_id) for e in epochs]
+    before = [epoch_fingerprint(fabric, e.epoch_id) for e in epochs]
     canon_calls = len(_calls(fabric, KEY1))
-    alive = {a.name for a in fabric.alive_agents("space_time")}
+    alive = {a.name for a in alive_agents(fabric, "space_time")}
 
     result = _reroll(instance, fabric, llm, KEY1)
     assert result.success
 
-    assert [fabric.epoch_fingerprint(e.epoch_id) for e in epochs] == before  # the canon is untouched
+    assert [epoch_fingerprint(fabric, e.epoch_id) for e in epochs] == before  # the canon is untouched
     assert len(_calls(fabric, KEY1)) == canon_calls
-    assert {a.name for a in fabric.alive_agents("space_time")} == alive
+    assert {a.name for a in alive_agents(fabric, "space_time")} == alive
     [world] = fabric.worlds(KEY1)
     assert (world.world_key, world.world_number, world.status) == (f"{KEY1}~1", 1, "complete")
     assert world.seed == world_seed(KEY1, 1)
@@ -75,12 +76,12 @@ def test_only_the_latest_epoch_can_be_promoted(run_epoch, fabric, llm, instance)
     assert _reroll(instance, fabric, llm, KEY1).success
     assert run_epoch(2).success
     epoch = fabric.epoch(KEY1)
-    before, counts = fabric.epoch_fingerprint(epoch.epoch_id), fabric.table_counts()
+    before, counts = epoch_fingerprint(fabric, epoch.epoch_id), fabric.table_counts()
     with pytest.raises(PromotionError, match=f"only the latest epoch can be promoted, and {KEY2} has opened"):
         unwind_for_promotion(fabric, KEY1, 1)
     with pytest.raises(PromotionError, match="world 7 of .* is missing"):
         unwind_for_promotion(fabric, KEY2, 7)
-    assert fabric.epoch_fingerprint(epoch.epoch_id) == before and fabric.table_counts() == counts
+    assert epoch_fingerprint(fabric, epoch.epoch_id) == before and fabric.table_counts() == counts
     assert fabric.worlds(KEY1)[0].status == "complete"
 
 
@@ -110,7 +111,7 @@ def test_a_promoted_world_becomes_the_canon_and_replays_bit_for_bit(run_epoch, f
     # the Reaper acted on the promoted world: its loser is retired, the canon's loser lives again if spared
     [loser] = fabric.agents([epoch.loser_agent_id])
     assert loser.name == doc["eliminated"]
-    alive = {a.name for a in fabric.alive_agents("space_time")}
+    alive = {a.name for a in alive_agents(fabric, "space_time")}
     assert loser.name not in alive and len(alive) == len(first.active_agent_ids)
     assert (first_loser.name in alive) == (first_loser.name != loser.name)
     # rebuilt from the record: the only new engine call is the rolling summary of the new chapter
@@ -127,12 +128,12 @@ def test_a_promoted_world_becomes_the_canon_and_replays_bit_for_bit(run_epoch, f
                             (epoch.epoch_id,)).fetchone()["n"] == 1
 
     # a backfill of the promoted epoch replays it without the engine, bit for bit
-    fingerprint, counts = fabric.epoch_fingerprint(epoch.epoch_id), fabric.table_counts()
+    fingerprint, counts = epoch_fingerprint(fabric, epoch.epoch_id), fabric.table_counts()
     unreachable = LLMEngine(base_url="http://127.0.0.1:9/v1", max_tokens=900, max_retries=0, timeout_s=2,
                             fabric=fabric)
     replay = dg.materialize(epoch_assets, instance=instance, partition_key=KEY1,
                             resources={"fabric": fabric, "llm": unreachable})
     assert replay.success
-    assert fabric.epoch_fingerprint(epoch.epoch_id) == fingerprint and fabric.table_counts() == counts
+    assert epoch_fingerprint(fabric, epoch.epoch_id) == fingerprint and fabric.table_counts() == counts
     assert run_epoch(2).success  # and the book goes on from the promoted world
     assert fabric.chapters("space_time")[0].text == doc["chapter"]["text"]

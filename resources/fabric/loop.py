@@ -1,0 +1,46 @@
+"""The loop's own record: its timeline of epochs, and when it was down (dream_pipeline/downtime.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+
+class LoopMixin:
+    """What `dream status`, the downtime bookkeeping and the benches read of the loop."""
+
+    def loop_timeline(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest epochs with their start, barrier release, first engine call and commit times (for
+        status and benches)."""
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT epoch_key, book, epoch_number, status, start_time, released_at, end_time, run_id,"
+                " timings->>'failure' AS failure,"
+                " (SELECT min(c.started_at) FROM llm_calls c WHERE c.epoch_key = e.epoch_key) AS first_call_at"
+                " FROM simulation_epochs e ORDER BY start_time DESC LIMIT %s",
+                (limit,),
+            ).fetchall()
+        return list(reversed(rows))
+
+    def record_downtime(self, down_from: datetime, down_until: datetime, resumed_by: str) -> None:
+        """Note that the loop was not running from `down_from` to `down_until` (dream_pipeline/downtime.py);
+        the same start noted twice keeps the later end."""
+        with self.connection() as conn:
+            conn.execute(
+                "INSERT INTO loop_downtime (down_from, down_until, resumed_by) VALUES (%s, %s, %s)"
+                " ON CONFLICT (down_from) DO UPDATE SET down_until = greatest(loop_downtime.down_until,"
+                " EXCLUDED.down_until)",
+                (down_from, down_until, resumed_by),
+            )
+
+    def downtimes(self, since: datetime) -> list[tuple[datetime, datetime]]:
+        """The loop's downtime intervals that end after `since`."""
+        with self.connection() as conn:
+            rows = conn.execute("SELECT down_from, down_until FROM loop_downtime WHERE down_until > %s"
+                                " ORDER BY down_from", (since,)).fetchall()
+        return [(r["down_from"], r["down_until"]) for r in rows]
+
+    def latest_commit_time(self) -> datetime | None:
+        """When the latest epoch of any book ended (the loop runs the books in turn)."""
+        with self.connection() as conn:
+            return conn.execute("SELECT max(end_time) AS t FROM simulation_epochs").fetchone()["t"]
