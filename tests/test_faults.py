@@ -164,10 +164,5 @@ def test_a_run_killed_mid_epoch_is_finished_by_the_next_run(killable_state, mome
     epoch = fabric.epoch(key)
     assert epoch.status == "committed"
     assert [c.chapter_number for c in fabric.chapters("space_time")] == list(range(1, number + 1))
-    _integrity_is_clean(fabric)
-    with fabric.connection() as conn:
-        replaced_twice = conn.execute(
-            "SELECT count(*) AS n FROM (SELECT replaced_agent_id FROM agents WHERE replaced_agent_id IS NOT NULL"
-            " GROUP BY 1 HAVING count(*) > 1) r"
-        ).fetchone()["n"]
-    assert replaced_twice == 0 and len(alive_agents(fabric, "space_time")) == 5
+    _integrity_is_clean(fabric)  # no agent replaced twice (`duplicate_replacements`), among the rest
+    assert len(alive_agents(fabric, "space_time")) == 5

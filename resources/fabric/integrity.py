@@ -33,6 +33,15 @@ INTEGRITY_CHECKS = {
     " AND d.agent_id = v.target_agent_id) {epoch_and}",
     "chapters_of_open_epochs": "SELECT count(*) AS n FROM chapters c JOIN simulation_epochs e USING (epoch_id)"
     " WHERE e.status NOT IN ('committed', 'collapsed') {epoch_and}",
+    # the Reaper seats one replacement per eliminated agent (counted at the epoch that seated them)
+    "duplicate_replacements": "SELECT count(*) AS n FROM (SELECT a.replaced_agent_id FROM agents a"
+    " JOIN simulation_epochs e ON e.book = a.book AND e.epoch_number = a.joined_epoch - 1"
+    " WHERE a.replaced_agent_id IS NOT NULL {epoch_and} GROUP BY 1 HAVING count(*) > 1) r",
+    # an epoch opens only after its predecessor committed, and only the latest one can be promoted back
+    # open: an open or half-committed epoch behind a later one of its book was left behind
+    "open_behind_a_later_epoch": "SELECT count(*) AS n FROM simulation_epochs e WHERE e.status <> 'committed'"
+    " AND EXISTS (SELECT 1 FROM simulation_epochs l WHERE l.book = e.book AND l.epoch_number > e.epoch_number)"
+    " {epoch_and}",
 }
 
 
