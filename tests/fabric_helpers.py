@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dream_pipeline import canon
 from dream_pipeline.records import AbstentionRow, AssignmentRow, VoteRow
 from resources.fabric import StateFabric
-from resources.fabric.agents import AgentsMixin
 from resources.fabric.ballots import insert_ballots, insert_review_design
 from resources.fabric.canon import refuse_committed
+from resources.fabric.rows import agent_from_row
 from spica import SpicaAgent
 
 
@@ -30,7 +30,7 @@ def alive_agents(fabric: StateFabric, book: str) -> list[SpicaAgent]:
         rows = conn.execute(
             "SELECT * FROM agents WHERE book = %s AND alive ORDER BY joined_epoch, name", (book,)
         ).fetchall()
-    return [AgentsMixin._agent_from_row(row) for row in rows]
+    return [agent_from_row(row) for row in rows]
 
 
 def write_votes(

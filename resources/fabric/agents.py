@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from dream_pipeline.records import Standing
-from spica import Lineage, SpicaAgent, SpicaBook
+from resources.fabric.rows import agent_from_row
+from spica import SpicaAgent, SpicaBook
 
 
 class AgentsMixin:
@@ -53,20 +53,11 @@ class AgentsMixin:
                 ],
             )
 
-    @staticmethod
-    def _agent_from_row(row: dict[str, Any]) -> SpicaAgent:
-        return SpicaAgent(
-            row["manifest"],
-            instance_id=row["agent_id"],
-            state=row["state"],
-            lineage=Lineage(parent_id=row["parent_agent_id"], generation=row["generation"], origin=row["origin"]),
-        )
-
     def agents(self, agent_ids: Sequence[uuid.UUID]) -> list[SpicaAgent]:
         """The agents with these ids, in the given order."""
         with self.connection() as conn:
             rows = conn.execute("SELECT * FROM agents WHERE agent_id = ANY(%s)", (list(agent_ids),)).fetchall()
-        by_id = {row["agent_id"]: self._agent_from_row(row) for row in rows}
+        by_id = {row["agent_id"]: agent_from_row(row) for row in rows}
         missing = [str(i) for i in agent_ids if i not in by_id]
         if missing:
             raise LookupError(f"unknown agent ids: {', '.join(missing)}")
@@ -83,7 +74,7 @@ class AgentsMixin:
                 " FROM agents a WHERE a.book = %s ORDER BY a.joined_epoch, a.name",
                 (book,),
             ).fetchall()
-        return [(self._agent_from_row(r), r["alive"], r["latest_score"]) for r in rows]
+        return [(agent_from_row(r), r["alive"], r["latest_score"]) for r in rows]
 
     def persona_names_used(self, book: str) -> set[str]:
         with self.connection() as conn:

@@ -8,27 +8,11 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from dream_pipeline.records import EpochBusy, EpochOrderError, EpochRecord, request_seed, storable_text
+from resources.fabric.rows import epoch_from_row
 
 
 class EpochsMixin:
     """The `simulation_epochs` rows: an epoch's lifecycle up to its commit (the commit is `CanonMixin.reap`)."""
-
-    @staticmethod
-    def _epoch_from_row(row: dict[str, Any]) -> EpochRecord:
-        return EpochRecord(
-            epoch_id=row["epoch_id"],
-            epoch_key=row["epoch_key"],
-            book=row["book"],
-            epoch_number=row["epoch_number"],
-            status=row["status"],
-            active_agent_ids=tuple(row["active_agent_ids"]),
-            winner_agent_id=row["winner_agent_id"],
-            loser_agent_id=row["loser_agent_id"],
-            world_seed=row.get("world_seed"),
-            context_chapters=None if row.get("context_chapters") is None else tuple(row["context_chapters"]),
-            context_window=row.get("context_window"),
-            engine_modes=row.get("engine_modes"),
-        )
 
     def open_epoch(self, book: str, epoch_key: str, epoch_number: int,
                    busy: Callable[[str], bool] | None = None) -> EpochRecord:
@@ -57,7 +41,7 @@ class EpochsMixin:
                         "UPDATE simulation_epochs SET status = 'running' WHERE epoch_id = %s RETURNING *",
                         (row["epoch_id"],),
                     ).fetchone()
-                return self._epoch_from_row(row)
+                return epoch_from_row(row)
             if epoch_number > 1:
                 previous = conn.execute(
                     "SELECT status FROM simulation_epochs WHERE book = %s AND epoch_number = %s",
@@ -81,7 +65,7 @@ class EpochsMixin:
                 " VALUES (%s, %s, %s, %s) RETURNING *",
                 (epoch_key, book, epoch_number, alive),
             ).fetchone()
-            return self._epoch_from_row(row)
+            return epoch_from_row(row)
 
     def epoch(self, epoch_key: str) -> EpochRecord:
         found = self.find_epoch(epoch_key)
@@ -92,7 +76,7 @@ class EpochsMixin:
     def find_epoch(self, epoch_key: str) -> EpochRecord | None:
         with self.connection() as conn:
             row = conn.execute("SELECT * FROM simulation_epochs WHERE epoch_key = %s", (epoch_key,)).fetchone()
-        return None if row is None else self._epoch_from_row(row)
+        return None if row is None else epoch_from_row(row)
 
     def next_epoch_number(self, book: str) -> int:
         """The first epoch of `book` that is not committed yet (a failed or interrupted one is resumed)."""
@@ -111,7 +95,7 @@ class EpochsMixin:
                 " ORDER BY epoch_number DESC LIMIT 1",
                 (book,),
             ).fetchone()
-        return None if row is None else self._epoch_from_row(row)
+        return None if row is None else epoch_from_row(row)
 
     def mark_epoch_failed(self, epoch_key: str, reason: str, run_id: str | None = None) -> None:
         """Record why the epoch failed; with `run_id`, only if that run still owns the epoch."""

@@ -8,6 +8,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from dream_pipeline.records import EpochRecord, PromotionError, WorldRow, storable_json, storable_text
+from resources.fabric.rows import epoch_from_row
 
 
 class WorldsMixin:
@@ -137,4 +138,4 @@ class WorldsMixin:
                 " WHERE epoch_id = %s RETURNING *",
                 (world["seed"], world_number, epoch["epoch_id"]),
             ).fetchone()
-        return self._epoch_from_row(row)
+        return epoch_from_row(row)
