@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from dream_pipeline.records import EpochRecord, PromotionError, WorldRow, storable_json, storable_text
 from resources.fabric.rows import epoch_from_row
+
+
+def _committed_epoch(conn: psycopg.Connection, epoch_key: str, refusal: str) -> dict[str, Any]:
+    """The epoch's row, locked for this transaction; `PromotionError` (with `refusal`) unless it is committed."""
+    epoch = conn.execute("SELECT * FROM simulation_epochs WHERE epoch_key = %s FOR UPDATE", (epoch_key,)).fetchone()
+    if epoch is None or epoch["status"] != "committed":
+        state = epoch["status"] if epoch else "not opened"
+        raise PromotionError(f"{epoch_key} is {state}: {refusal}")
+    return epoch
 
 
 class WorldsMixin:
@@ -17,12 +27,7 @@ class WorldsMixin:
     def reserve_world(self, epoch_key: str) -> tuple[int, str]:
         """The next world number of a committed epoch and its key, reserved (status 'rolling')."""
         with self.connection() as conn:
-            epoch = conn.execute(
-                "SELECT epoch_id, status FROM simulation_epochs WHERE epoch_key = %s FOR UPDATE", (epoch_key,)
-            ).fetchone()
-            if epoch is None or epoch["status"] != "committed":
-                state = epoch["status"] if epoch else "not opened"
-                raise PromotionError(f"{epoch_key} is {state}: only a committed epoch has alternate worlds")
+            epoch = _committed_epoch(conn, epoch_key, "only a committed epoch has alternate worlds")
             number = conn.execute(
                 "SELECT coalesce(max(world_number), 0) + 1 AS n FROM alternate_worlds WHERE epoch_id = %s",
                 (epoch["epoch_id"],),
@@ -77,12 +82,7 @@ class WorldsMixin:
         record, and the Reaper acts on its result. Refused unless this is the latest epoch of its book.
         """
         with self.connection() as conn:
-            epoch = conn.execute(
-                "SELECT * FROM simulation_epochs WHERE epoch_key = %s FOR UPDATE", (epoch_key,)
-            ).fetchone()
-            if epoch is None or epoch["status"] != "committed":
-                state = epoch["status"] if epoch else "not opened"
-                raise PromotionError(f"{epoch_key} is {state}: only a committed epoch can take another world")
+            epoch = _committed_epoch(conn, epoch_key, "only a committed epoch can take another world")
             later = conn.execute(
                 "SELECT epoch_key FROM simulation_epochs WHERE book = %s AND epoch_number > %s"
                 " ORDER BY epoch_number LIMIT 1",
