@@ -169,7 +169,7 @@ def view_renders(book: str) -> dict[str, Callable[[psycopg.Connection], int]]:
         def render(conn) -> int:
             app(conn)
             count = queries.chapter_count(conn, book)
-            from deck.views import book_page
+            from deck.views.book import book_page
 
             first, last = book_page(count, page_of(count))
             frame = queries.chapters(conn, book, first, last)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,10 +21,15 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from dream_pipeline.tournament import diversity
+
 READER_ROLE = "dream_reader"
 URL_VARIABLE = "DREAM_DECK_DATABASE_URL"
 STATEMENT_TIMEOUT_MS = 15_000
 MAX_WINDOW = 1_000  # epochs a per-epoch view reads at once
+# the root persona an agent of `agents a` descends from, as the Reaper reads it (`lineage_root` in
+# dream_pipeline/assets/chapter.py): a mutation keeps its root's name as `base_name`
+LINEAGE_ROOT = sql.SQL("coalesce(a.manifest->>'base_name', a.name)")
 
 
 class DeckSetupError(RuntimeError):
@@ -87,10 +93,11 @@ def clamp_window(first: int, last: int, limit: int = MAX_WINDOW) -> tuple[int, i
 
 
 def books(conn: psycopg.Connection) -> pd.DataFrame:
-    """Every book with its latest epoch number, the most recently active first."""
+    """Every book with its kind (which views the deck shows for it) and its latest epoch number, the most
+    recently active first."""
     return _frame(
         conn,
-        "SELECT d.domain_id AS book,"
+        "SELECT d.domain_id AS book, d.kind,"
         " (SELECT max(e.epoch_number) FROM simulation_epochs e WHERE e.book = d.domain_id) AS last_epoch"
         " FROM domains d ORDER BY last_epoch DESC NULLS LAST, d.domain_id",
     )
@@ -176,15 +183,15 @@ def standings(conn: psycopg.Connection, book: str, rated_epoch_id: uuid.UUID | N
     """The living agents with their ratings after the latest rated epoch (none yet for newcomers)."""
     return _frame(
         conn,
-        "SELECT a.name AS agent, a.origin, a.joined_epoch, a.generation,"
+        sql.SQL("SELECT a.name AS agent, a.origin, a.joined_epoch, a.generation,"
         " r.rating_after AS elo, r.bt_rating, r.bt_lower, r.bt_upper, r.epoch_score, r.rank,"
         " r.elimination_score, r.window_mean, r.window_epochs,"
-        " coalesce(a.manifest->>'base_name', a.name) AS lineage,"
+        " {root} AS lineage,"
         " (SELECT count(*) FROM elo_ratings x WHERE x.agent_id = a.agent_id) AS epochs,"
         " (SELECT count(*) FROM chapters c WHERE c.agent_id = a.agent_id) AS chapters"
         " FROM agents a LEFT JOIN elo_ratings r ON r.agent_id = a.agent_id AND r.epoch_id = %(epoch_id)s"
         " WHERE a.book = %(book)s AND a.alive"
-        " ORDER BY r.rating_after DESC NULLS LAST, a.name",
+        " ORDER BY r.rating_after DESC NULLS LAST, a.name").format(root=LINEAGE_ROOT),
         {"book": book, "epoch_id": rated_epoch_id},
     )
 
@@ -307,14 +314,15 @@ def lineage_summary(conn: psycopg.Connection, book: str) -> pd.DataFrame:
 
 
 def lineage_shares(conn: psycopg.Connection, book: str) -> pd.DataFrame:
-    """The living cast per root persona (a mutation's `base_name`), largest share first."""
-    return _frame(
-        conn,
-        "SELECT coalesce(manifest->>'base_name', name) AS lineage, count(*) AS alive,"
-        " count(*)::float / sum(count(*)) OVER () AS share"
-        " FROM agents WHERE book = %(book)s AND alive GROUP BY 1 ORDER BY share DESC, lineage",
-        {"book": book},
-    )
+    """The living cast per root persona, largest share first: the share the Reaper keeps low, by its own
+    `lineage_shares` (the living cast is one roster, a few dozen rows at most)."""
+    roots = [r["lineage"] for r in conn.execute(
+        sql.SQL("SELECT {root} AS lineage FROM agents a WHERE a.book = %(book)s AND a.alive").format(root=LINEAGE_ROOT),
+        {"book": book})]
+    shares = diversity.lineage_shares(roots)
+    alive = Counter(roots)
+    frame = pd.DataFrame({"lineage": list(shares), "alive": [alive[r] for r in shares], "share": list(shares.values())})
+    return frame.sort_values(["share", "lineage"], ascending=[False, True], ignore_index=True)
 
 
 def ballot_weights(conn: psycopg.Connection, epoch_id: uuid.UUID) -> pd.DataFrame:
