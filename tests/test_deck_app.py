@@ -266,6 +266,9 @@ def test_lineage_shows_who_replaced_whom(filled, deck_env):
     dot = at.get("graphviz_chart")[0].proto.spec
     for r in newcomers.itertuples():
         assert f'"{r.replaced}" -> "{r.agent}"' in dot
+    # the living cast's largest lineage, by the Reaper's own measure: five agents of five roots
+    assert {m.label: m.value for m in at.metric}["Largest lineage in the living cast"] == "20%"
+    assert sum("Living cast by lineage" in c.value and c.value.count("20%") == 5 for c in at.caption) == 1
     at.selectbox(key="lineage_agent").set_value(newcomers["agent"].iloc[0]).run()
     assert len(at.get("graphviz_chart")) == 2
 
@@ -364,3 +367,38 @@ def test_every_help_link_names_a_glossary_term():
     linked = set(re.findall(r'glossary_link\("([^"]+)"\)', source))
     assert len(linked) >= 8
     assert [t for t in linked if not has_term(t)] == []
+
+
+def test_each_domain_kind_names_its_views_in_one_place():
+    from deck.views import DOMAIN_VIEWS, views_for
+
+    assert [v.slug for v in views_for("book")] == [*VIEWS, "glossary"]
+    assert [v.slug for v in views_for("no such kind")] == [v.slug for v in views_for("book")]  # the book's
+    assert [v.slug for v in views_for(None)] == [v.slug for v in views_for("book")]
+    # every view module is some domain's view: none is left unreachable
+    folder = Path(__file__).resolve().parents[1] / "deck" / "views"
+    modules = {p.stem for p in folder.glob("*.py")} - {"__init__", "page"}
+    assert modules == {name for names in DOMAIN_VIEWS.values() for name in names}
+
+
+def standings_frame(rows: list[tuple]) -> pd.DataFrame:
+    columns = ["agent", "origin", "joined_epoch", "elimination_score", "epoch_score", "bt_lower", "bt_upper"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def test_the_chopping_block_grades_grace_bottom_and_separation_by_the_pipelines_rules():
+    from deck.views.chopping_block import classify_standings, separation_now
+
+    frame = standings_frame([
+        ("Ada", "cast", 1, 4.0, 5.0, 10.0, 20.0),
+        ("Bo", "cast", 1, 2.0, 3.0, 1.0, 8.0),  # the lowest outside grace
+        ("Cy", "reserve", 4, 1.0, 1.0, 0.0, 3.0),  # lower still, but joined for epoch 4: in grace
+        ("Di", "cast", 1, None, None, None, None),
+    ])
+    graded = classify_standings(frame, 4)
+    assert list(graded["status"]) == ["safe", "at the bottom", "grace", "not rated yet"]
+    assert separation_now(graded) == "yes"  # 8 < 10: Bo's interval lies below Ada's
+    assert list(classify_standings(frame, 5)["status"])[2] == "at the bottom"  # grace is over
+    overlapping = classify_standings(frame.assign(bt_upper=[20.0, 12.0, 3.0, None]), 4)
+    assert separation_now(overlapping) == "no"
+    assert separation_now(classify_standings(frame.iloc[1:], 4)) == "—"  # no safe agent to compare with

@@ -8,7 +8,7 @@ import streamlit as st
 
 from deck import queries
 from deck.safe_text import md_escape
-from deck.views.page import START_HINT, Page, book_view, fmt
+from deck.views.page import Page, book_view, fmt, pick_page
 from dream_pipeline.prompts import chapter_body
 from dream_pipeline.tournament.selection import describe_margin
 
@@ -19,11 +19,8 @@ def body(page: Page) -> None:
     conn, book = page.conn, page.book
     count = queries.chapter_count(conn, book)
     if count == 0:
-        st.info(f"{book!r} has no chapter yet: the first epoch's winning draft becomes chapter 1. {START_HINT}")
-        return
-    pages = -(-count // CHAPTERS_PER_PAGE)
-    number = int(st.number_input(f"Page (1 = the latest chapters; {pages:,} pages)", min_value=1,
-                                 max_value=pages, value=1, step=1, key="book_page"))
+        return page.nothing_yet("no chapter yet: the first epoch's winning draft becomes chapter 1")
+    number = pick_page(count, CHAPTERS_PER_PAGE, "Page (1 = the latest chapters; {pages} pages)", "book_page")
     first, last = book_page(count, number)
     frame = queries.chapters(conn, book, first, last)
     st.caption(f"Chapters {first:,}–{last:,} of {count:,}, in reading order.")

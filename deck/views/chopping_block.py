@@ -8,7 +8,7 @@ import streamlit as st
 
 from deck import charts, queries
 from deck.glossary import glossary_link
-from deck.views.page import START_HINT, Page, book_view, readable
+from deck.views.page import Page, book_view, readable
 from dream_pipeline.tournament.elimination import GRACE_EPOCHS, pick_eliminated
 from dream_pipeline.tournament.selection import bottom_is_separated
 
@@ -20,8 +20,7 @@ def body(page: Page) -> None:
     eliminations = queries.recent_eliminations(conn, book)
     current = queries.current_epoch_number(latest)
     if frame.empty:
-        st.info(f"{book!r} has no living agent yet. {START_HINT}")
-        return
+        return page.nothing_yet("no living agent yet")
     frame = classify_standings(frame, current)
     bottom = frame.loc[frame["status"] == "at the bottom", "agent"]
     m = st.columns([1, 1, 2, 1])

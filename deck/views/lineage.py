@@ -9,7 +9,7 @@ import streamlit as st
 from deck import queries
 from deck.glossary import glossary_link
 from deck.safe_text import dot_quote, md_escape
-from deck.views.page import START_HINT, Page, book_view
+from deck.views.page import Page, book_view, pick_page
 
 AGENTS_PER_PAGE = 25
 
@@ -18,11 +18,9 @@ def body(page: Page) -> None:
     conn, book = page.conn, page.book
     total = queries.agent_count(conn, book)
     if total == 0:
-        st.info(f"{book!r} has no agent yet. {START_HINT}")
-        return
+        return page.nothing_yet("no agent yet")
     summary = queries.lineage_summary(conn, book)
     shares = queries.lineage_shares(conn, book)
-    pages = -(-total // AGENTS_PER_PAGE)
     c = st.columns(len(summary) + 1)
     c[0].metric("Agents", f"{total:,}")
     for col, r in zip(c[1:], summary.itertuples(), strict=True):
@@ -34,8 +32,7 @@ def body(page: Page) -> None:
                        "from it. The Reaper keeps it low (docs/tournament_rules.md, section 14).")
         st.caption("Living cast by lineage: " + ", ".join(
             f"{md_escape(r.lineage)} {r.share:.0%}" for r in shares.itertuples()))
-    number = int(st.number_input(f"Page of arrivals (of {pages:,}; the latest first)", min_value=1,
-                                 max_value=pages, value=1, step=1, key="lineage_page"))
+    number = pick_page(total, AGENTS_PER_PAGE, "Page of arrivals (of {pages}; the latest first)", "lineage_page")
     frame = queries.lineage(conn, book, (number - 1) * AGENTS_PER_PAGE, AGENTS_PER_PAGE)
     st.caption("Solid arrow: replaced (the newcomer took the eliminated agent's seat); dashed: mutation of "
                "a parent persona. Grey: retired.")

@@ -44,6 +44,10 @@ class Page:
     book: str
     latest: dict[str, Any] | None
 
+    def nothing_yet(self, what: str) -> None:
+        """Say that the book has `what` ("no chapter yet") and how to start the loop."""
+        st.info(f"{self.book!r} has {what}. {START_HINT}")
+
 
 def book_view(slug: str, title: str, body: Callable[[Page], None], *, empty: str, heading: str | None = None,
               needs_epoch: bool = False, live: bool = False) -> View:
@@ -86,6 +90,14 @@ def readable(frame: pd.DataFrame, formats: dict[str, str], missing: str = "—")
     for column, spec in formats.items():
         out[column] = [missing if pd.isna(v) else format(float(v), spec) for v in frame[column]]
     return out
+
+
+def pick_page(total: int, per_page: int, label: str, key: str) -> int:
+    """A page-number box over `total` items, `per_page` to a page; `label` says the number of pages as
+    `{pages}`."""
+    pages = -(-total // per_page)
+    return int(st.number_input(label.format(pages=f"{pages:,}"), min_value=1, max_value=pages, value=1, step=1,
+                               key=key))
 
 
 def epoch_window(last_epoch: int, key: str, default: int = DEFAULT_WINDOW,
