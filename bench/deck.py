@@ -182,10 +182,11 @@ def view_renders(book: str) -> dict[str, Callable[[psycopg.Connection], int]]:
             app(conn)
             total = queries.agent_count(conn, book)
             queries.lineage_summary(conn, book)
+            queries.lineage_shares(conn, book)
             queries.lineage(conn, book, offset_of(total), 25)
             names = queries.agent_names(conn, book, "")
             queries.ancestry(conn, book, names[0])
-            return 6
+            return 7
         return render
 
     def telemetry(window: int) -> Callable[[psycopg.Connection], int]:
