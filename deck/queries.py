@@ -27,8 +27,8 @@ READER_ROLE = "dream_reader"
 URL_VARIABLE = "DREAM_DECK_DATABASE_URL"
 STATEMENT_TIMEOUT_MS = 15_000
 MAX_WINDOW = 1_000  # epochs a per-epoch view reads at once
-# the root persona an agent of `agents a` descends from, as the Reaper reads it (`lineage_root` in
-# dream_pipeline/assets/chapter.py): a mutation keeps its root's name as `base_name`
+# the root persona an agent of `agents a` descends from, as the Reaper reads it (its `lineage_root`): a
+# mutation keeps its root's name as `base_name`
 LINEAGE_ROOT = sql.SQL("coalesce(a.manifest->>'base_name', a.name)")
 
 
