@@ -36,11 +36,10 @@ class View:
 
 @dataclass(frozen=True)
 class Page:
-    """What a view's body reads from: an open read-only connection, the book, its latest epoch (None
-    before the first) and the database URL (for a part that reconnects on its own)."""
+    """What a view's body reads from: an open read-only connection, the book and its latest epoch (None
+    before the first)."""
 
     conn: psycopg.Connection
-    url: str
     book: str
     latest: dict[str, Any] | None
 
@@ -52,9 +51,9 @@ class Page:
 def book_view(slug: str, title: str, body: Callable[[Page], None], *, empty: str, heading: str | None = None,
               needs_epoch: bool = False, live: bool = False) -> View:
     """A view of one book, under `heading` (its sidebar `title` unless given). `empty`: what an empty
-    fabric leaves it without ("no ballot to show");
-    `needs_epoch`: before the book's first epoch it says so instead of calling `body`; `live`: its
-    body is re-read and redrawn every `REFRESH_SECONDS` while the page is open."""
+    fabric leaves it without ("no ballot to show"); `needs_epoch`: before the book's first epoch it says
+    so instead of calling `body`; `live`: its body is re-read and redrawn every `REFRESH_SECONDS` while
+    the page is open."""
 
     def read(url: str, book: str) -> None:
         with queries.connect(url) as conn:
@@ -62,7 +61,7 @@ def book_view(slug: str, title: str, body: Callable[[Page], None], *, empty: str
             if needs_epoch and latest is None:
                 st.info(f"No epoch of {book!r} has run yet. {START_HINT}")
                 return
-            body(Page(conn, url, book, latest))
+            body(Page(conn, book, latest))
 
     refreshed = st.fragment(read, run_every=REFRESH_SECONDS) if live else read
 
