@@ -158,9 +158,11 @@ def test_the_deck_in_a_real_browser(served_deck, browser):
             # open the multiverse of the last epoch: its five drafts side by side, the planted one as text too
             toggle = browser.find_element(By.XPATH, '//label[.//p[contains(., "drafts of epoch 3 side by side")]]')
             toggle.click()
-            WebDriverWait(browser, 30).until(lambda d: len(
-                [e for e in d.find_elements(By.CSS_SELECTOR, '[data-testid="stText"]') if e.text == PLANTED]) == 2)
-            assert len(browser.find_elements(By.CSS_SELECTOR, '[data-testid="stText"]')) == 3 + 5
+            # the canon's draft (the planted one) comes first: wait for all five, not only for it
+            WebDriverWait(browser, 30).until(
+                lambda d: len(d.find_elements(By.CSS_SELECTOR, '[data-testid="stText"]')) >= 3 + 5)
+            texts = [e.text for e in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stText"]')]
+            assert len(texts) == 3 + 5 and texts.count(PLANTED) == 2
             assert browser.execute_script("return window.__pwned === undefined")
             heading = browser.find_element(By.XPATH, '//h3[contains(., "Chapter 3")]')
             browser.execute_script("arguments[0].scrollIntoView({block: 'start'})", heading)
