@@ -581,41 +581,45 @@ _PROBE = (
 )
 
 
-def similar_drafts(conn: psycopg.Connection, draft_id: uuid.UUID, limit: int = 10) -> pd.DataFrame:
-    """The drafts of the same book nearest to `draft_id` by cosine distance (empty without an embedding)."""
+def _nearest(conn: psycopg.Connection, draft_id: uuid.UUID, limit: int, near: tuple[str, str, str], select: str,
+             columns: list[str]) -> pd.DataFrame:
+    """`select` over `near`, the `4 * limit` rows of a table nearest to the draft `draft_id`'s embedding:
+    `near` is (the columns it keeps, the table, which of its rows may be found), each row as `x`. An empty
+    frame of `columns` when the draft has no embedding."""
     probe = _row(conn, _PROBE, {"draft_id": draft_id})
     if probe is None:
-        return pd.DataFrame(columns=["epoch", "agent", "distance", "opening", "draft_id"])
+        return pd.DataFrame(columns=columns)
+    kept, table, where = near
     query = sql.SQL(
-        "WITH near AS (SELECT x.draft_id, x.epoch_id,"
-        "   x.embedding::vector({dim}) <=> %(q)s::vector({dim}) AS distance FROM drafts x"
-        "   WHERE x.embedding IS NOT NULL AND vector_dims(x.embedding) = {dim} AND x.draft_id <> %(draft_id)s"
-        "   ORDER BY x.embedding::vector({dim}) <=> %(q)s::vector({dim}) LIMIT %(candidates)s)"
-        " SELECT e.epoch_number AS epoch, d.agent_name AS agent, near.distance, left(d.text, 240) AS opening,"
+        "WITH near AS (SELECT {kept}, x.embedding::vector({dim}) <=> %(q)s::vector({dim}) AS distance"
+        "   FROM {table} x WHERE x.embedding IS NOT NULL AND vector_dims(x.embedding) = {dim} AND {where}"
+        "   ORDER BY x.embedding::vector({dim}) <=> %(q)s::vector({dim}) LIMIT %(candidates)s) {select}"
+    ).format(kept=sql.SQL(kept), table=sql.Identifier(table), where=sql.SQL(where), select=sql.SQL(select),
+             dim=sql.Literal(int(probe["dims"])))
+    return _frame(conn, query, {"q": probe["embedding"], "draft_id": draft_id, "book": probe["book"],
+                                "candidates": 4 * limit, "limit": limit})
+
+
+def similar_drafts(conn: psycopg.Connection, draft_id: uuid.UUID, limit: int = 10) -> pd.DataFrame:
+    """The drafts of the same book nearest to `draft_id` by cosine distance (empty without an embedding)."""
+    return _nearest(
+        conn, draft_id, limit, ("x.draft_id, x.epoch_id", "drafts", "x.draft_id <> %(draft_id)s"),
+        "SELECT e.epoch_number AS epoch, d.agent_name AS agent, near.distance, left(d.text, 240) AS opening,"
         " d.draft_id FROM near JOIN simulation_epochs e ON e.epoch_id = near.epoch_id"
         " JOIN drafts d ON d.draft_id = near.draft_id"
         " WHERE e.book = %(book)s AND near.distance <> 'NaN'::float8"
-        " ORDER BY near.distance, e.epoch_number DESC LIMIT %(limit)s"
-    ).format(dim=sql.Literal(int(probe["dims"])))
-    return _frame(conn, query, {"q": probe["embedding"], "draft_id": draft_id, "book": probe["book"],
-                                "candidates": 4 * limit, "limit": limit})
+        " ORDER BY near.distance, e.epoch_number DESC LIMIT %(limit)s",
+        ["epoch", "agent", "distance", "opening", "draft_id"],
+    )
 
 
 def similar_chapters(conn: psycopg.Connection, draft_id: uuid.UUID, limit: int = 5) -> pd.DataFrame:
     """The chapters of the canon nearest to `draft_id` (its own chapter, if it won, excluded)."""
-    probe = _row(conn, _PROBE, {"draft_id": draft_id})
-    if probe is None:
-        return pd.DataFrame(columns=["chapter", "title", "author", "distance", "opening"])
-    query = sql.SQL(
-        "WITH near AS (SELECT c.chapter_id,"
-        "   c.embedding::vector({dim}) <=> %(q)s::vector({dim}) AS distance FROM chapters c"
-        "   WHERE c.embedding IS NOT NULL AND vector_dims(c.embedding) = {dim} AND c.book = %(book)s"
-        "   AND c.draft_id <> %(draft_id)s"
-        "   ORDER BY c.embedding::vector({dim}) <=> %(q)s::vector({dim}) LIMIT %(candidates)s)"
-        " SELECT c.chapter_number AS chapter, c.title, a.name AS author, near.distance,"
+    return _nearest(
+        conn, draft_id, limit, ("x.chapter_id", "chapters", "x.book = %(book)s AND x.draft_id <> %(draft_id)s"),
+        "SELECT c.chapter_number AS chapter, c.title, a.name AS author, near.distance,"
         " left(c.text, 240) AS opening"
         " FROM near JOIN chapters c ON c.chapter_id = near.chapter_id JOIN agents a ON a.agent_id = c.agent_id"
-        " WHERE near.distance <> 'NaN'::float8 ORDER BY near.distance, c.chapter_number DESC LIMIT %(limit)s"
-    ).format(dim=sql.Literal(int(probe["dims"])))
-    return _frame(conn, query, {"q": probe["embedding"], "draft_id": draft_id, "book": probe["book"],
-                                "candidates": 4 * limit, "limit": limit})
+        " WHERE near.distance <> 'NaN'::float8 ORDER BY near.distance, c.chapter_number DESC LIMIT %(limit)s",
+        ["chapter", "title", "author", "distance", "opening"],
+    )
