@@ -29,7 +29,7 @@ def _run_one(job: str, key: str) -> None:
     """In the child process: run `job` for epoch `key` and print the run's duration as JSON."""
     from dagster._core.definitions.reconstruct import ReconstructableRepository
 
-    from dream_pipeline.instance import dagster_instance
+    from dream_pipeline.cli.instance import dagster_instance
     from resources.locations import PROJECT_ROOT
 
     instance = dagster_instance()

@@ -26,8 +26,8 @@ from collections.abc import Sequence
 import dagster as dg
 
 from bench.common import print_result, print_table, scratch_fabric
-from dream_pipeline.assets import epoch_assets
-from dream_pipeline.partitions import epoch_key
+from dream_pipeline.defs.epoch.assets import epoch_assets
+from dream_pipeline.defs.epoch.partitions import epoch_key
 from dream_pipeline.tournament.token_budget import messages_tokens
 from offline_engine import EngineConfig, running_engine
 from resources.llm import LLMEngine

@@ -25,7 +25,7 @@ import statistics
 
 from bench.common import print_result, print_table
 from bench.loop_harness import LoopHarness
-from dream_pipeline.status import dead_times
+from dream_pipeline.cli.status import dead_times
 
 DEFAULT_DAGSTER_YAML = """\
 storage:

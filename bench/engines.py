@@ -27,8 +27,8 @@ import dagster as dg
 
 from bench.cast_size import cast_size_figures
 from bench.common import print_result, print_table, scratch_fabric
-from dream_pipeline.assets import epoch_assets
-from dream_pipeline.partitions import epoch_key
+from dream_pipeline.defs.epoch.assets import epoch_assets
+from dream_pipeline.defs.epoch.partitions import epoch_key
 from offline_engine import EngineConfig, running_engine
 from offline_engine.profiles import PROFILE_NAMES
 from resources.llm import LLMEngine

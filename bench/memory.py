@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from psycopg import sql
 
 from bench.common import print_result, print_table, scratch_fabric
-from dream_pipeline.partitions import epoch_key
-from dream_pipeline.prompts import (
+from dream_pipeline.defs.epoch.partitions import epoch_key
+from dream_pipeline.domains.book.prompts import (
     OUTLINE_CHAPTERS,
     chapter_title,
     draft_context,

@@ -152,10 +152,10 @@ def engine_agreement(epochs: int, seed: int, cast: int | None = None) -> dict:
 
     from bench.common import scratch_fabric
     from bench.tournament_sim import expected_score
-    from dream_pipeline.assets import epoch_assets
-    from dream_pipeline.assets.elo_rankings import window_frame
-    from dream_pipeline.partitions import epoch_key
-    from dream_pipeline.standings import window_statistics
+    from dream_pipeline.defs.epoch.assets import epoch_assets
+    from dream_pipeline.defs.epoch.assets.elo_rankings import window_frame
+    from dream_pipeline.defs.epoch.partitions import epoch_key
+    from dream_pipeline.epoch.rating_window import window_statistics
     from offline_engine import EngineConfig, running_engine
     from offline_engine.prose import persona_long_draft_rate
     from offline_engine.themes import hidden_quality, theme_for_system

@@ -404,7 +404,7 @@ def _like_prefix(prefix: str) -> str:
 
 
 # the gap before each epoch of `ep` (columns epoch_id, start_time, prev_end) split into dead time and
-# downtime: the part of it inside `loop_downtime` (the loop stopped; dream_pipeline/downtime.py)
+# downtime: the part of it inside `loop_downtime` (the loop stopped; dream_pipeline/defs/loop/downtime.py)
 _GAP_SPLIT = sql.SQL(
     "SELECT epoch_id, extract(epoch FROM start_time - prev_end)::float8 - o.down AS dead_time_s,"
     " CASE WHEN prev_end IS NOT NULL THEN o.down END AS downtime_s FROM ep CROSS JOIN LATERAL (SELECT least(coalesce(sum(extract(epoch FROM"

@@ -3,14 +3,14 @@ the loop sensors, the PHASE schedule, the resources."""
 
 import dagster as dg
 
-from dream_pipeline.assets import epoch_assets
-from dream_pipeline.checks import epoch_checks
-from dream_pipeline.jobs import epoch_job
-from dream_pipeline.phase import phase_job
-from dream_pipeline.settings import fabric_from_env, llm_from_env
-from dream_pipeline.worlds_jobs import promote_job, reroll_job
-from schedules.phase_schedule import phase_schedule
-from sensors import dream_loop_sensor, epoch_failure_sensor
+from dream_pipeline.config.settings import fabric_from_env, llm_from_env
+from dream_pipeline.defs.epoch.assets import epoch_assets
+from dream_pipeline.defs.epoch.checks import epoch_checks
+from dream_pipeline.defs.epoch.jobs import epoch_job
+from dream_pipeline.defs.loop.sensors import dream_loop_sensor, epoch_failure_sensor
+from dream_pipeline.defs.phase.job import phase_job
+from dream_pipeline.defs.phase.schedule import phase_schedule
+from dream_pipeline.defs.worlds.jobs import promote_job, reroll_job
 
 fabric = fabric_from_env()
 

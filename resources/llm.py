@@ -234,7 +234,7 @@ class LLMEngine(dg.ConfigurableResource):
     max_retries: int = Field(default=3, ge=0, description="client retries on 429/5xx/connection errors")
     max_concurrency: int = Field(default=8, ge=1, description="engine calls in flight at once")
     max_tokens: int = Field(default=2048, ge=16, description="hard token cap of a draft")
-    # the book's memory in a draft prompt (dream_pipeline/memory.py, docs/memory.md)
+    # the book's memory in a draft prompt (dream_pipeline/domains/book/memory.py, docs/memory.md)
     context_tokens: int = Field(
         default=1500, ge=200, description="budget of a draft prompt's user message, in whitespace tokens"
     )

@@ -78,9 +78,9 @@ def instance() -> Iterator[dg.DagsterInstance]:
 @pytest.fixture
 def run_epoch(instance: dg.DagsterInstance, fabric: StateFabric, llm: LLMEngine):
     """Materialize epoch `number` of a book through Dagster, as the epoch job does."""
-    from dream_pipeline.assets import epoch_assets
-    from dream_pipeline.checks import epoch_checks
-    from dream_pipeline.partitions import epoch_key
+    from dream_pipeline.defs.epoch.assets import epoch_assets
+    from dream_pipeline.defs.epoch.checks import epoch_checks
+    from dream_pipeline.defs.epoch.partitions import epoch_key
 
     def run(number: int, book: str = "space_time", **kwargs) -> dg.ExecuteInProcessResult:
         key = epoch_key(book, number)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from dream_pipeline import canon
+from dream_pipeline.epoch import canon
 from dream_pipeline.records import AbstentionRow, AssignmentRow, VoteRow
 from resources.fabric import StateFabric
 from resources.fabric.ballots import insert_ballots, insert_review_design

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import dagster as dg
 
-from dream_pipeline.ballot_diagnosis import diagnose
-from dream_pipeline.engine_report import stall_lines
-from dream_pipeline.partitions import epoch_key
+from dream_pipeline.defs.epoch.partitions import epoch_key
+from dream_pipeline.epoch.ballot_diagnosis import diagnose
+from dream_pipeline.epoch.engine_report import stall_lines
 from offline_engine import EngineConfig, running_engine
 from resources.llm import LLMEngine
 
@@ -28,7 +28,7 @@ def test_diagnosis_names_the_main_cause_with_a_sample_and_advice():
 
 
 def test_an_engine_that_never_writes_a_valid_ballot_is_named_after_three_failures(fabric, instance):
-    from dream_pipeline.assets import epoch_assets
+    from dream_pipeline.defs.epoch.assets import epoch_assets
 
     # every JSON answer cut in half: the model "writes" broken JSON whatever it is asked
     config = EngineConfig(seed=4, fault_rate=1.0, fault_kinds=("malformed_json",))

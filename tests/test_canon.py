@@ -7,10 +7,10 @@ import dagster as dg
 import pytest
 from psycopg.types.json import Jsonb
 
-from dream_pipeline import canon
-from dream_pipeline.assets import epoch_assets
-from dream_pipeline.checks import epoch_checks
-from dream_pipeline.partitions import epoch_key
+from dream_pipeline.defs.epoch.assets import epoch_assets
+from dream_pipeline.defs.epoch.checks import epoch_checks
+from dream_pipeline.defs.epoch.partitions import epoch_key
+from dream_pipeline.epoch import canon
 from resources.fabric import CanonLocked, StateFabric
 from resources.llm import LLMEngine
 from tests.conftest import assert_checks_hold

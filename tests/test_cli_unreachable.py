@@ -45,8 +45,8 @@ def _closed_port() -> int:
 def import_s() -> float:
     """How long importing what the commands import takes here and now (the floor of any command)."""
     started = time.monotonic()
-    subprocess.run([sys.executable, "-c", "import dream_pipeline.cli, dream_pipeline.status, dream_pipeline.preflight,"
-                    " dream_pipeline.search, dream_pipeline.instance, resources.text_search"], check=True, timeout=120)
+    subprocess.run([sys.executable, "-c", "import dream_pipeline.cli, dream_pipeline.cli.status, dream_pipeline.cli.preflight,"
+                    " dream_pipeline.cli.search, dream_pipeline.cli.instance, resources.text_search"], check=True, timeout=120)
     return time.monotonic() - started
 
 
@@ -129,7 +129,7 @@ def test_verbose_shows_the_trace(tmp_path: Path, import_s: float):
 def test_only_a_failed_connection_reads_as_an_unreachable_database(monkeypatch: pytest.MonkeyPatch):
     import psycopg
 
-    from dream_pipeline.cli_errors import describe
+    from dream_pipeline.cli.errors import describe
 
     monkeypatch.delenv("DREAM_DATABASE_URL", raising=False)
     line, code = describe(psycopg.OperationalError("connection failed: connection refused"))

@@ -8,10 +8,10 @@ from collections import Counter
 import dagster as dg
 import pytest
 
-from dream_pipeline.assets import epoch_assets
-from dream_pipeline.assets.common import load_scope
-from dream_pipeline.assets.peer_votes import compose_votes
-from dream_pipeline.partitions import epoch_key
+from dream_pipeline.defs.epoch.assets import epoch_assets
+from dream_pipeline.defs.epoch.assets.peer_votes import compose_votes
+from dream_pipeline.defs.epoch.partitions import epoch_key
+from dream_pipeline.epoch.scope import load_scope
 from dream_pipeline.tournament.token_budget import messages_tokens
 from offline_engine.prose import count_tokens
 from resources.fabric import DraftRow

@@ -17,8 +17,8 @@ from streamlit.testing.v1 import AppTest
 from deck import queries
 from deck.launcher import deck_command
 from deck.safe_text import md_escape
-from dream_pipeline.assets import epoch_assets
-from dream_pipeline.partitions import epoch_key
+from dream_pipeline.defs.epoch.assets import epoch_assets
+from dream_pipeline.defs.epoch.partitions import epoch_key
 from resources.fabric import StateFabric
 from resources.llm import LLMEngine
 

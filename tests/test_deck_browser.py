@@ -19,7 +19,7 @@ import pytest
 
 from deck import queries
 from deck.launcher import deck_command
-from dream_pipeline.partitions import epoch_key
+from dream_pipeline.defs.epoch.partitions import epoch_key
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

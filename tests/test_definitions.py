@@ -12,8 +12,8 @@ import dagster as dg
 import pytest
 
 from dream_pipeline.definitions import defs
-from dream_pipeline.partitions import epoch_key, parse_epoch_key
-from schedules.phase_window import PhaseWindow
+from dream_pipeline.defs.epoch.partitions import epoch_key, parse_epoch_key
+from dream_pipeline.defs.phase.window import PhaseWindow
 
 ROOT = Path(__file__).resolve().parents[1]
 

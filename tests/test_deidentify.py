@@ -7,7 +7,7 @@ import random
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from dream_pipeline.partitions import epoch_key
+from dream_pipeline.defs.epoch.partitions import epoch_key
 from dream_pipeline.tournament import plan_presentations, render_ballot_prompt
 from dream_pipeline.tournament.deidentify import identity_terms, leaked_terms, scrub
 from offline_engine.prose import write_prose

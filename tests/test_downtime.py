@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dream_pipeline.downtime import merged, note_resumption, resumed_downtime, split_gap
-from dream_pipeline.partitions import epoch_key
-from dream_pipeline.status import render_timeline
+from dream_pipeline.cli.status import render_timeline
+from dream_pipeline.defs.epoch.partitions import epoch_key
+from dream_pipeline.defs.loop.downtime import merged, note_resumption, resumed_downtime, split_gap
 from resources.fabric import LlmCallRow, StateFabric
 from spica import SpicaBook
 
@@ -95,7 +95,7 @@ def test_status_shows_a_restart_as_downtime_not_dead_time(fabric: StateFabric):
 
 
 def test_status_names_the_epoch_job_without_importing_it():
-    from dream_pipeline.jobs import epoch_job
-    from dream_pipeline.status import EPOCH_JOB_NAME
+    from dream_pipeline.cli.status import EPOCH_JOB_NAME
+    from dream_pipeline.defs.epoch.jobs import epoch_job
 
     assert EPOCH_JOB_NAME == epoch_job.name == "epoch_job"

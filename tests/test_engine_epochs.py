@@ -6,7 +6,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from dream_pipeline.partitions import epoch_key
+from dream_pipeline.defs.epoch.partitions import epoch_key
 from offline_engine import EngineConfig, running_engine
 from resources.llm import LLMEngine
 from tests.fabric_helpers import epoch_fingerprint
@@ -28,7 +28,7 @@ def profile_engine(request):
 
 
 def test_an_epoch_commits_on_every_engine_profile(profile_engine, fabric, instance):
-    from dream_pipeline.assets import epoch_assets
+    from dream_pipeline.defs.epoch.assets import epoch_assets
 
     profile, url = profile_engine
     # drafts short enough that four fit in a 2,048-token ballot (fitting long ones is the context work)

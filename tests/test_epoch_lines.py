@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from dream_pipeline.epoch_lines import new_epoch_lines
+from dream_pipeline.cli.epoch_lines import new_epoch_lines
 
 T0 = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 

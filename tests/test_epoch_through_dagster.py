@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from dream_pipeline.partitions import epoch_key
+from dream_pipeline.defs.epoch.partitions import epoch_key
 from tests.fabric_helpers import alive_agents
 
 

@@ -13,9 +13,9 @@ import dagster as dg
 import psycopg
 import pytest
 
-from dream_pipeline.assets import drafts, epoch_assets, roster
-from dream_pipeline.loop_state import WORKER_TAG, worker_identity, worker_is_gone
-from dream_pipeline.partitions import epoch_key
+from dream_pipeline.defs.epoch.assets import drafts, epoch_assets, roster
+from dream_pipeline.defs.epoch.partitions import epoch_key
+from dream_pipeline.defs.loop.loop_state import WORKER_TAG, worker_identity, worker_is_gone
 from offline_engine import EngineConfig, running_engine
 from resources.fabric import StateFabric
 from resources.llm import LLMEngine

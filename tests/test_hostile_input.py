@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dream_pipeline.assets import chapter, drafts, elo_rankings, peer_votes, roster
-from dream_pipeline.burst import run_burst
-from dream_pipeline.partitions import epoch_key
-from dream_pipeline.prompts import ballot_messages
-from dream_pipeline.review import BALLOT_MAX_TOKENS, collect_ballots, response_format
+from dream_pipeline.defs.epoch.assets import chapter, drafts, elo_rankings, peer_votes, roster
+from dream_pipeline.defs.epoch.partitions import epoch_key
+from dream_pipeline.domains.book.prompts import ballot_messages
+from dream_pipeline.epoch.burst import run_burst
+from dream_pipeline.epoch.vote import BALLOT_MAX_TOKENS, collect_ballots, response_format
 from dream_pipeline.tournament import plan_presentations, render_ballot_prompt
 from dream_pipeline.tournament.anonymize import BALLOT_DRAFT_MAX_CHARS
 from dream_pipeline.tournament.sanitize import REPLACEMENT, storable_json, storable_text, unstorable_count

@@ -44,8 +44,8 @@ def test_the_io_probe_sees_an_io_import():
 
 def test_the_pure_modules_take_their_row_types_from_records():
     """The pure text and statistics modules read rows without loading the fabric (issue 14)."""
-    for module in ("dream_pipeline.prompts", "dream_pipeline.standings", "dream_pipeline.vote_matrix",
-                   "dream_pipeline.report"):
+    for module in ("dream_pipeline.domains.book.prompts", "dream_pipeline.epoch.rating_window", "dream_pipeline.epoch.vote_matrix",
+                   "dream_pipeline.cli.report"):
         assert io_loaded(loaded_by(module)) == [], module
 
 

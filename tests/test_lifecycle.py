@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dream_pipeline.lifecycle import alive, descendants
+from dream_pipeline.cli.lifecycle import alive, descendants
 
 EVERYTHING = {"database", "engine", "start", "daemon", "webserver", "deck"}
 
@@ -108,7 +108,7 @@ def test_a_record_of_a_reused_pid_is_not_ours(tmp_path: Path, monkeypatch: pytes
     """A record names a pid and its start time: the same pid started at another time is someone else."""
     import json
 
-    from dream_pipeline import lifecycle
+    from dream_pipeline.cli import lifecycle
 
     pid = os.getpid()
     monkeypatch.setenv("DREAM_STATE_DIR", str(tmp_path))

@@ -8,8 +8,8 @@ import time
 
 import dagster as dg
 
-from dream_pipeline.assets import epoch_assets
-from dream_pipeline.partitions import epoch_key
+from dream_pipeline.defs.epoch.assets import epoch_assets
+from dream_pipeline.defs.epoch.partitions import epoch_key
 from offline_engine import EngineConfig, running_engine
 from resources.llm import LLMEngine
 

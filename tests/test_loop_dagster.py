@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from dream_pipeline.assets import epoch_assets
-from dream_pipeline.partitions import epoch_key
-from dream_pipeline.phase import phase_job
+from dream_pipeline.defs.epoch.assets import epoch_assets
+from dream_pipeline.defs.epoch.partitions import epoch_key
+from dream_pipeline.defs.phase.job import phase_job
 from resources.llm import LLMEngine
 from tests.fabric_helpers import epoch_fingerprint
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
-from dream_pipeline.partitions import epoch_key, parse_epoch_key
-from schedules.phase_window import PhaseWindow
-from sensors.loop import LoopSnapshot, backoff, plan_loop
+from dream_pipeline.defs.epoch.partitions import epoch_key, parse_epoch_key
+from dream_pipeline.defs.loop.sensors import LoopSnapshot, backoff, plan_loop
+from dream_pipeline.defs.phase.window import PhaseWindow
 
 DAY = datetime(2026, 3, 14, tzinfo=UTC)
 
@@ -168,7 +168,7 @@ def test_a_simulated_day_runs_back_to_back_and_respects_phase():
 
 
 def test_dead_time_is_measured_from_commit_to_the_next_first_engine_call():
-    from dream_pipeline.status import dead_times
+    from dream_pipeline.cli.status import dead_times
 
     rows = [
         {"end_time": at(1, 0), "released_at": at(0, 50), "first_call_at": at(0, 51)},
@@ -183,7 +183,7 @@ def test_dead_time_is_measured_from_commit_to_the_next_first_engine_call():
 
 
 def test_the_staging_depth_setting(monkeypatch):
-    from sensors.loop import staging_depth
+    from dream_pipeline.defs.loop.sensors import staging_depth
 
     monkeypatch.delenv("DREAM_LOOP_STAGING_DEPTH", raising=False)
     assert staging_depth() == 4

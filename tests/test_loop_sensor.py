@@ -15,9 +15,10 @@ import psutil
 import pytest
 from dagster._daemon.types import DaemonHeartbeat
 
-from dream_pipeline.assets import epoch_assets
-from dream_pipeline.jobs import epoch_job
-from dream_pipeline.loop_state import (
+from dream_pipeline.cli.status import render_status
+from dream_pipeline.defs.epoch.assets import epoch_assets
+from dream_pipeline.defs.epoch.jobs import epoch_job
+from dream_pipeline.defs.loop.loop_state import (
     LOOP_TAG,
     PARTITION_TAG,
     WORKER_TAG,
@@ -25,9 +26,8 @@ from dream_pipeline.loop_state import (
     resume_orphaned_runs,
     stop_run_workers,
 )
-from dream_pipeline.status import render_status
+from dream_pipeline.defs.loop.sensors import dream_loop_sensor, epoch_failure_sensor
 from resources.llm import LLMEngine
-from sensors import dream_loop_sensor, epoch_failure_sensor
 
 
 @pytest.fixture(autouse=True)

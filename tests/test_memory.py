@@ -10,12 +10,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from dream_pipeline.assets import epoch_assets
-from dream_pipeline.assets.drafts import drafts as drafts_asset
-from dream_pipeline.assets.roster import roster as roster_asset
-from dream_pipeline.memory import NOVELTY_PENALTY_MAX, novelty_penalty
-from dream_pipeline.partitions import epoch_key
-from dream_pipeline.prompts import draft_context
+from dream_pipeline.defs.epoch.assets import epoch_assets
+from dream_pipeline.defs.epoch.assets.drafts import drafts as drafts_asset
+from dream_pipeline.defs.epoch.assets.roster import roster as roster_asset
+from dream_pipeline.defs.epoch.partitions import epoch_key
+from dream_pipeline.domains.book.memory import NOVELTY_PENALTY_MAX, novelty_penalty
+from dream_pipeline.domains.book.prompts import draft_context
 from dream_pipeline.tournament import Vote, epoch_scores
 from resources import embedded_postgres
 from resources import fabric as fabric_module
@@ -96,7 +96,7 @@ def test_the_novelty_rule_penalizes_a_copied_chapter(planted, fabric: StateFabri
 def test_search_prints_the_nearest_chapters_and_drafts(planted, fabric, engine_url, monkeypatch, capsys):
     import argparse
 
-    from dream_pipeline.search import add_search_command
+    from dream_pipeline.cli.search import add_search_command
 
     monkeypatch.setenv("DREAM_DATABASE_URL", fabric.url())
     monkeypatch.setenv("DREAM_LLM_BASE_URL", engine_url)

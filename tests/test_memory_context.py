@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dream_pipeline.memory import (
+from dream_pipeline.domains.book.memory import (
     LAST_CHAPTER_FLOOR,
     NEAR_DUPLICATE_SIMILARITY,
     NOVELTY_PENALTY_MAX,
@@ -19,7 +19,7 @@ from dream_pipeline.memory import (
     novelty_penalty,
     peer_similarities,
 )
-from dream_pipeline.prompts import draft_task
+from dream_pipeline.domains.book.prompts import draft_task
 
 word = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
 texts = st.lists(word, max_size=900).map(" ".join)

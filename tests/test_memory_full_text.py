@@ -6,8 +6,8 @@ import dagster as dg
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dream_pipeline.memory import lexical_peer_similarities, lexical_similarity, novelty_penalty
-from dream_pipeline.partitions import epoch_key
+from dream_pipeline.defs.epoch.partitions import epoch_key
+from dream_pipeline.domains.book.memory import lexical_peer_similarities, lexical_similarity, novelty_penalty
 from offline_engine import EngineConfig, running_engine
 from resources.llm import LLMEngine
 from tests.fabric_helpers import epoch_fingerprint
@@ -36,7 +36,7 @@ def test_a_copy_costs_the_novelty_penalty_and_other_prose_does_not():
 
 
 def test_without_embeddings_the_loop_commits_and_memory_goes_by_full_text(fabric, instance):
-    from dream_pipeline.assets import epoch_assets
+    from dream_pipeline.defs.epoch.assets import epoch_assets
 
     with running_engine(EngineConfig(seed=2, profile="vllm")) as url:  # a chat model: no embeddings served
         llm = LLMEngine(base_url=url, max_tokens=300, max_retries=2, timeout_s=30, fabric=fabric)

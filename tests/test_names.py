@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dream_pipeline.prompts import chapter_body, chapter_title
-from dream_pipeline.report import plural, render_outline, render_standings
+from dream_pipeline.cli.report import plural, render_outline, render_standings
+from dream_pipeline.domains.book.prompts import chapter_body, chapter_title
 from resources.fabric import ChapterRow, Standing
 from spica import SpicaAgent
 from spica.agents import roman

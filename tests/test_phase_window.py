@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pytest
 
-from schedules.phase_window import PhaseWindow, machine_timezone, phase_window_from_env
+from dream_pipeline.defs.phase.window import PhaseWindow, machine_timezone, phase_window_from_env
 
 PARIS = ZoneInfo("Europe/Paris")
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from dream_pipeline.preflight import ConfigError, needs_api_key, preflight, redact_url
-from dream_pipeline.settings import known_settings
+from dream_pipeline.cli.preflight import ConfigError, needs_api_key, preflight, redact_url
+from dream_pipeline.config.settings import known_settings
 from offline_engine import EngineConfig, running_engine
 from resources.locations import PROJECT_ROOT
 
@@ -196,9 +196,9 @@ def test_redact_url_hides_passwords():
 
 def test_every_dream_variable_the_project_reads_is_a_known_setting():
     """The known list stays complete: a new DREAM_* variable anywhere in the code must be added to
-    `dream_pipeline/settings.py` ENV_SETTINGS (or be an offline-engine field), or `dream` refuses it."""
+    `dream_pipeline/config/settings.py` ENV_SETTINGS (or be an offline-engine field), or `dream` refuses it."""
     used = set()
-    for folder in ("dream_pipeline", "resources", "sensors", "schedules", "offline_engine", "deck", "bench", "deploy"):
+    for folder in ("dream_pipeline", "resources", "offline_engine", "deck", "bench", "deploy"):
         for path in (PROJECT_ROOT / folder).rglob("*"):
             if path.suffix in (".py", ".yaml", ".service"):
                 used |= set(re.findall(r"\bDREAM_[A-Z0-9_]*[A-Z0-9]\b", path.read_text(encoding="utf-8")))

@@ -8,9 +8,9 @@ import math
 
 import pytest
 
-from dream_pipeline.assets.common import epoch_seed, load_scope
-from dream_pipeline.assets.elo_rankings import EloConfig, _finite, compose_ranking
-from dream_pipeline.standings import window_statistics
+from dream_pipeline.defs.epoch.assets.elo_rankings import EloConfig, _finite, compose_ranking
+from dream_pipeline.epoch.rating_window import window_statistics
+from dream_pipeline.epoch.scope import epoch_seed, load_scope
 from dream_pipeline.tournament import elo_update, pairwise_outcomes
 from dream_pipeline.tournament.ballots import Vote
 from dream_pipeline.tournament.selection import bottom_is_separated

@@ -8,7 +8,7 @@ import uuid
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dream_pipeline.standings import window_statistics
+from dream_pipeline.epoch.rating_window import window_statistics
 from dream_pipeline.tournament.selection import bottom_is_separated
 from resources.fabric import VoteRow
 

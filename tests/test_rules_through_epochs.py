@@ -6,10 +6,10 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from dream_pipeline.assets import epoch_assets
-from dream_pipeline.assets.common import load_scope
-from dream_pipeline.assets.elo_rankings import EloConfig, compose_ranking
-from dream_pipeline.partitions import epoch_key
+from dream_pipeline.defs.epoch.assets import epoch_assets
+from dream_pipeline.defs.epoch.assets.elo_rankings import EloConfig, compose_ranking
+from dream_pipeline.defs.epoch.partitions import epoch_key
+from dream_pipeline.epoch.scope import load_scope
 from resources.fabric import VoteRow
 from resources.llm import LLMEngine
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dream_pipeline.partitions import epoch_key
-from dream_pipeline.search import add_search_command, hybrid_search, reciprocal_rank_fusion
+from dream_pipeline.cli.search import add_search_command, hybrid_search, reciprocal_rank_fusion
+from dream_pipeline.defs.epoch.partitions import epoch_key
 from resources.fabric import ChapterRow, DraftRow, StateFabric
 from resources.llm import LLMEngine
 from spica import SpicaBook

@@ -14,11 +14,12 @@ import pytest
 from dagster._serdes import serialize_value
 from psycopg import sql
 
-from dream_pipeline.assets import epoch_assets
-from dream_pipeline.cli import _service_commands, build_parser
-from dream_pipeline.jobs import epoch_job
-from dream_pipeline.partitions import epoch_key
-from dream_pipeline.settings import fabric_from_env, llm_from_env
+from dream_pipeline.cli import build_parser
+from dream_pipeline.cli.services import service_commands
+from dream_pipeline.config.settings import fabric_from_env, llm_from_env
+from dream_pipeline.defs.epoch.assets import epoch_assets
+from dream_pipeline.defs.epoch.jobs import epoch_job
+from dream_pipeline.defs.epoch.partitions import epoch_key
 from offline_engine import EngineConfig, ensure_engine, running_engine
 from offline_engine.__main__ import build_parser as engine_parser
 from resources.llm import LLMEngine
@@ -87,7 +88,7 @@ def test_every_server_binds_to_localhost_by_default(engine_url):
     parser = build_parser()
     for command in ("start", "daemon", "webserver", "ui", "deck"):
         assert parser.parse_args([command]).host == "127.0.0.1", command
-    commands = _service_commands(parser.parse_args(["start"]))
+    commands = service_commands(parser.parse_args(["start"]))
     webserver = commands["webserver"]
     assert webserver[webserver.index("-h") + 1] == "127.0.0.1"
     deck = commands["deck"]

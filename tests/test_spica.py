@@ -129,7 +129,7 @@ def test_a_test_module_defining_a_non_spica_agent_class_fails_collection(pyteste
 
 
 def test_the_runner_takes_domains_only_from_the_registry(tmp_path):
-    from dream_pipeline.experiments import enabled_books
+    from dream_pipeline.config.experiments import enabled_books
     from spica import load_domain
 
     assert load_domain("space_time").name == "space_time"

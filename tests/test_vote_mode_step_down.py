@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import dagster as dg
 
-from dream_pipeline.partitions import epoch_key
+from dream_pipeline.defs.epoch.partitions import epoch_key
 from offline_engine import EngineConfig, running_engine
 from resources.engine_probe import EngineCapabilities
 from resources.llm import LLMEngine
 
 
 def test_a_mode_that_starts_failing_steps_down_and_is_recorded(fabric, instance):
-    from dream_pipeline.assets import epoch_assets
+    from dream_pipeline.defs.epoch.assets import epoch_assets
 
     with running_engine(EngineConfig(seed=3, profile="llama_cpp_python")) as url:
         # what an earlier probe found on another server at this address: strict JSON schemas
@@ -44,7 +44,7 @@ def test_a_mode_that_starts_failing_steps_down_and_is_recorded(fabric, instance)
     # each voter's request already in flight when the first refusal came back: at most once each, never retried
     assert refused and all(r["n"] == 1 for r in refused) and len(refused) <= 5
     # `dream status` says which mode the ballots use now, and when and why it changed
-    from dream_pipeline.engine_report import engine_lines
+    from dream_pipeline.epoch.engine_report import engine_lines
 
     lines = engine_lines(fabric)
     assert lines[0].startswith("engine : ") and "ballots as json_object_schema" in lines[0]

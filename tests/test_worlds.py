@@ -6,10 +6,10 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from dream_pipeline.assets import epoch_assets
-from dream_pipeline.partitions import epoch_key
-from dream_pipeline.worlds import unwind_for_promotion, world_seed
-from dream_pipeline.worlds_jobs import promote_job, reroll_job
+from dream_pipeline.defs.epoch.assets import epoch_assets
+from dream_pipeline.defs.epoch.partitions import epoch_key
+from dream_pipeline.defs.worlds.jobs import promote_job, reroll_job
+from dream_pipeline.epoch.worlds import unwind_for_promotion, world_seed
 from resources.fabric import PromotionError
 from resources.llm import LLMEngine
 from tests.fabric_helpers import alive_agents, epoch_fingerprint

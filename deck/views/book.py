@@ -9,7 +9,7 @@ import streamlit as st
 from deck import queries
 from deck.safe_text import md_escape
 from deck.views.page import Page, book_view, fmt, pick_page
-from dream_pipeline.prompts import chapter_body
+from dream_pipeline.domains.book.prompts import chapter_body
 from dream_pipeline.tournament.selection import describe_margin
 
 CHAPTERS_PER_PAGE = 5

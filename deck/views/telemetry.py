@@ -9,7 +9,7 @@ from deck import charts, queries
 from deck.glossary import glossary_link
 from deck.safe_text import md_escape
 from deck.views.page import Page, book_view, epoch_window, fmt, readable
-from dream_pipeline.ballot_diagnosis import STALL_AFTER
+from dream_pipeline.epoch.ballot_diagnosis import STALL_AFTER
 
 
 def body(page: Page) -> None:

@@ -10,7 +10,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from dream_pipeline import canon
+from dream_pipeline.epoch import canon
 from dream_pipeline.records import CanonLocked, ChapterRow, EpochRecord, ReapOutcome
 from resources.fabric.rows import as_vector, chapter_from_row
 from spica import SpicaAgent

@@ -1,4 +1,4 @@
-"""The loop's own record: its timeline of epochs, and when it was down (dream_pipeline/downtime.py)."""
+"""The loop's own record: its timeline of epochs, and when it was down (dream_pipeline/defs/loop/downtime.py)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class LoopMixin:
         return list(reversed(rows))
 
     def record_downtime(self, down_from: datetime, down_until: datetime, resumed_by: str) -> None:
-        """Note that the loop was not running from `down_from` to `down_until` (dream_pipeline/downtime.py);
+        """Note that the loop was not running from `down_from` to `down_until` (dream_pipeline/defs/loop/downtime.py);
         the same start noted twice keeps the later end."""
         with self.connection() as conn:
             conn.execute(

@@ -1,0 +1,1 @@
+"""Configuration: the DREAM_* settings and which experiments (domains) the loop runs."""

@@ -1,0 +1,106 @@
+"""The roster: waits at the barrier, then opens the epoch with the agents alive at its start."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from dream_pipeline.config.settings import cast_size
+from dream_pipeline.defs.epoch.partitions import epoch_key, epochs_partitions, parse_epoch_key
+from dream_pipeline.defs.loop.loop_state import (
+    LOOP_TAG,
+    WORKER_TAG,
+    last_phase_success,
+    live_runs,
+    run_is_live,
+    worker_identity,
+)
+from dream_pipeline.defs.phase.window import phase_window_from_env
+from dream_pipeline.epoch.replay import is_replay
+from dream_pipeline.epoch.scope import markdown_table
+from resources.epoch_barrier import EpochBarrier, PredecessorLost
+from resources.fabric import StateFabric
+from resources.llm import LLMEngine
+from spica import load_domain
+
+OUTCOME_TAG = "dream/outcome"
+
+
+class RosterConfig(dg.Config):
+    barrier_timeout_s: float = 6 * 3600.0  # a staged run waits for its whole predecessor epoch
+    phase_gate: bool = True  # a new epoch of the loop never starts inside the PHASE window
+
+
+@dg.asset(partitions_def=epochs_partitions, group_name="epoch", kinds={"postgres"}, output_required=False)
+def roster(context: dg.AssetExecutionContext, config: RosterConfig, fabric: StateFabric, llm: LLMEngine):
+    """The agents who compete in this epoch (the book's cast size, `DREAM_CAST_SIZE`); a rerun keeps the
+    roster the epoch started with.
+
+    A run staged early waits here until the previous epoch has committed (LISTEN/NOTIFY in the
+    fabric), with its engine client warmed up first. It ends cleanly, materializing nothing, when
+    PHASE is open or when another live run already owns the epoch."""
+    key = context.partition_key
+    book_name, number = parse_epoch_key(key)
+    book = load_domain(book_name)  # from the SPICA registry only
+    seats = cast_size()
+    if fabric.ensure_book(book, seats):
+        context.log.info(f"new book {book.title!r}: seated {seats or len(book.initial_cast())} agents")
+    instance = context.instance
+    instance.add_run_tags(context.run_id, {WORKER_TAG: worker_identity()})  # lets the loop see a killed run
+    barrier = EpochBarrier(fabric, lambda k: bool(live_runs(instance, k, exclude=context.run_id)))
+    existing = fabric.find_epoch(key)
+    waited = 0.0
+    loop_run = context.run.tags.get(LOOP_TAG) == "epoch"
+
+    def phase_allows() -> bool:
+        # PHASE gates the loop's own new epochs; an epoch a person asks for (`dream run`, a backfill) just runs
+        if existing is not None or not config.phase_gate or not loop_run:
+            return True
+        return not phase_window_from_env().blocks(datetime.now(UTC), last_phase_success(instance))
+
+    if existing is not None and existing.status == "committed":
+        epoch = existing  # a replay: no barrier, nothing opened
+    else:
+        previous = epoch_key(book_name, number - 1) if number > 1 else None
+        llm.warm_up()
+        try:
+            epoch, waited = barrier.open_in_turn(book_name, key, number, previous, config.barrier_timeout_s,
+                                                 gate=phase_allows)
+        except PredecessorLost as lost:
+            if not loop_run:
+                raise
+            # a staged run whose predecessor died: end cleanly at once; the loop runs the predecessor again
+            context.log.info(f"{lost}; ending this staged run")
+            instance.add_run_tags(context.run_id, {OUTCOME_TAG: "predecessor-lost"})
+            return
+        if epoch is None:
+            context.log.info(f"PHASE window is open: {key} will start after it; ending this run cleanly")
+            instance.add_run_tags(context.run_id, {OUTCOME_TAG: "deferred-phase"})
+            return
+    replay = is_replay(epoch)  # a committed epoch is verified, never claimed or written
+    owner = None if replay else barrier.claim(epoch.epoch_id, context.run_id, lambda run_id: run_is_live(instance, run_id))
+    if owner is not None:
+        context.log.info(f"{key} is already owned by live run {owner}; ending this run cleanly")
+        instance.add_run_tags(context.run_id, {OUTCOME_TAG: "duplicate"})
+        return
+    agents = fabric.agents(epoch.active_agent_ids)
+    ratings = fabric.ratings_before(book.name, number)
+    rows = [
+        {
+            "agent": a.name,
+            "generation": a.lineage.generation,
+            "origin": a.lineage.origin,
+            "rating": ratings.get(a.instance_id),
+        }
+        for a in agents
+    ]
+    yield dg.MaterializeResult(
+        metadata={
+            "epoch_id": str(epoch.epoch_id),
+            "epoch_number": number,
+            "book": book.title,
+            "agents": len(agents),
+            "barrier_wait_s": round(waited, 3),
+            "replay": "verifying the committed epoch (nothing is rewritten)" if replay else "no",
+            "roster": dg.MetadataValue.md(markdown_table(rows)),
+        }
+    )

@@ -1,0 +1,1 @@
+"""Alternate worlds on Dagster: the re-roll and promotion jobs."""

@@ -1,0 +1,52 @@
+"""What every epoch step needs: which book and epoch it is, its agents, a stable seed, and tables as Markdown."""
+
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tabulate import tabulate
+
+from dream_pipeline.epoch.keys import parse_epoch_key
+from resources.fabric import EpochRecord, StateFabric
+from spica import SpicaAgent, SpicaBook, load_domain
+
+
+@dataclass(frozen=True)
+class EpochScope:
+    book: SpicaBook
+    epoch: EpochRecord
+    agents: tuple[SpicaAgent, ...]
+
+    @property
+    def key(self) -> str:
+        return self.epoch.epoch_key
+
+    @property
+    def number(self) -> int:
+        return self.epoch.epoch_number
+
+    def agent(self, name: str) -> SpicaAgent:
+        for agent in self.agents:
+            if agent.name == name:
+                return agent
+        raise KeyError(f"{name!r} is not on the roster of {self.key}")
+
+
+def load_scope(fabric: StateFabric, partition_key: str) -> EpochScope:
+    """The opened epoch behind a partition key (the roster asset opens it)."""
+    book_name, _ = parse_epoch_key(partition_key)
+    epoch = fabric.epoch(partition_key)
+    return EpochScope(load_domain(book_name), epoch, tuple(fabric.agents(epoch.active_agent_ids)))
+
+
+def epoch_seed(epoch_key: str) -> int:
+    """A seed that is the same for every rerun of an epoch and differs between epochs."""
+    return int(hashlib.sha256(epoch_key.encode()).hexdigest()[:12], 16)
+
+
+def markdown_table(rows: Sequence[dict], floatfmt: str = ".1f") -> str:
+    """Rows as a Markdown (pipe) table for Dagster metadata; a missing value is an empty cell."""
+    if not rows:
+        return "_(none)_"
+    return tabulate(rows, headers="keys", tablefmt="pipe", floatfmt=floatfmt)
