@@ -153,7 +153,7 @@ def engine_agreement(epochs: int, seed: int, cast: int | None = None) -> dict:
     from bench.common import scratch_fabric
     from bench.tournament_sim import expected_score
     from dream_pipeline.defs.epoch.assets import epoch_assets
-    from dream_pipeline.defs.epoch.assets.elo_rankings import window_frame
+    from dream_pipeline.epoch.rank import window_frame
     from dream_pipeline.defs.epoch.partitions import epoch_key
     from dream_pipeline.epoch.rating_window import window_statistics
     from offline_engine import EngineConfig, running_engine

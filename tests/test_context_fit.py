@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from dream_pipeline.defs.epoch.assets import epoch_assets
-from dream_pipeline.defs.epoch.assets.peer_votes import compose_votes
+from dream_pipeline.epoch.vote import compose_votes
 from dream_pipeline.defs.epoch.partitions import epoch_key
 from dream_pipeline.epoch.scope import load_scope
 from dream_pipeline.tournament.token_budget import messages_tokens

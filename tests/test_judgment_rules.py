@@ -186,7 +186,7 @@ def test_crossed_traits_mix_two_personas():
 def test_the_reaper_mutates_the_least_represented_lineage_once_the_reserve_is_empty():
     import uuid
 
-    from dream_pipeline.defs.epoch.assets.chapter import choose_replacement, lineage_root
+    from dream_pipeline.epoch.reaper import choose_replacement, lineage_root
     from dream_pipeline.epoch.scope import EpochScope
     from resources.fabric import EpochRecord
     from spica import SpicaBook

@@ -8,7 +8,8 @@ import math
 
 import pytest
 
-from dream_pipeline.defs.epoch.assets.elo_rankings import EloConfig, _finite, compose_ranking
+from dream_pipeline.defs.epoch.assets.elo_rankings import EloConfig
+from dream_pipeline.epoch.rank import _finite, compose_ranking
 from dream_pipeline.epoch.rating_window import window_statistics
 from dream_pipeline.epoch.scope import epoch_seed, load_scope
 from dream_pipeline.tournament import elo_update, pairwise_outcomes

@@ -7,7 +7,8 @@ import dagster as dg
 import pytest
 
 from dream_pipeline.defs.epoch.assets import epoch_assets
-from dream_pipeline.defs.epoch.assets.elo_rankings import EloConfig, compose_ranking
+from dream_pipeline.defs.epoch.assets.elo_rankings import EloConfig
+from dream_pipeline.epoch.rank import compose_ranking
 from dream_pipeline.defs.epoch.partitions import epoch_key
 from dream_pipeline.epoch.scope import load_scope
 from resources.fabric import VoteRow

@@ -1,11 +1,8 @@
-"""What every epoch step needs: which book and epoch it is, its agents, a stable seed, and tables as Markdown."""
+"""What every epoch step needs: which book and epoch it is, its agents, a stable seed."""
 
 
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass
-
-from tabulate import tabulate
 
 from dream_pipeline.epoch.keys import parse_epoch_key
 from resources.fabric import EpochRecord, StateFabric
@@ -43,10 +40,3 @@ def load_scope(fabric: StateFabric, partition_key: str) -> EpochScope:
 def epoch_seed(epoch_key: str) -> int:
     """A seed that is the same for every rerun of an epoch and differs between epochs."""
     return int(hashlib.sha256(epoch_key.encode()).hexdigest()[:12], 16)
-
-
-def markdown_table(rows: Sequence[dict], floatfmt: str = ".1f") -> str:
-    """Rows as a Markdown (pipe) table for Dagster metadata; a missing value is an empty cell."""
-    if not rows:
-        return "_(none)_"
-    return tabulate(rows, headers="keys", tablefmt="pipe", floatfmt=floatfmt)

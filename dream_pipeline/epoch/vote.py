@@ -9,19 +9,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from dream_pipeline.domains.book.prompts import ballot_messages
-from dream_pipeline.epoch.context_fit import ballot_overflow
+from dream_pipeline.epoch.context_fit import ballot_overflow, epoch_window, review_plan
+from dream_pipeline.epoch.scope import EpochScope, epoch_seed
 from dream_pipeline.tournament import (
     BallotError,
     Presentation,
     Vote,
     ballot_json_schema,
     parse_ballot,
+    plan_presentations,
     render_ballot_prompt,
 )
-from dream_pipeline.tournament.review_design import BALLOT_MAX_TOKENS
+from dream_pipeline.tournament.anonymize import shown_on_ballot
+from dream_pipeline.tournament.deidentify import Scrubbed, identity_terms, scrub
+from dream_pipeline.tournament.review_design import BALLOT_MAX_TOKENS, ReviewPlan
 from dream_pipeline.tournament.sanitize import storable_text, unstorable_count
 from resources.engine_probe import CONSTRAINED_MODES, about_format, structured_fields
-from resources.llm import LLMCallError, LLMSession
+from resources.fabric import AbstentionRow, AssignmentRow, DraftRow, StateFabric, VoteRow
+from resources.llm import LLMCallError, LLMEngine, LLMSession
 from spica import SpicaAgent
 
 BALLOT_ATTEMPTS = 3  # a first try and two repairs, then the voter abstains
@@ -121,3 +126,92 @@ def _storable_votes(voter: SpicaAgent, votes: Sequence[Vote], epoch_key: str | N
 def _note_replaced(voter: SpicaAgent, epoch_key: str | None, characters: int) -> None:
     if characters:
         voter.record_telemetry("ballot_text_replaced", epoch_key=epoch_key, characters=characters)
+
+
+@dataclass(frozen=True)
+class Review:
+    """What one round of blind review produced: the ballots as returned, and the rows to store."""
+
+    ballots: list[BallotResult]
+    votes: list[VoteRow]
+    abstentions: list[AbstentionRow]
+    masked: dict[str, Scrubbed]  # each author's draft as the voters read it, and what was masked
+    assignments: list[AssignmentRow]
+    plan: ReviewPlan
+    window: int | None
+
+
+def book_identity_terms(scope: EpochScope, fabric: StateFabric) -> tuple[str, ...]:
+    """Every name and role word of the book's agents: the cast, the reserve, everyone ever seated."""
+    manifest = scope.book.manifest
+    personas = [*manifest.get("cast", ()), *manifest.get("reserve", ()), *(a.manifest for a in scope.agents)]
+    return identity_terms([*personas, *sorted(fabric.persona_names_used(scope.book.name))])
+
+
+def compose_votes(scope: EpochScope, written: Sequence[DraftRow], fabric: StateFabric, llm: LLMEngine, *,
+                  session_key: str, seed: int | None = None,
+                  on_design: Callable[[list[AssignmentRow]], None] | None = None,
+                  on_ballot: Callable[[list[VoteRow], AbstentionRow | None], None] | None = None) -> Review:
+    """Every drafting agent's blind ballot on its assigned drafts, storing nothing but the engine calls
+    (and, through `on_design`, the review design before any ballot is asked for; through `on_ballot`,
+    each ballot's rows the moment it is complete, in a worker thread).
+
+    Each draft is de-identified first (docs/tournament_rules.md, section 0); the review load and the cuts
+    come from the epoch's context window and those scrubbed drafts, the text the voters read; the design and
+    the presentation (labels and order per voter) are drawn from the epoch's key, so a re-roll shows its
+    voters the drafts the way the canon's run would have; only the engine's answers differ.
+    Raises `ContextTooSmall` when no ballot fits the window.
+    """
+    by_author = {d.agent_name: d for d in written}
+    terms = book_identity_terms(scope, fabric)
+    scrubbed = {a: scrub(d.text, terms) for a, d in sorted(by_author.items())}
+    texts = {a: s.text for a, s in scrubbed.items()}  # as the voters read them: the design and cuts fit these
+    voters = [scope.agent(name) for name in sorted(by_author)]
+    window = epoch_window(scope.epoch)
+    seed_of_design = epoch_seed(scope.key)
+    plan = review_plan(voters, texts, window, seed_of_design)
+    presentations = plan_presentations(sorted(by_author), seed_of_design, load=plan.load, reserved=terms)
+    shown = {a: shown_on_ballot(text, plan.cuts.get(a)) for a, text in texts.items()}
+    assignments = [
+        AssignmentRow(voter, item.author, by_author[voter].agent_id, by_author[item.author].agent_id, item.label,
+                      item.position, None if shown[item.author] >= len(texts[item.author]) else shown[item.author])
+        for voter, presentation in presentations.items() for item in presentation.items
+    ]
+    if on_design is not None:
+        on_design(assignments)
+
+    def rows(ballot: BallotResult) -> tuple[list[VoteRow], AbstentionRow | None]:
+        if ballot.abstention_reason is not None:
+            return [], AbstentionRow(ballot.voter, ballot.abstention_reason, ballot.raw_reply)
+        positions = {item.label: item.position for item in presentations[ballot.voter].items}
+        return [
+            VoteRow(
+                voter_agent=v.voter, target_agent=v.target, voter_agent_id=by_author[v.voter].agent_id,
+                target_agent_id=by_author[v.target].agent_id, insight_score=v.insight_score, rationale=v.rationale,
+                masked_label=v.label, position=positions[v.label], latency_penalty=by_author[v.target].latency_penalty,
+            )
+            for v in ballot.votes
+        ], None
+
+    async def arrived(ballot: BallotResult) -> None:
+        await asyncio.to_thread(on_ballot, *rows(ballot))
+
+    async def vote() -> tuple[list[BallotResult], list]:
+        async with llm.session(session_key, seed=seed) as session:
+            ballots = await collect_ballots(
+                session, voters, presentations, texts,
+                on_ballot=arrived if on_ballot is not None else None,
+                max_tokens=plan.reply_tokens, shown=shown, window=window,
+            )
+            return ballots, session.calls
+
+    ballots, calls = asyncio.run(vote())
+    fabric.record_llm_calls(calls)
+
+    votes: list[VoteRow] = []
+    abstentions: list[AbstentionRow] = []
+    for ballot in ballots:
+        ballot_votes, abstention = rows(ballot)
+        votes.extend(ballot_votes)
+        abstentions.extend([abstention] if abstention else [])
+    return Review(ballots, votes, abstentions, scrubbed, assignments, plan, window)

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from dream_pipeline.defs.epoch.assets.drafts import compose_drafts
-from dream_pipeline.defs.epoch.assets.elo_rankings import EloConfig, compose_ranking
-from dream_pipeline.defs.epoch.assets.peer_votes import compose_votes
 from dream_pipeline.domains.book.prompts import chapter_title
+from dream_pipeline.epoch.burst import compose_drafts
+from dream_pipeline.epoch.rank import RankDefaults, RankSettings, compose_ranking
 from dream_pipeline.epoch.scope import load_scope
+from dream_pipeline.epoch.vote import compose_votes
 from resources.fabric import (
     AbstentionRow,
     DraftRow,
@@ -80,10 +80,10 @@ class RerollFailed(RuntimeError):
     """A re-roll that could not rank (too few drafts or ballots, the engine down); recorded as a failed world."""
 
 
-def reroll(fabric: StateFabric, llm: LLMEngine, epoch_key: str, config: EloConfig | None = None,
+def reroll(fabric: StateFabric, llm: LLMEngine, epoch_key: str, config: RankSettings | None = None,
            log: Callable[[str], None] = lambda _: None) -> WorldRow:
     """Roll the committed epoch `epoch_key` again as a new alternate world; the canon stays as it is."""
-    config = config or EloConfig()
+    config = config or RankDefaults()
     number, world_key = fabric.reserve_world(epoch_key)
     seed = world_seed(epoch_key, number)
     scope = load_scope(fabric, epoch_key)

@@ -11,7 +11,8 @@ import dagster as dg
 from dream_pipeline.defs.epoch.assets import epoch_assets
 from dream_pipeline.defs.epoch.assets.elo_rankings import EloConfig
 from dream_pipeline.defs.epoch.partitions import epochs_partitions
-from dream_pipeline.epoch.scope import markdown_table
+from dream_pipeline.defs.metadata import chapter_metadata, markdown_table
+from dream_pipeline.domains.book.canon import chapter_markdown
 from dream_pipeline.epoch.worlds import RerollFailed, reroll, unwind_for_promotion
 from resources.fabric import PromotionError, StateFabric
 from resources.llm import LLMEngine
@@ -40,10 +41,8 @@ def reroll_epoch(context: dg.OpExecutionContext, config: EloConfig, fabric: Stat
         "standings": dg.MetadataValue.md(markdown_table(
             [{k: s[k] for k in ("rank", "agent", "epoch_score", "elo_before", "elo_after")} for s in doc["standings"]]
         )),
-        "chapter": dg.MetadataValue.md(
-            f"## Chapter {chapter['number']}: {chapter['title']} (world {world.world_number})\n\n"
-            f"*by the {chapter['author']}*\n\n{chapter['text']}"
-        ),
+        "chapter": dg.MetadataValue.md(chapter_markdown(chapter["number"], chapter["title"], chapter["author"],
+                                                        chapter["text"], world=world.world_number)),
     })
 
 
@@ -79,13 +78,7 @@ def promote_world(context: dg.OpExecutionContext, config: PromoteConfig, fabric:
                          "`dream run` (or the loop) finishes it from the same record")
     epoch = fabric.epoch(key)
     chapter = fabric.chapter_for_epoch(epoch.epoch_id)
-    context.add_output_metadata({
-        "chapter_number": chapter.chapter_number,
-        "title": chapter.title,
-        "author": chapter.author,
-        "chapter": dg.MetadataValue.md(f"## Chapter {chapter.chapter_number}: {chapter.title}\n\n"
-                                       f"*by the {chapter.author}*\n\n{chapter.text}"),
-    })
+    context.add_output_metadata(chapter_metadata(chapter))
 
 
 @dg.job(

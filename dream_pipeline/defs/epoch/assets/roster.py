@@ -14,9 +14,9 @@ from dream_pipeline.defs.loop.loop_state import (
     run_is_live,
     worker_identity,
 )
+from dream_pipeline.defs.metadata import markdown_table
 from dream_pipeline.defs.phase.window import phase_window_from_env
 from dream_pipeline.epoch.replay import is_replay
-from dream_pipeline.epoch.scope import markdown_table
 from resources.epoch_barrier import EpochBarrier, PredecessorLost
 from resources.fabric import StateFabric
 from resources.llm import LLMEngine

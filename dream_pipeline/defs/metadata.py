@@ -1,0 +1,29 @@
+"""What the Dagster jobs show in their materialization metadata: tables, and a committed chapter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dagster as dg
+from tabulate import tabulate
+
+from dream_pipeline.domains.book.canon import chapter_markdown
+from resources.fabric import ChapterRow
+
+
+def markdown_table(rows: Sequence[dict], floatfmt: str = ".1f") -> str:
+    """Rows as a Markdown (pipe) table for Dagster metadata; a missing value is an empty cell."""
+    if not rows:
+        return "_(none)_"
+    return tabulate(rows, headers="keys", tablefmt="pipe", floatfmt=floatfmt)
+
+
+def chapter_metadata(chapter: ChapterRow) -> dict:
+    """A committed chapter as the epoch run and a promotion show it."""
+    return {
+        "chapter_number": chapter.chapter_number,
+        "title": chapter.title,
+        "author": chapter.author,
+        "chapter": dg.MetadataValue.md(chapter_markdown(chapter.chapter_number, chapter.title, chapter.author,
+                                                        chapter.text)),
+    }
