@@ -92,7 +92,7 @@ async def _chapter_texts(session: LLMSession, book: SpicaBook, count: int) -> li
 
 
 async def _fill(fabric: StateFabric, llm: LLMEngine, count: int, checkpoints: list[int], measure) -> None:
-    book = SpicaBook.load()
+    book = SpicaBook.load("space_time")
     fabric.ensure_book(book)
     async with llm.session(None) as session:
         started = time.perf_counter()
@@ -138,7 +138,7 @@ def main() -> None:
     print(f"book memory benchmark: {count} chapters"
           + ("" if count == 1000 else f" (fast mode: chapter {count} stands in for chapter 1,000)"))
     rows: dict[int, dict] = {}
-    book = SpicaBook.load()
+    book = SpicaBook.load("space_time")
     with running_engine(EngineConfig(seed=11)) as url:
         llm = LLMEngine(base_url=url, max_concurrency=16, max_retries=2, timeout_s=60)
         agent = book.initial_cast()[0]

@@ -121,7 +121,7 @@ def pooled_taus(run: Run, epochs: int) -> tuple[float, float]:
 def identity_leak_rate(seeds: int) -> tuple[float, float]:
     """(share of raw offline drafts naming a book identity, share of ballot prompts leaking one after
     de-identification), over ``seeds`` epochs' worth of real offline drafts."""
-    book = SpicaBook.load()
+    book = SpicaBook.load("space_time")
     personas = [*book.manifest["cast"], *book.manifest["reserve"]]
     terms = identity_terms(personas)
     raw = prompts = leaks = drafts = 0
@@ -153,15 +153,15 @@ def engine_agreement(epochs: int, seed: int, cast: int | None = None) -> dict:
     from bench.common import scratch_fabric
     from bench.tournament_sim import expected_score
     from dream_pipeline.defs.epoch.assets import epoch_assets
-    from dream_pipeline.epoch.rank import window_frame
     from dream_pipeline.defs.epoch.partitions import epoch_key
+    from dream_pipeline.epoch.rank import window_frame
     from dream_pipeline.epoch.rating_window import window_statistics
     from offline_engine import EngineConfig, running_engine
     from offline_engine.prose import persona_long_draft_rate
     from offline_engine.themes import hidden_quality, theme_for_system
     from resources.llm import LLMEngine
 
-    book = SpicaBook.load()
+    book = SpicaBook.load("space_time")
     names = [p["name"] for p in [*book.manifest["cast"], *book.manifest["reserve"]]]
     spread = [0.05 + 0.9 * i / (len(names) - 1) for i in range(len(names))]
     random.Random(seed).shuffle(spread)

@@ -54,7 +54,7 @@ COLUMNS = ["epoch", "voter", "target", "insight_score", "position", "penalty"]
 @lru_cache(maxsize=1)
 def text_quality_pool() -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Measured text quality of real offline drafts: (normal drafts, drafts cut at the cap)."""
-    book = SpicaBook.load()
+    book = SpicaBook.load("space_time")
     personas = [*book.manifest["cast"], *book.manifest["reserve"]]
     rng = random.Random(11)  # noqa: S311 - simulation
     normal, cut = [], []
@@ -144,7 +144,7 @@ def _logistic(x: float) -> float:
 
 def new_personas(rng: random.Random) -> tuple[list[Persona], list[Persona]]:
     """The book's cast and reserve with planted qualities (an even spread, shuffled) and verbosities."""
-    book = SpicaBook.load()
+    book = SpicaBook.load("space_time")
     cast = [p["name"] for p in book.manifest["cast"]]
     reserve = [p["name"] for p in book.manifest["reserve"]]
     names = cast + reserve

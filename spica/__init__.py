@@ -6,6 +6,7 @@ Pure Python: persistence is the state fabric's job, so this package can be used 
 from spica.agents import SpicaAgent
 from spica.base import Lineage, Spica, TelemetryEvent
 from spica.book import SpicaBook
+from spica.domain import SpicaDomain
 from spica.registry import load_domain, register_domain, registered_domains
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "Spica",
     "SpicaAgent",
     "SpicaBook",
+    "SpicaDomain",
     "TelemetryEvent",
     "load_domain",
     "register_domain",

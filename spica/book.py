@@ -1,4 +1,8 @@
-"""The book domain: a SPICA derivative whose manifest is the premise, the cast and the reserve pool."""
+"""A book as a SPICA domain: the manifest (premise, cast, reserve pool) and how its cast is seated.
+
+The loop runs the book through `dream_pipeline/domains/book/domain.py` (`BookDomain`), which adds the rest
+of the Domain protocol (prompts, review, canon, deck views) and registers the shipped books; this part is
+pure and shared with the benchmarks."""
 
 from __future__ import annotations
 
@@ -7,19 +11,17 @@ from importlib import resources
 from typing import Any, ClassVar
 
 from spica.agents import SpicaAgent
-from spica.base import Lineage, Spica
-from spica.registry import register_domain
+from spica.base import Lineage
+from spica.domain import SpicaDomain
 
 
-@register_domain("far_shore")
-@register_domain("space_time")
-class SpicaBook(Spica):
+class SpicaBook(SpicaDomain):
     """A book written by a tournament of persona agents, one chapter per epoch."""
 
-    kind: ClassVar[str] = "domain"
+    family: ClassVar[str] = "book"
 
     @classmethod
-    def load(cls, name: str = "space_time") -> SpicaBook:
+    def load(cls, name: str) -> SpicaBook:
         """The shipped manifest `spica/personas/<name>.json`."""
         try:
             text = resources.files("spica.personas").joinpath(f"{name}.json").read_text(encoding="utf-8")

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-import spica.book  # noqa: F401  (registers the shipped domains)
 from spica.base import Spica
 from spica.registry import not_spica_message, registered_domains
 

@@ -18,7 +18,7 @@ def embed_texts(llm: LLMEngine, texts: list[str]) -> list[list[float]]:
 
 def persona_prose(llm: LLMEngine, count: int) -> list[str]:
     """Distractor chapters: persona prose from the engine."""
-    cast = SpicaBook.load().initial_cast()
+    cast = SpicaBook.load("space_time").initial_cast()
 
     async def run():
         async with llm.session(None) as session:

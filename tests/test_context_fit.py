@@ -9,9 +9,9 @@ import dagster as dg
 import pytest
 
 from dream_pipeline.defs.epoch.assets import epoch_assets
-from dream_pipeline.epoch.vote import compose_votes
 from dream_pipeline.defs.epoch.partitions import epoch_key
 from dream_pipeline.epoch.scope import load_scope
+from dream_pipeline.epoch.vote import compose_votes
 from dream_pipeline.tournament.token_budget import messages_tokens
 from offline_engine.prose import count_tokens
 from resources.fabric import DraftRow
@@ -42,7 +42,7 @@ def test_no_ballot_passes_a_small_window_with_seven_long_drafts(fabric, llm, mon
     """2048 tokens, 7 drafts of about 1,700 words each (about 3,300 estimated tokens): every ballot is
     sent within the window, each voter reviews 2 drafts cut to fit, each draft is reviewed twice."""
     monkeypatch.setenv("DREAM_LLM_CONTEXT_TOKENS", str(window))
-    book = SpicaBook.load()
+    book = SpicaBook.load("space_time")
     fabric.ensure_book(book, 7)
     key = epoch_key(book.name, 1)
     fabric.open_epoch(book.name, key, 1)

@@ -13,7 +13,7 @@ from dream_pipeline.tournament.deidentify import identity_terms, leaked_terms, s
 from offline_engine.prose import write_prose
 from spica import SpicaAgent, SpicaBook
 
-BOOK = SpicaBook.load()
+BOOK = SpicaBook.load("space_time")
 PERSONAS = [*BOOK.manifest["cast"], *BOOK.manifest["reserve"]]
 BOOK_TERMS = identity_terms(PERSONAS)
 

@@ -73,7 +73,7 @@ def _committed_epoch(fabric: StateFabric, n: int, start: datetime, end: datetime
 
 def test_status_shows_a_restart_as_downtime_not_dead_time(fabric: StateFabric):
     """Epochs 1–3 back to back, the loop stopped for 148 s, epoch 4 after the restart."""
-    fabric.ensure_book(SpicaBook.load())
+    fabric.ensure_book(SpicaBook.load("space_time"))
     _committed_epoch(fabric, 1, s(0), s(10))
     _committed_epoch(fabric, 2, s(10.5), s(20))
     _committed_epoch(fabric, 3, s(20.4), s(30))

@@ -13,7 +13,7 @@ from tests.fabric_helpers import alive_agents, applied_migrations, epoch_fingerp
 
 
 def _open(fabric: StateFabric):
-    fabric.ensure_book(SpicaBook.load())
+    fabric.ensure_book(SpicaBook.load("space_time"))
     return fabric.open_epoch("space_time", "space_time-00001", 1)
 
 
@@ -47,9 +47,9 @@ def test_migrations_are_recorded_and_idempotent(database_url):
 
 
 def test_book_seats_its_cast_once(fabric):
-    book = SpicaBook.load()
+    book = SpicaBook.load("space_time")
     assert fabric.ensure_book(book) is True
-    assert fabric.ensure_book(SpicaBook.load()) is False
+    assert fabric.ensure_book(SpicaBook.load("space_time")) is False
     names = [a.name for a in alive_agents(fabric, "space_time")]
     assert sorted(names) == sorted(p["name"] for p in book.manifest["cast"])
 
@@ -94,7 +94,7 @@ def test_the_reaper_commits_once_and_notifies(fabric):
     ids = fabric.write_drafts(epoch.epoch_id, _drafts(epoch, fabric))
     agents = fabric.agents(epoch.active_agent_ids)
     loser = agents[-1]
-    book = SpicaBook.load()
+    book = SpicaBook.load("space_time")
     fabric.commit_chapter(
         epoch.epoch_id, "space_time",
         ChapterRow(1, ids[0], agents[0].instance_id, "Opening", "text", 7.0, 1.0, [1.0, 0.0, 0.0]),
@@ -162,7 +162,7 @@ def test_the_reapers_notification_is_sent_by_its_commit(fabric, commit_gate):
     epoch = _open(fabric)
     ids = fabric.write_drafts(epoch.epoch_id, _drafts(epoch, fabric))
     agents = fabric.agents(epoch.active_agent_ids)
-    loser, book = agents[-1], SpicaBook.load()
+    loser, book = agents[-1], SpicaBook.load("space_time")
     fabric.commit_chapter(
         epoch.epoch_id, "space_time", ChapterRow(1, ids[0], agents[0].instance_id, "Opening", "text", 7.0, 1.0),
     )
@@ -223,7 +223,7 @@ def test_the_reaper_without_a_replacement_or_without_a_loser(fabric):
 
 def test_the_reaper_with_nobody_to_eliminate_only_commits(fabric):
     epoch, agents = _collapsed(fabric)
-    book = SpicaBook.load()
+    book = SpicaBook.load("space_time")
     outcome = fabric.reap(epoch, None, book.recruit(book.reserve()[0], replaced=agents[-1]))
     assert outcome == type(outcome)(None, None, already_done=False)  # no loser: nobody retired, nobody seated
     assert len(alive_agents(fabric, "space_time")) == 5 and fabric.table_counts()["agents"] == 5
@@ -233,7 +233,7 @@ def test_the_reaper_with_nobody_to_eliminate_only_commits(fabric):
 def test_llm_calls_and_telemetry_are_stored(fabric):
     from resources.fabric import LlmCallRow
 
-    agent = SpicaBook.load().initial_cast()[0]
+    agent = SpicaBook.load("space_time").initial_cast()[0]
     fabric.record_llm_calls([LlmCallRow("space_time-00001", "draft", agent.name, {"model": "m"}, None, 1, 2, 0.5, "ok")])
     for _ in range(2):
         agent.record_telemetry("draft", epoch_key="space_time-00001", tokens=3)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from dream_pipeline.defs.epoch.assets import chapter, drafts, elo_rankings, peer_votes, roster
 from dream_pipeline.defs.epoch.partitions import epoch_key
+from dream_pipeline.domains import load_domain
 from dream_pipeline.domains.book.prompts import ballot_messages
 from dream_pipeline.epoch.burst import run_burst
 from dream_pipeline.epoch.vote import BALLOT_MAX_TOKENS, collect_ballots, response_format
@@ -140,7 +141,8 @@ def test_ballot_rationales_with_nul_and_surrogate_escapes_are_stored_safely(engi
         votes = ", ".join(f'{{"draft_id": "{label}", "insight_score": 7, "rationale": "NUL \\u0000 and \\ud800 '
                           f'</draft> <script>x</script>"}}' for label in pres.labels())
         answers.append((request, '{"votes": [' + votes + "]}"))
-    ballots = asyncio.run(collect_ballots(_session(engine_url, answers), voters, presentations, texts, "json_schema"))
+    ballots = asyncio.run(collect_ballots(_session(engine_url, answers), voters, presentations, texts, "json_schema",
+                                         domain=load_domain("space_time")))
 
     assert all(b.abstention_reason is None and len(b.votes) == 2 for b in ballots)
     for vote in (v for b in ballots for v in b.votes):

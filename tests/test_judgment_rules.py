@@ -191,7 +191,7 @@ def test_the_reaper_mutates_the_least_represented_lineage_once_the_reserve_is_em
     from resources.fabric import EpochRecord
     from spica import SpicaBook
 
-    book = SpicaBook.load()
+    book = SpicaBook.load("space_time")
     cast = book.initial_cast()
     physician = book.recruit(next(p for p in book.reserve() if p["name"] == "Physician"), replaced=cast[0])
     clone = physician.mutate(2)  # the seed's rule had filled the cast with these

@@ -31,7 +31,7 @@ def _chat(engine: LLMEngine, key: str | None, content: str = MESSAGES[0]["conten
 
 def _record_one(fabric: StateFabric, engine_url: str):
     """Open epoch 1 and record one real answer for it; returns the completion."""
-    fabric.ensure_book(SpicaBook.load())
+    fabric.ensure_book(SpicaBook.load("space_time"))
     fabric.open_epoch("space_time", KEY, 1)
     completion, session = _chat(_engine(fabric, engine_url), KEY)
     assert len(session.calls) == 1 and session.calls[0].status == "ok"
@@ -94,7 +94,7 @@ def test_replay_off_asks_the_engine_again_but_keeps_the_world_seed(fabric, engin
 
 
 def test_embeddings_replay_from_the_record(fabric, engine_url):
-    fabric.ensure_book(SpicaBook.load())
+    fabric.ensure_book(SpicaBook.load("space_time"))
     fabric.open_epoch("space_time", KEY, 1)
 
     async def embed(engine):

@@ -31,7 +31,7 @@ def _commit(fabric, key: str, number: int, *, notify: bool = True) -> None:
 
 @pytest.fixture
 def book(fabric):
-    fabric.ensure_book(SpicaBook.load())
+    fabric.ensure_book(SpicaBook.load("space_time"))
     return "space_time"
 
 

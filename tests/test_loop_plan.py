@@ -204,3 +204,26 @@ def test_three_books_take_turns_in_their_order_and_a_new_book_starts_at_one():
     after_sea = snapshot(books=("space_time", "sea", "moon"), next_numbers={"space_time": 4, "sea": 9}, depth=1,
                          last_key="sea-00008")
     assert requested_all(plan_loop(after_sea)) == ["moon-00001"]
+
+
+def test_a_book_with_epochs_per_cycle_keeps_its_turn_for_that_many_epochs():
+    books = ("space_time", "sea")
+    snap = snapshot(books=books, next_numbers={"space_time": 4, "sea": 9}, depth=6,
+                    epochs_per_cycle={"space_time": 3})
+    # a turn ends at a multiple of 3: 4 and 5 finish space_time's turn, 6 ends it; sea runs one, then 7, 8
+    assert requested_all(plan_loop(snap)) == [
+        "space_time-00004", "space_time-00005", "space_time-00006", "sea-00009", "space_time-00007",
+        "space_time-00008"]
+
+
+def test_the_turn_is_read_off_the_last_epoch_so_it_survives_a_restart():
+    def after(last_key: str) -> list[str]:
+        return requested_all(plan_loop(snapshot(
+            books=("space_time", "sea"), next_numbers={"space_time": int(last_key[-5:]) + 1, "sea": 9}, depth=1,
+            last_key=last_key, epochs_per_cycle={"space_time": 2, "sea": 1})))
+
+    assert after("space_time-00005") == ["space_time-00006"]
+    assert after("space_time-00006") == ["sea-00009"]
+    one_each = snapshot(books=("space_time", "sea"), next_numbers={"space_time": 6, "sea": 9}, depth=1,
+                        last_key="space_time-00005", epochs_per_cycle={"space_time": 1})
+    assert requested_all(plan_loop(one_each)) == ["sea-00009"]

@@ -39,7 +39,7 @@ LIGHTHOUSE = (
 
 def _write_book(fabric: StateFabric, texts: list[str], vectors: list[list[float]]) -> None:
     """Commit `texts` as chapters 1..n through the fabric, as the pipeline would."""
-    fabric.ensure_book(SpicaBook.load())
+    fabric.ensure_book(SpicaBook.load("space_time"))
     for n, (text, vector) in enumerate(zip(texts, vectors, strict=True), start=1):
         epoch = fabric.open_epoch(BOOK, epoch_key(BOOK, n), n)
         agent = fabric.agents(epoch.active_agent_ids)[n % len(epoch.active_agent_ids)]
@@ -69,7 +69,7 @@ def test_retrieval_returns_the_planted_chapter_among_distractors(planted, fabric
     assert all(c.chapter_number < 12 for c, _ in memory.related)
     similarities = [s for _, s in memory.related]
     assert similarities == sorted(similarities, reverse=True)
-    context = draft_context(SpicaBook.load(), memory, 1500)
+    context = draft_context(SpicaBook.load("space_time"), memory, 1500)
     assert context.related[0] == 4 and "[chapter 4: Title 4" in context.text
     # the same query without the index finds the same neighbours
     [last] = fabric.drafts(fabric.epoch(epoch_key(BOOK, 12)).epoch_id)

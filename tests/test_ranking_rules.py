@@ -51,7 +51,7 @@ def _commit(fabric, scope, ranking, written) -> None:
     winner = next(d for d in written if d.agent_name == ranking.winner)
     fabric.commit_chapter(scope.epoch.epoch_id, "space_time",
                           ChapterRow(scope.number, winner.draft_id, winner.agent_id, "T", winner.text, 1.0, 0.0))
-    book = SpicaBook.load()
+    book = SpicaBook.load("space_time")
     loser = by_name[ranking.loser]
     fabric.reap(fabric.epoch(scope.key), loser, book.recruit(book.reserve()[scope.number - 1], replaced=loser))
 
@@ -66,7 +66,7 @@ def _oracle(scope, written, votes, before, k, history):
 
 
 def test_the_first_epoch_ranked_as_the_rules_say(fabric):
-    fabric.ensure_book(SpicaBook.load())
+    fabric.ensure_book(SpicaBook.load("space_time"))
     scope = _open(fabric, 1)
     names = [a.name for a in scope.agents]
     quality = dict(zip(names, QUALITY, strict=True))
@@ -105,7 +105,7 @@ def test_the_first_epoch_ranked_as_the_rules_say(fabric):
 
 
 def test_the_second_epoch_starts_from_stored_ratings_and_spares_the_newcomer(fabric):
-    fabric.ensure_book(SpicaBook.load())
+    fabric.ensure_book(SpicaBook.load("space_time"))
     first = _open(fabric, 1)
     names = [a.name for a in first.agents]
     written = _drafts(fabric, first, {})
@@ -163,7 +163,7 @@ def test_the_second_epoch_starts_from_stored_ratings_and_spares_the_newcomer(fab
 
 
 def test_nobody_to_eliminate_when_all_are_in_grace(fabric):
-    fabric.ensure_book(SpicaBook.load())
+    fabric.ensure_book(SpicaBook.load("space_time"))
     scope = _open(fabric, 1)
     with fabric.connection() as conn:  # every seat taken by a newcomer of this epoch
         conn.execute("UPDATE agents SET origin = 'reserve', joined_epoch = 1")
@@ -183,7 +183,7 @@ def test_only_finite_figures_are_stored():
 
 
 def test_an_agent_that_forfeited_is_rated_with_no_penalty_and_no_score(fabric):
-    fabric.ensure_book(SpicaBook.load())
+    fabric.ensure_book(SpicaBook.load("space_time"))
     scope = _open(fabric, 1)
     names = [a.name for a in scope.agents]
     absent = names[2]

@@ -8,8 +8,8 @@ import pytest
 
 from dream_pipeline.defs.epoch.assets import epoch_assets
 from dream_pipeline.defs.epoch.assets.elo_rankings import EloConfig
-from dream_pipeline.epoch.rank import compose_ranking
 from dream_pipeline.defs.epoch.partitions import epoch_key
+from dream_pipeline.epoch.rank import compose_ranking
 from dream_pipeline.epoch.scope import load_scope
 from resources.fabric import VoteRow
 from resources.llm import LLMEngine

@@ -54,7 +54,7 @@ def book(fabric: StateFabric, llm: LLMEngine) -> list[str]:
     for number, decoy in DECOYS.items():
         texts[number - 1] = decoy
     vectors = embed_texts(llm, texts)
-    fabric.ensure_book(SpicaBook.load())
+    fabric.ensure_book(SpicaBook.load("space_time"))
     for n, (text, vector) in enumerate(zip(texts, vectors, strict=True), start=1):
         epoch = fabric.open_epoch(BOOK, epoch_key(BOOK, n), n)
         agent = fabric.agents(epoch.active_agent_ids)[n % len(epoch.active_agent_ids)]

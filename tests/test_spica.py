@@ -10,7 +10,7 @@ pytest_plugins = ["pytester"]
 
 
 def test_every_agent_and_domain_is_a_spica_derivative():
-    book = SpicaBook.load()
+    book = SpicaBook.load("space_time")
     assert isinstance(book, Spica)
     assert all(isinstance(a, Spica) for a in book.initial_cast())
     assert all(issubclass(cls, Spica) for cls in registered_domains().values())
@@ -20,7 +20,7 @@ def test_every_agent_and_domain_is_a_spica_derivative():
 
 @pytest.mark.parametrize("size", [3, 5, 7, 14, 16, 64])
 def test_a_cast_of_any_size_is_the_cast_then_the_reserve_then_mutations(size):
-    book = SpicaBook.load()
+    book = SpicaBook.load("space_time")
     assert book.cast_size == 5  # the manifest's cast, no cast_size key
     cast = book.initial_cast(size)
     names = [a.name for a in cast]
@@ -38,7 +38,7 @@ def test_a_cast_of_any_size_is_the_cast_then_the_reserve_then_mutations(size):
 
 
 def test_a_manifest_may_set_its_cast_size():
-    manifest = dict(SpicaBook.load().manifest, cast_size=7)
+    manifest = dict(SpicaBook.load("space_time").manifest, cast_size=7)
     book = SpicaBook(manifest)
     assert book.cast_size == 7 and len(book.initial_cast()) == 7
     with pytest.raises(ValueError, match="at least 2"):
@@ -130,9 +130,10 @@ def test_a_test_module_defining_a_non_spica_agent_class_fails_collection(pyteste
 
 def test_the_runner_takes_domains_only_from_the_registry(tmp_path):
     from dream_pipeline.config.experiments import enabled_books
-    from spica import load_domain
+    from dream_pipeline.domains import load_domain
 
-    assert load_domain("space_time").name == "space_time"
+    book = load_domain("space_time")
+    assert (book.name, book.family, type(book).__name__) == ("space_time", "book", "BookDomain")
     with pytest.raises(ValueError, match="'nowhere' is not a registered SPICA domain"):
         load_domain("nowhere")
     experiments = tmp_path / "experiments.yaml"

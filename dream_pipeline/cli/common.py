@@ -1,9 +1,6 @@
 """What every `dream` command shares: the fabric, the start-up checks, the engine line, the log files."""
 
-
 from __future__ import annotations
-
-DEFAULT_BOOK = "space_time"
 
 
 def open_fabric():

@@ -7,11 +7,11 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from dream_pipeline.cli.common import DEFAULT_BOOK
 from dream_pipeline.cli.read import cmd_book, cmd_standings, cmd_status
 from dream_pipeline.cli.run import cmd_run
 from dream_pipeline.cli.services import cmd_daemon, cmd_db, cmd_deck, cmd_engine, cmd_ui, cmd_webserver
 from dream_pipeline.cli.start import cmd_start
+from dream_pipeline.domains.book import DEFAULT_BOOK
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 

@@ -15,9 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from dream_pipeline.domains.book import DEFAULT_BOOK
+
 K = TypeVar("K")
 
-DEFAULT_BOOK = "space_time"
 PREVIEW_WORDS = 24
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dream_pipeline.cli.common import DEFAULT_BOOK
+from dream_pipeline.domains.book import DEFAULT_BOOK
 
 
 def _epoch_key(fabric, book: str, epoch: str | None) -> str:

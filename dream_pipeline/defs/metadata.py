@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import dagster as dg
 from tabulate import tabulate
 
-from dream_pipeline.domains.book.canon import chapter_markdown
 from resources.fabric import ChapterRow
+from spica import SpicaDomain
 
 
 def markdown_table(rows: Sequence[dict], floatfmt: str = ".1f") -> str:
@@ -18,12 +18,12 @@ def markdown_table(rows: Sequence[dict], floatfmt: str = ".1f") -> str:
     return tabulate(rows, headers="keys", tablefmt="pipe", floatfmt=floatfmt)
 
 
-def chapter_metadata(chapter: ChapterRow) -> dict:
-    """A committed chapter as the epoch run and a promotion show it."""
+def chapter_metadata(chapter: ChapterRow, domain: SpicaDomain) -> dict:
+    """A committed canon entry (a chapter of a book) as the epoch run and a promotion show it."""
     return {
         "chapter_number": chapter.chapter_number,
         "title": chapter.title,
         "author": chapter.author,
-        "chapter": dg.MetadataValue.md(chapter_markdown(chapter.chapter_number, chapter.title, chapter.author,
-                                                        chapter.text)),
+        "chapter": dg.MetadataValue.md(domain.canon_markdown(chapter.chapter_number, chapter.title, chapter.author,
+                                                             chapter.text)),
     }

@@ -15,11 +15,11 @@ from dream_pipeline.domains.book.memory import (
     novelty_penalty,
     peer_similarities,
 )
-from dream_pipeline.domains.book.prompts import OUTLINE_CHAPTERS, draft_context, draft_messages
+from dream_pipeline.domains.book.prompts import OUTLINE_CHAPTERS, draft_context
 from dream_pipeline.epoch.context_fit import epoch_window, fit_draft_prompt
 from dream_pipeline.epoch.scope import EpochScope
-from dream_pipeline.tournament import TRUNCATION_PENALTY, latency_penalty
 from dream_pipeline.tournament.sanitize import storable_text, unstorable_count
+from dream_pipeline.tournament.scoring import DraftFacts, latency_penalty, penalties
 from resources.fabric import DraftRow, StateFabric
 from resources.llm import Completion, LLMCallError, LLMEngine, LLMSession
 from spica import SpicaAgent
@@ -103,13 +103,13 @@ def compose_drafts(scope: EpochScope, fabric: StateFabric, llm: LLMEngine, *, se
     retrieved = tuple(chapter.chapter_number for chapter, _ in memory.related)
     window = epoch_window(epoch, served=llm.served_context)
     prompt, max_tokens = fit_draft_prompt(lambda budget: draft_context(scope.book, memory, budget), scope.agents,
-                                          llm.context_tokens, llm.max_tokens, window)
+                                          llm.context_tokens, llm.max_tokens, window, scope.book)
     context_ms = (time.perf_counter() - started) * 1000
 
     async def burst() -> tuple[list[DraftResult], list[list[float]] | None, str | None, list]:
         async with llm.session(session_key, seed=seed) as session:
             results = await run_burst(
-                session, scope.agents, lambda a: draft_messages(a, prompt), max_tokens
+                session, scope.agents, lambda a: scope.book.burst_messages(a, prompt), max_tokens
             )
             texts = [r.completion.text for r in results if r.completion]
             if not session.embeddings_available:  # no embedding engine: memory and novelty go by the text
@@ -141,6 +141,8 @@ def compose_drafts(scope: EpochScope, fabric: StateFabric, llm: LLMEngine, *, se
         canon, peers = [None] * len(written), {}
 
     fastest = min(r.completion.latency_s for r in written)
+    # truncation and latency (tournament/scoring.py), then the novelty rule of the book's memory
+    base = penalties([DraftFacts(r.agent.name, r.truncated, r.completion.latency_s) for r in written])
     rows = []
     for i, r in enumerate(written):
         lat_pen = latency_penalty(r.completion.latency_s, fastest)
@@ -152,7 +154,7 @@ def compose_drafts(scope: EpochScope, fabric: StateFabric, llm: LLMEngine, *, se
                 prompt_tokens=r.completion.prompt_tokens, completion_tokens=r.completion.completion_tokens,
                 finish_reason=r.completion.finish_reason, truncated=r.truncated, latency_s=r.completion.latency_s,
                 latency_penalty=lat_pen,
-                penalty=lat_pen + (TRUNCATION_PENALTY if r.truncated else 0.0) + nov_pen,
+                penalty=base[r.agent.name] + nov_pen,
                 embedding=vectors[i] if vectors else None,
                 canon_similarity=canon[i], novelty_penalty=nov_pen,
                 peer_similarity=peer.similarity if peer else None,

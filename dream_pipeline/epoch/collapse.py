@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from dream_pipeline.domains.book.prompts import chapter_title, summary_messages
+from dream_pipeline.domains.book.prompts import summary_messages
 from dream_pipeline.epoch.scope import EpochScope
 from dream_pipeline.tournament.sanitize import storable_text
 from resources.fabric import ChapterRow, StateFabric
@@ -28,9 +28,9 @@ def chapter_row(fabric: StateFabric, scope: EpochScope) -> ChapterRow:
         (r.epoch_score for r in fabric.ratings(scope.epoch.epoch_id) if r.epoch_score is not None), reverse=True
     )
     margin = scores[0] - scores[1] if len(scores) > 1 else None
+    title, text = scope.book.canon_entry(winner.text, scope.number)
     return ChapterRow(
-        chapter_number=scope.number, draft_id=winner.draft_id, agent_id=winner.agent_id,
-        title=chapter_title(winner.text, scope.number), text=winner.text,
+        chapter_number=scope.number, draft_id=winner.draft_id, agent_id=winner.agent_id, title=title, text=text,
         epoch_score=scores[0] if scores else None, margin=margin, embedding=winner.embedding,
     )
 

@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from dream_pipeline.config.settings import MIN_CONTEXT_TOKENS, llm_context_tokens
-from dream_pipeline.domains.book.memory import BookContext
-from dream_pipeline.domains.book.prompts import ballot_messages, draft_messages
 from dream_pipeline.records import EpochRecord
 from dream_pipeline.tournament.anonymize import (
     BALLOT_CUT_MARKER,
-    BALLOT_INSTRUCTIONS,
     MASK_ROLES,
     neutralise_draft_tags,
 )
@@ -34,7 +32,7 @@ from dream_pipeline.tournament.token_budget import (
     estimate_tokens,
     messages_tokens,
 )
-from spica import SpicaAgent
+from spica import SpicaAgent, SpicaDomain
 
 # the longest repair message a ballot retry adds: the template and a rejection reason (at most about
 # 300 characters: the reasons quote at most 200 characters of the reply, or the ballot's labels)
@@ -60,8 +58,9 @@ def epoch_window(epoch: EpochRecord, served: Callable[[], int | None] | None = N
 
 
 def fit_draft_prompt(
-    build: Callable[[int], BookContext], agents: Sequence[SpicaAgent], budget: int, cap: int, window: int | None
-) -> tuple[BookContext, int]:
+    build: Callable[[int], Any], agents: Sequence[SpicaAgent], budget: int, cap: int, window: int | None,
+    domain: SpicaDomain,
+) -> tuple[Any, int]:
     """The draft prompt (built by `build(memory_budget)`) and `max_tokens` for a window.
 
     The memory budget starts at `budget` (whitespace tokens) and shrinks until every agent's prompt
@@ -71,7 +70,7 @@ def fit_draft_prompt(
         return context, cap
     allowance = window - CONTEXT_MARGIN_TOKENS - min(cap, window // 2)
     for _ in range(SHRINK_ROUNDS):
-        longest = max(messages_tokens(draft_messages(a, context)) for a in agents)
+        longest = max(messages_tokens(domain.burst_messages(a, context)) for a in agents)
         if longest <= allowance:
             return context, min(cap, completion_room(window, longest))
         shrunk = min(budget - 1, int(budget * allowance / longest))
@@ -86,12 +85,12 @@ def fit_draft_prompt(
 
 
 def review_plan(
-    voters: Sequence[SpicaAgent], drafts: Mapping[str, str], window: int | None, seed: int
+    voters: Sequence[SpicaAgent], drafts: Mapping[str, str], window: int | None, seed: int, domain: SpicaDomain
 ) -> ReviewPlan:
     """The epoch's review load and cuts in the design drawn from `seed`: drafts as a ballot shows them
     (tags neutralised), the fixed part of the longest persona's ballot (instructions and a repair
     message included)."""
-    fixed = max(messages_tokens(ballot_messages(v, BALLOT_INSTRUCTIONS + "\n\n")) for v in voters) \
+    fixed = max(messages_tokens(domain.review_messages(v, domain.review_criteria() + "\n\n")) for v in voters) \
         + REPAIR_RESERVE_TOKENS
     return plan_review(
         {author: estimate_tokens(neutralise_draft_tags(text)) for author, text in drafts.items()},

@@ -14,12 +14,11 @@ from typing import Protocol
 
 import pandas as pd
 
-from dream_pipeline.epoch.rating_window import WINDOW_EPOCHS, window_statistics
+from dream_pipeline.epoch.rating_window import WINDOW_EPOCHS, as_vote, window_statistics
 from dream_pipeline.epoch.scope import EpochScope, epoch_seed
 from dream_pipeline.tournament import (
     DEFAULT_K,
     INITIAL_RATING,
-    Vote,
     elo_update,
     epoch_scores,
     pairwise_outcomes,
@@ -78,7 +77,7 @@ def compose_ranking(scope: EpochScope, written: Sequence[DraftRow], votes: Seque
     The Bradley–Terry window is the stored votes of the `window_epochs - 1` epochs before this one
     plus `votes`, so a re-roll is rated against the same history as the canon was."""
     penalty = {d.agent_name: d.penalty for d in written}
-    ballots = [Vote(v.voter_agent, v.target_agent, v.masked_label, v.insight_score, v.rationale) for v in votes]
+    ballots = [as_vote(v) for v in votes]
     names = {a.instance_id: a.name for a in scope.agents}
     earlier = fabric.ratings_before(scope.book.name, scope.number)
     rated = [earlier[a.instance_id] for a in scope.agents if a.instance_id in earlier]

@@ -22,6 +22,11 @@ WINDOW_EPOCHS = 10
 BOOTSTRAP_ROUNDS = 200
 
 
+def as_vote(row: VoteRow) -> Vote:
+    """A stored vote as the tournament rules read it (the one conversion, for the epoch and the window)."""
+    return Vote(row.voter_agent, row.target_agent, row.masked_label, row.insight_score, row.rationale)
+
+
 @dataclass(frozen=True)
 class WindowStatistics:
     intervals: pd.DataFrame  # index agent; columns rating, lower, upper, mle
@@ -33,9 +38,7 @@ def window_statistics(recent: Sequence[tuple[int, VoteRow, float]], seed: int) -
     ballots: dict[tuple[int, str], list[Vote]] = defaultdict(list)
     penalties: dict[tuple[int, str], float] = {}
     for epoch, v, penalty in recent:
-        ballots[(epoch, v.voter_agent)].append(
-            Vote(v.voter_agent, v.target_agent, v.masked_label, v.insight_score, v.rationale)
-        )
+        ballots[(epoch, v.voter_agent)].append(as_vote(v))
         penalties[(epoch, v.target_agent)] = penalty
     outcomes = [
         pairwise_outcomes(votes, {t: p for (e, t), p in penalties.items() if e == epoch})

@@ -4,14 +4,15 @@
 import hashlib
 from dataclasses import dataclass
 
+from dream_pipeline.domains import load_domain
 from dream_pipeline.epoch.keys import parse_epoch_key
 from resources.fabric import EpochRecord, StateFabric
-from spica import SpicaAgent, SpicaBook, load_domain
+from spica import SpicaAgent, SpicaDomain
 
 
 @dataclass(frozen=True)
 class EpochScope:
-    book: SpicaBook
+    book: SpicaDomain  # the epoch's domain (a book so far), from the registry
     epoch: EpochRecord
     agents: tuple[SpicaAgent, ...]
 

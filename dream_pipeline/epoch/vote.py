@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dream_pipeline.domains.book.prompts import ballot_messages
 from dream_pipeline.epoch.context_fit import ballot_overflow, epoch_window, review_plan
 from dream_pipeline.epoch.scope import EpochScope, epoch_seed
 from dream_pipeline.tournament import (
@@ -18,16 +17,15 @@ from dream_pipeline.tournament import (
     ballot_json_schema,
     parse_ballot,
     plan_presentations,
-    render_ballot_prompt,
 )
 from dream_pipeline.tournament.anonymize import shown_on_ballot
-from dream_pipeline.tournament.deidentify import Scrubbed, identity_terms, scrub
+from dream_pipeline.tournament.deidentify import Scrubbed, scrub
 from dream_pipeline.tournament.review_design import BALLOT_MAX_TOKENS, ReviewPlan
 from dream_pipeline.tournament.sanitize import storable_text, unstorable_count
 from resources.engine_probe import CONSTRAINED_MODES, about_format, structured_fields
 from resources.fabric import AbstentionRow, AssignmentRow, DraftRow, StateFabric, VoteRow
 from resources.llm import LLMCallError, LLMEngine, LLMSession
-from spica import SpicaAgent
+from spica import SpicaAgent, SpicaDomain
 
 BALLOT_ATTEMPTS = 3  # a first try and two repairs, then the voter abstains
 FORMAT_REFUSALS = frozenset({400, 422, 500, 501})  # statuses servers answer an unsupported format with
@@ -58,6 +56,7 @@ async def collect_ballots(
     max_tokens: int = BALLOT_MAX_TOKENS,
     shown: Mapping[str, int] | None = None,
     window: int | None = None,
+    domain: SpicaDomain,
 ) -> list[BallotResult]:
     """One ballot per voter, in parallel. A reply that never parses is an abstention, never a score.
     `on_ballot` is awaited with each ballot the moment it is complete (the live matrix fills in).
@@ -74,8 +73,8 @@ async def collect_ballots(
 
     async def ballot(voter: SpicaAgent) -> BallotResult:
         presentation = presentations[voter.name]
-        prompt = render_ballot_prompt(presentation, drafts_by_author, shown)
-        over = ballot_overflow(ballot_messages(voter, prompt), max_tokens, window)
+        prompt = domain.review_prompt(presentation, drafts_by_author, shown)
+        over = ballot_overflow(domain.review_messages(voter, prompt), max_tokens, window)
         if over:
             raise RuntimeError(f"the ballot of {voter.name} would pass the context window by {over} tokens")
         schema = ballot_json_schema(presentation.labels())
@@ -87,7 +86,7 @@ async def collect_ballots(
             mode = session.vote_mode
             try:
                 completion = await session.chat(
-                    purpose="ballot", agent_name=voter.name, messages=ballot_messages(voter, prompt, repair),
+                    purpose="ballot", agent_name=voter.name, messages=domain.review_messages(voter, prompt, repair),
                     max_tokens=max_tokens, **session.ballot_fields(schema),
                 )
             except LLMCallError as exc:
@@ -141,13 +140,6 @@ class Review:
     window: int | None
 
 
-def book_identity_terms(scope: EpochScope, fabric: StateFabric) -> tuple[str, ...]:
-    """Every name and role word of the book's agents: the cast, the reserve, everyone ever seated."""
-    manifest = scope.book.manifest
-    personas = [*manifest.get("cast", ()), *manifest.get("reserve", ()), *(a.manifest for a in scope.agents)]
-    return identity_terms([*personas, *sorted(fabric.persona_names_used(scope.book.name))])
-
-
 def compose_votes(scope: EpochScope, written: Sequence[DraftRow], fabric: StateFabric, llm: LLMEngine, *,
                   session_key: str, seed: int | None = None,
                   on_design: Callable[[list[AssignmentRow]], None] | None = None,
@@ -163,13 +155,13 @@ def compose_votes(scope: EpochScope, written: Sequence[DraftRow], fabric: StateF
     Raises `ContextTooSmall` when no ballot fits the window.
     """
     by_author = {d.agent_name: d for d in written}
-    terms = book_identity_terms(scope, fabric)
+    terms = scope.book.identity_terms([a.manifest for a in scope.agents], fabric.persona_names_used(scope.book.name))
     scrubbed = {a: scrub(d.text, terms) for a, d in sorted(by_author.items())}
     texts = {a: s.text for a, s in scrubbed.items()}  # as the voters read them: the design and cuts fit these
     voters = [scope.agent(name) for name in sorted(by_author)]
     window = epoch_window(scope.epoch)
     seed_of_design = epoch_seed(scope.key)
-    plan = review_plan(voters, texts, window, seed_of_design)
+    plan = review_plan(voters, texts, window, seed_of_design, scope.book)
     presentations = plan_presentations(sorted(by_author), seed_of_design, load=plan.load, reserved=terms)
     shown = {a: shown_on_ballot(text, plan.cuts.get(a)) for a, text in texts.items()}
     assignments = [
@@ -201,7 +193,7 @@ def compose_votes(scope: EpochScope, written: Sequence[DraftRow], fabric: StateF
             ballots = await collect_ballots(
                 session, voters, presentations, texts,
                 on_ballot=arrived if on_ballot is not None else None,
-                max_tokens=plan.reply_tokens, shown=shown, window=window,
+                max_tokens=plan.reply_tokens, shown=shown, window=window, domain=scope.book,
             )
             return ballots, session.calls
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from dream_pipeline.domains.book.prompts import chapter_title
+from dream_pipeline.domains import load_domain
 from dream_pipeline.epoch.burst import compose_drafts
 from dream_pipeline.epoch.rank import RankDefaults, RankSettings, compose_ranking
 from dream_pipeline.epoch.scope import load_scope
@@ -29,6 +29,7 @@ from resources.fabric import (
     request_seed,
 )
 from resources.llm import LLMCallError, LLMEngine
+from spica import SpicaDomain
 
 
 def world_seed(epoch_key: str, world_number: int) -> int:
@@ -37,6 +38,7 @@ def world_seed(epoch_key: str, world_number: int) -> int:
 
 
 def world_document(
+    domain: SpicaDomain,
     number: int,
     drafts: Sequence[DraftRow],
     votes: Sequence[VoteRow],
@@ -70,8 +72,8 @@ def world_document(
         "winner": winner,
         "eliminated": loser,
         "chapter": None if chapter is None else {
-            "number": number, "title": chapter_title(chapter.text, number), "author": chapter.agent_name,
-            "text": chapter.text,
+            "number": number, "title": domain.canon_entry(chapter.text, number)[0], "author": chapter.agent_name,
+            "text": domain.canon_entry(chapter.text, number)[1],
         },
     }
 
@@ -101,7 +103,7 @@ def reroll(fabric: StateFabric, llm: LLMEngine, epoch_key: str, config: RankSett
     except (RerollFailed, LLMCallError, EmbeddingDimensionError) as exc:
         fabric.finish_world(world_key, seed=seed, status="failed", document={}, reason=str(exc))
         raise RerollFailed(f"{world_key}: {exc}") from exc
-    document = world_document(scope.number, burst.rows, votes, review.abstentions, ranking.rows,
+    document = world_document(scope.book, scope.number, burst.rows, votes, review.abstentions, ranking.rows,
                               ranking.winner, ranking.loser)
     fabric.finish_world(world_key, seed=seed, status="complete", document=document)
     return next(w for w in fabric.worlds(epoch_key) if w.world_key == world_key)
@@ -111,7 +113,7 @@ def canon_document(fabric: StateFabric, epoch: EpochRecord) -> dict[str, Any]:
     """The canon of an epoch as a world document (kept when another world replaces it)."""
     names = {a.instance_id: a.name for a in fabric.agents(epoch.active_agent_ids)}
     return world_document(
-        epoch.epoch_number, fabric.drafts(epoch.epoch_id), fabric.votes(epoch.epoch_id),
+        load_domain(epoch.book), epoch.epoch_number, fabric.drafts(epoch.epoch_id), fabric.votes(epoch.epoch_id),
         fabric.abstentions(epoch.epoch_id), fabric.ratings(epoch.epoch_id),
         names.get(epoch.winner_agent_id), names.get(epoch.loser_agent_id),
     )

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from dream_pipeline.config.experiments import enabled_books
+from dream_pipeline.config.experiments import enabled_experiments
 from dream_pipeline.defs.epoch.jobs import epoch_job
 from dream_pipeline.defs.epoch.partitions import epoch_key, epochs_partitions, parse_epoch_key
 from dream_pipeline.defs.loop.downtime import note_resumption
@@ -53,6 +53,7 @@ class LoopSnapshot:
     phase_completed_at: datetime | None = None
     last_key: str | None = None  # the last epoch the loop requested (sensor cursor)
     depth: int = STAGING_DEPTH
+    epochs_per_cycle: Mapping[str, int] = field(default_factory=dict)  # per book; 1 when not given
 
 
 def staging_depth() -> int:
@@ -90,14 +91,23 @@ def backoff(failures: int) -> timedelta:
     return min(BACKOFF_BASE * 2 ** max(failures - 1, 0), BACKOFF_MAX)
 
 
+def next_book(books: tuple[str, ...], base: str | None, epochs_per_cycle: Mapping[str, int]) -> str:
+    """The book whose turn follows epoch `base`: books in turn, each for its `epochs_per_cycle` epochs.
+
+    A turn ends at an epoch number that is a multiple of the book's epochs per cycle (1: every epoch), so
+    the turn survives a restart: it is read off the epoch key, not kept in memory."""
+    if base is None or parse_epoch_key(base)[0] not in books:
+        return books[0]
+    book, number = parse_epoch_key(base)
+    if number % epochs_per_cycle.get(book, 1):
+        return book
+    return books[(books.index(book) + 1) % len(books)]
+
+
 def next_key(snapshot: LoopSnapshot) -> str:
     """The epoch after the newest live one (or after the cursor): books in turn, numbers in order."""
     base = snapshot.active[-1] if snapshot.active else snapshot.last_key
-    books = snapshot.books
-    if base is None or parse_epoch_key(base)[0] not in books:
-        book = books[0]
-    else:
-        book = books[(books.index(parse_epoch_key(base)[0]) + 1) % len(books)]
+    book = next_book(snapshot.books, base, snapshot.epochs_per_cycle)
     # the first epoch of the book without a live run, from its first uncommitted one: a gap (a run that
     # died ahead of staged ones) is filled before anything further is staged
     number = snapshot.next_numbers.get(book, 1)
@@ -177,7 +187,8 @@ def _history(instance: dg.DagsterInstance, keys: list[str]) -> tuple[dict[str, t
     description=LOOP_DESCRIPTION.format(state=LOOP_STATES[loop_default_status()]),
 )
 def dream_loop_sensor(context: dg.SensorEvaluationContext, fabric: StateFabric):
-    books = enabled_books()
+    experiments = enabled_experiments()
+    books = tuple(experiment.name for experiment in experiments)
     now = datetime.now(UTC)
     last_tick = context.last_tick_completion_time
     # the first tick after a stop notes the downtime, so status does not count it as dead time
@@ -192,6 +203,7 @@ def dream_loop_sensor(context: dg.SensorEvaluationContext, fabric: StateFabric):
         phase_completed_at=last_phase_success(context.instance),
         last_key=context.cursor,
         depth=staging_depth(),
+        epochs_per_cycle={experiment.name: experiment.epochs_per_cycle for experiment in experiments},
     )
     failures, previous_runs = _history(context.instance, staging_keys(snapshot))
     return plan_loop(replace(snapshot, failures=failures, previous_runs=previous_runs))

@@ -12,7 +12,7 @@ from dream_pipeline.defs.epoch.assets import epoch_assets
 from dream_pipeline.defs.epoch.assets.elo_rankings import EloConfig
 from dream_pipeline.defs.epoch.partitions import epochs_partitions
 from dream_pipeline.defs.metadata import chapter_metadata, markdown_table
-from dream_pipeline.domains.book.canon import chapter_markdown
+from dream_pipeline.domains import load_domain
 from dream_pipeline.epoch.worlds import RerollFailed, reroll, unwind_for_promotion
 from resources.fabric import PromotionError, StateFabric
 from resources.llm import LLMEngine
@@ -41,8 +41,8 @@ def reroll_epoch(context: dg.OpExecutionContext, config: EloConfig, fabric: Stat
         "standings": dg.MetadataValue.md(markdown_table(
             [{k: s[k] for k in ("rank", "agent", "epoch_score", "elo_before", "elo_after")} for s in doc["standings"]]
         )),
-        "chapter": dg.MetadataValue.md(chapter_markdown(chapter["number"], chapter["title"], chapter["author"],
-                                                        chapter["text"], world=world.world_number)),
+        "chapter": dg.MetadataValue.md(load_domain(canon.book).canon_markdown(
+            chapter["number"], chapter["title"], chapter["author"], chapter["text"], world=world.world_number)),
     })
 
 
@@ -78,7 +78,7 @@ def promote_world(context: dg.OpExecutionContext, config: PromoteConfig, fabric:
                          "`dream run` (or the loop) finishes it from the same record")
     epoch = fabric.epoch(key)
     chapter = fabric.chapter_for_epoch(epoch.epoch_id)
-    context.add_output_metadata(chapter_metadata(chapter))
+    context.add_output_metadata(chapter_metadata(chapter, load_domain(epoch.book)))
 
 
 @dg.job(

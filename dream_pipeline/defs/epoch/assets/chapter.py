@@ -57,7 +57,7 @@ def reaper(context: dg.OpExecutionContext, fabric: StateFabric) -> None:
     )
     context.add_output_metadata(
         {
-            **chapter_metadata(chapter),
+            **chapter_metadata(chapter, scope.book),
             "words": len(chapter.text.split()),
             "margin": chapter.margin,
             "eliminated": outcome.retired or "",

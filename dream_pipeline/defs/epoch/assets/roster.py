@@ -16,11 +16,11 @@ from dream_pipeline.defs.loop.loop_state import (
 )
 from dream_pipeline.defs.metadata import markdown_table
 from dream_pipeline.defs.phase.window import phase_window_from_env
+from dream_pipeline.domains import load_domain
 from dream_pipeline.epoch.replay import is_replay
 from resources.epoch_barrier import EpochBarrier, PredecessorLost
 from resources.fabric import StateFabric
 from resources.llm import LLMEngine
-from spica import load_domain
 
 OUTCOME_TAG = "dream/outcome"
 
