@@ -274,3 +274,21 @@ def test_the_fabric_imports_no_pipeline_module_but_the_records():
     [canon] = [m for m in pipeline if m.endswith(".canon")]  # wherever the layout puts it
     packages = {canon.rsplit(".", n)[0] for n in range(1, canon.count("."))}
     assert pipeline == {"dream_pipeline", "dream_pipeline.records", canon, *packages}
+
+
+def direct_imports(path: Path) -> set[str]:
+    """Top-level package names `path` imports anywhere in it."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_the_use_cases_and_the_domains_do_not_use_dagster():
+    """epoch/ and domains/ are what an epoch does; Dagster wiring (ops, metadata, failures) is in defs/."""
+    modules = project_modules(ROOT, ["dream_pipeline/epoch", "dream_pipeline/domains"])
+    assert "dream_pipeline.epoch.reaper" in modules
+    assert {name for name, path in modules.items() if "dagster" in direct_imports(path)} == set()

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import dagster as dg
 from tabulate import tabulate
 
-from resources.fabric import ChapterRow
+from dream_pipeline.epoch import replay
+from resources.fabric import ChapterRow, EpochRecord, StateFabric
 from spica import SpicaDomain
 
 
@@ -27,3 +28,20 @@ def chapter_metadata(chapter: ChapterRow, domain: SpicaDomain) -> dict:
         "chapter": dg.MetadataValue.md(domain.canon_markdown(chapter.chapter_number, chapter.title, chapter.author,
                                                              chapter.text)),
     }
+
+
+def replay_failure(mismatch: replay.ReplayMismatch) -> dg.Failure:
+    """A replay that differs from its commit fails its step, the differences in the metadata."""
+    return dg.Failure(
+        description=mismatch.description,
+        metadata={"replay": "MISMATCH",
+                  "differences": dg.MetadataValue.md("\n".join(f"- {line}" for line in mismatch.shown))},
+    )
+
+
+def verify_replay(fabric: StateFabric, epoch: EpochRecord, replayed: dict) -> dict:
+    """`epoch/replay.py`'s verification as a step sees it: its metadata, or the step's failure."""
+    try:
+        return replay.verify_replay(fabric, epoch, replayed)
+    except replay.ReplayMismatch as mismatch:
+        raise replay_failure(mismatch) from None

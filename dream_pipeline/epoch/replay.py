@@ -13,13 +13,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import dagster as dg
-
 from dream_pipeline.epoch import canon
 from resources.fabric import EpochRecord, StateFabric
 
 MAX_DIFF_LINES = 40
 VERIFYING_ASSETS = ("drafts", "peer_votes", "elo_rankings", "chapter")  # each says `replay: verified` on a match
+
+
+class ReplayMismatch(Exception):
+    """A replay that does not match its commit: what differs, in lines a reader can follow (Dagster shows
+    it as the step's failure: defs/metadata.py)."""
+
+    def __init__(self, description: str, shown: list[str]) -> None:
+        super().__init__(description)
+        self.description = description
+        self.shown = shown
 
 
 def is_replay(epoch: EpochRecord) -> bool:
@@ -46,16 +54,14 @@ def replay_differences(fabric: StateFabric, epoch: EpochRecord, replayed: Mappin
 
 def verify_replay(fabric: StateFabric, epoch: EpochRecord, replayed: Mapping[str, Any]) -> dict[str, Any]:
     """Compare a replay's sections (`{}`: only the record against its commit) and return the step's
-    metadata; raise `dg.Failure` with the diff when they differ. Writes nothing."""
+    metadata; raise `ReplayMismatch` with the diff when they differ. Writes nothing."""
     lines = replay_differences(fabric, epoch, replayed)
     sections = ", ".join(replayed) or "the whole record"
     if lines:
         shown = lines[:MAX_DIFF_LINES] + ([f"… and {len(lines) - MAX_DIFF_LINES} more"] if len(lines) > MAX_DIFF_LINES else [])
-        raise dg.Failure(
-            description=f"replay of the committed epoch {epoch.epoch_key} does not match its commit "
-            f"({sections}); the canon is left as it was:\n" + "\n".join(shown),
-            metadata={"replay": "MISMATCH", "differences": dg.MetadataValue.md("\n".join(f"- {line}" for line in shown))},
-        )
+        raise ReplayMismatch(
+            f"replay of the committed epoch {epoch.epoch_key} does not match its commit "
+            f"({sections}); the canon is left as it was:\n" + "\n".join(shown), shown)
     fingerprint, _ = fabric.committed_fingerprint(epoch.epoch_id)
     return {
         "replay": "verified",

@@ -9,11 +9,11 @@ epoch (no run sits between two epochs) and so that the epoch's commit, the new r
 import dagster as dg
 
 from dream_pipeline.defs.epoch.partitions import epochs_partitions
-from dream_pipeline.defs.metadata import chapter_metadata
+from dream_pipeline.defs.metadata import chapter_metadata, replay_failure, verify_replay
 from dream_pipeline.epoch import canon
 from dream_pipeline.epoch.collapse import NoWinnerYet, chapter_row, update_summary
 from dream_pipeline.epoch.reaper import reap_epoch
-from dream_pipeline.epoch.replay import is_replay, verify_replay
+from dream_pipeline.epoch.replay import ReplayMismatch, is_replay
 from dream_pipeline.epoch.scope import load_scope
 from resources.fabric import StateFabric
 from resources.llm import LLMEngine
@@ -44,7 +44,10 @@ def commit_chapter(context: dg.OpExecutionContext, fabric: StateFabric, llm: LLM
 def reaper(context: dg.OpExecutionContext, fabric: StateFabric) -> None:
     """Reap: retire the eliminated agent (record and lineage kept), seat its replacement, commit the epoch."""
     scope = load_scope(fabric, context.partition_key)
-    reaped = reap_epoch(fabric, scope)
+    try:
+        reaped = reap_epoch(fabric, scope)
+    except ReplayMismatch as mismatch:
+        raise replay_failure(mismatch) from None
     outcome, replacement = reaped.outcome, reaped.replacement
     if outcome.already_done:
         context.log.info(f"{scope.key} was already committed; nothing to reap")

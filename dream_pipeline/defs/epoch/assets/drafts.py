@@ -11,10 +11,10 @@ import dagster as dg
 
 from dream_pipeline.defs.epoch.assets.roster import roster
 from dream_pipeline.defs.epoch.partitions import epochs_partitions
-from dream_pipeline.defs.metadata import markdown_table
+from dream_pipeline.defs.metadata import markdown_table, verify_replay
 from dream_pipeline.epoch import canon
 from dream_pipeline.epoch.burst import compose_drafts
-from dream_pipeline.epoch.replay import is_replay, verify_replay
+from dream_pipeline.epoch.replay import is_replay
 from dream_pipeline.epoch.scope import load_scope
 from dream_pipeline.tournament.review_design import ContextTooSmall
 from resources.fabric import EmbeddingDimensionError, StateFabric

@@ -10,11 +10,11 @@ import dagster as dg
 
 from dream_pipeline.defs.epoch.assets.peer_votes import peer_votes
 from dream_pipeline.defs.epoch.partitions import epochs_partitions
-from dream_pipeline.defs.metadata import markdown_table
+from dream_pipeline.defs.metadata import markdown_table, verify_replay
 from dream_pipeline.epoch import canon
 from dream_pipeline.epoch.rank import compose_ranking
 from dream_pipeline.epoch.rating_window import WINDOW_EPOCHS
-from dream_pipeline.epoch.replay import is_replay, verify_replay
+from dream_pipeline.epoch.replay import is_replay
 from dream_pipeline.epoch.scope import load_scope
 from dream_pipeline.tournament import (
     DEFAULT_K,

@@ -7,10 +7,11 @@ import dagster as dg
 
 from dream_pipeline.defs.epoch.assets.drafts import drafts
 from dream_pipeline.defs.epoch.partitions import epochs_partitions
+from dream_pipeline.defs.metadata import verify_replay
 from dream_pipeline.epoch import canon
 from dream_pipeline.epoch.ballot_diagnosis import diagnose
 from dream_pipeline.epoch.engine_report import epoch_engine_metadata
-from dream_pipeline.epoch.replay import is_replay, verify_replay
+from dream_pipeline.epoch.replay import is_replay
 from dream_pipeline.epoch.scope import load_scope
 from dream_pipeline.epoch.vote import compose_votes
 from dream_pipeline.epoch.vote_matrix import vote_matrix_markdown
