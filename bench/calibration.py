@@ -1,7 +1,7 @@
 """How good is the jury? CodeRepair epochs where hidden tests know the answer.
 
 NOTE: this runs OUTSIDE the Dagster loop. CodeRepair is not wired into the epoch job, the deck or
-experiments.yaml until the domain seam (issue 14) lands; the benchmark composes the same pieces the
+experiments.yaml until issue 16 wires it into the domain seam (spica/domain.py); the benchmark composes the same pieces the
 loop will: the task set, the offline engine's fixes and reviews (called directly, in process, not
 over HTTP), the tournament's blind ballots (`plan_presentations`, `parse_ballot`, `epoch_scores`),
 the sandbox and the domain's rules.
@@ -57,7 +57,7 @@ from dream_pipeline.tournament import epoch_scores, parse_ballot, pick_winner, p
 from offline_engine.code import persona_skill, propose_fix, review_fixes
 from resources.sandbox import SandboxRunner, describe
 
-OUTSIDE_THE_LOOP = "CodeRepair runs outside the Dagster loop until the domain seam (issue 14) lands."
+OUTSIDE_THE_LOOP = "CodeRepair runs outside the Dagster loop until issue 16 wires it into the domain seam."
 
 
 @dataclass(frozen=True)
