@@ -5,10 +5,10 @@ implements the methods below. The loop takes one only from the registry (`dream_
 by the name an experiment gives it); the epoch's steps call these methods and nothing book-specific:
 
 - manifest and cast: `load`, `cast_size`, `initial_cast`, `reserve`, `recruit` (the Reaper's pool);
-- the burst: `burst_messages` (the prompt each agent answers; `context` is what the domain poses this
-  epoch: the book's bounded memory, a CodeRepair task);
+- the burst: `burst_context` (what the domain poses this epoch: the book's bounded memory and task, a
+  CodeRepair task) and `burst_messages` (the prompt each agent answers, given that context);
 - review: `review_criteria` (what a reviewer judges), `review_prompt` (how the candidates are presented
-  under those criteria) and
+  under those criteria; `context` is the epoch's burst context, which a CodeRepair review needs) and
   `review_messages` (the reviewer's framing, with a repair note after a rejected reply), `identity_terms`
   (the words masked from a candidate before review);
 - canon: `canon_entry` (what the winner becomes in the domain's canon: a title and a text) and
@@ -55,6 +55,11 @@ class SpicaDomain(Spica):
 
     # ---- the burst ---------------------------------------------------------------------------
 
+    def burst_context(self, memory: Any, budget: int) -> Any:
+        """What the burst poses this epoch, from what the fabric remembers of the canon (`memory`), within
+        `budget` tokens (the book: its bounded memory and the chapter's task)."""
+        raise NotImplementedError(f"{type(self).__qualname__} does not implement burst_context")
+
     def burst_messages(self, agent: SpicaAgent, context: Any) -> list[dict[str, str]]:
         raise NotImplementedError(f"{type(self).__qualname__} does not implement burst_messages")
 
@@ -65,7 +70,7 @@ class SpicaDomain(Spica):
         raise NotImplementedError(f"{type(self).__qualname__} does not implement review_criteria")
 
     def review_prompt(self, presentation: Any, candidates: Mapping[str, str],
-                      shown: Mapping[str, int] | None = None) -> str:
+                      shown: Mapping[str, int] | None = None, context: Any = None) -> str:
         raise NotImplementedError(f"{type(self).__qualname__} does not implement review_prompt")
 
     def review_messages(self, agent: SpicaAgent, prompt: str, repair: str | None = None) -> list[dict[str, str]]:

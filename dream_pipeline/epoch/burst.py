@@ -15,7 +15,7 @@ from dream_pipeline.domains.book.memory import (
     novelty_penalty,
     peer_similarities,
 )
-from dream_pipeline.domains.book.prompts import OUTLINE_CHAPTERS, draft_context
+from dream_pipeline.domains.book.prompts import OUTLINE_CHAPTERS
 from dream_pipeline.epoch.context_fit import epoch_window, fit_draft_prompt
 from dream_pipeline.epoch.scope import EpochScope
 from dream_pipeline.tournament.sanitize import storable_text, unstorable_count
@@ -102,7 +102,7 @@ def compose_drafts(scope: EpochScope, fabric: StateFabric, llm: LLMEngine, *, se
                                 full_text=full_text)
     retrieved = tuple(chapter.chapter_number for chapter, _ in memory.related)
     window = epoch_window(epoch, served=llm.served_context)
-    prompt, max_tokens = fit_draft_prompt(lambda budget: draft_context(scope.book, memory, budget), scope.agents,
+    prompt, max_tokens = fit_draft_prompt(lambda budget: scope.book.burst_context(memory, budget), scope.agents,
                                           llm.context_tokens, llm.max_tokens, window, scope.book)
     context_ms = (time.perf_counter() - started) * 1000
 

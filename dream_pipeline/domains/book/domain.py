@@ -9,9 +9,10 @@ from typing import Any, ClassVar
 
 from dream_pipeline.domains.book.canon import chapter_markdown
 from dream_pipeline.domains.book.memory import BookContext
-from dream_pipeline.domains.book.prompts import ballot_messages, chapter_title, draft_messages
+from dream_pipeline.domains.book.prompts import ballot_messages, chapter_title, draft_context, draft_messages
 from dream_pipeline.tournament.anonymize import BALLOT_INSTRUCTIONS, Presentation, render_ballot_prompt
 from dream_pipeline.tournament.deidentify import identity_terms
+from resources.fabric import BookMemoryRows
 from spica import SpicaAgent, SpicaBook, register_domain
 
 # the deck's views of a book, by their address (`?view=matrix`): the deck maps them to pages
@@ -23,6 +24,9 @@ class BookDomain(SpicaBook):
 
     family: ClassVar[str] = "book"
 
+    def burst_context(self, memory: BookMemoryRows, budget: int) -> BookContext:
+        return draft_context(self, memory, budget)
+
     def burst_messages(self, agent: SpicaAgent, context: BookContext) -> list[dict[str, str]]:
         return draft_messages(agent, context)
 
@@ -30,7 +34,7 @@ class BookDomain(SpicaBook):
         return BALLOT_INSTRUCTIONS
 
     def review_prompt(self, presentation: Presentation, candidates: Mapping[str, str],
-                      shown: Mapping[str, int] | None = None) -> str:
+                      shown: Mapping[str, int] | None = None, context: Any = None) -> str:
         return render_ballot_prompt(presentation, candidates, shown)
 
     def review_messages(self, agent: SpicaAgent, prompt: str, repair: str | None = None) -> list[dict[str, str]]:
