@@ -36,7 +36,7 @@ def test_the_book_answers_the_protocol_with_its_own_rules():
     assert book.canon_markdown(3, "The Furnace", "Physicist", "It burned.", world=2).startswith(
         "## Chapter 3: The Furnace (world 2)\n\n")
     assert book.deck_views() == (
-        "matrix", "chopping-block", "ratings", "book", "lineage", "telemetry", "similar", "glossary")
+        "matrix", "chopping_block", "ratings", "book", "lineage", "telemetry", "similar", "glossary")
 
 
 def test_the_book_review_shows_every_candidate_under_its_criteria_and_masks_the_cast():

@@ -15,8 +15,8 @@ from dream_pipeline.tournament.deidentify import identity_terms
 from resources.fabric import BookMemoryRows
 from spica import SpicaAgent, SpicaBook, register_domain
 
-# the deck's views of a book, by their address (`?view=matrix`): the deck maps them to pages
-BOOK_VIEWS = ("matrix", "chopping-block", "ratings", "book", "lineage", "telemetry", "similar", "glossary")
+# the deck's views of a book, by their module under deck/views/ (deck/views/__init__.py lists the same)
+BOOK_VIEWS = ("matrix", "chopping_block", "ratings", "book", "lineage", "telemetry", "similar", "glossary")
 
 
 class BookDomain(SpicaBook):
