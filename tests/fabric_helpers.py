@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from dream_pipeline.epoch import canon
+from dream_pipeline import fingerprint
 from dream_pipeline.records import AbstentionRow, AssignmentRow, VoteRow
 from resources.fabric import StateFabric
 from resources.fabric.ballots import insert_ballots, insert_review_design
@@ -49,4 +49,4 @@ def write_votes(
 
 def epoch_fingerprint(fabric: StateFabric, epoch_id: uuid.UUID) -> str:
     """The fingerprint of an epoch's stored rows as they are now (what its commit stored, if untouched)."""
-    return canon.fingerprint(canon.section_digests(fabric.canon_facts(epoch_id)))
+    return fingerprint.fingerprint(fingerprint.section_digests(fabric.canon_facts(epoch_id)))

@@ -1,76 +1,17 @@
-"""The canon's fingerprint: what a committed epoch decided, as plain facts, hashed per section.
+"""Where a replay and the record of a committed epoch disagree, in words.
 
-Pure, no I/O. The fabric computes the fingerprint from the stored rows when the Reaper commits an
-epoch; a replay recomputes the same facts from the record (`llm_calls`, the stored drafts and
-votes) and compares. `differences` says in words where a replay and the record disagree, so a
-failed replay reads as a diff, not as two hashes.
+Pure, no I/O. The facts and digests themselves are `dream_pipeline/fingerprint.py` (the fabric stores
+them in the Reaper's commit); `differences` turns two sets of facts into a readable diff, so a failed
+replay reads as a diff, not as two hashes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-SECTIONS = ("drafts", "votes", "abstentions", "ratings", "outcome", "chapter")
-# what identifies an item of a section in a diff
-_KEYS = {"drafts": ("agent",), "votes": ("voter", "target"), "abstentions": ("voter",), "ratings": ("agent",)}
-
-
-def draft_facts(drafts: Iterable[Any]) -> list[dict[str, Any]]:
-    return sorted(
-        ({"agent": d.agent_name, "text": d.text, "completion_tokens": d.completion_tokens,
-          "finish_reason": d.finish_reason, "truncated": d.truncated, "penalty": d.penalty,
-          "novelty_penalty": d.novelty_penalty} for d in drafts),
-        key=lambda f: f["agent"],
-    )
-
-
-def vote_facts(votes: Iterable[Any]) -> list[dict[str, Any]]:
-    return sorted(
-        ({"voter": v.voter_agent, "target": v.target_agent, "insight_score": v.insight_score,
-          "rationale": v.rationale, "label": v.masked_label, "position": v.position} for v in votes),
-        key=lambda f: (f["voter"], f["target"]),
-    )
-
-
-def abstention_facts(abstentions: Iterable[Any]) -> list[dict[str, Any]]:
-    return sorted(({"voter": a.voter_agent, "reason": a.reason} for a in abstentions), key=lambda f: f["voter"])
-
-
-def rating_facts(ratings: Iterable[Any]) -> list[dict[str, Any]]:
-    return sorted(
-        ({"agent": r.agent_name, "rating_before": r.rating_before, "rating_after": r.rating_after,
-          "epoch_score": r.epoch_score, "penalty": r.penalty, "rank": r.rank} for r in ratings),
-        key=lambda f: f["agent"],
-    )
-
-
-def outcome_facts(winner: Any, loser: Any) -> dict[str, Any]:
-    """The winner and the eliminated agent (ids, or names: whatever the caller compares like with like)."""
-    return {"winner": None if winner is None else str(winner), "eliminated": None if loser is None else str(loser)}
-
-
-def chapter_facts(chapter: Any | None) -> dict[str, Any] | None:
-    if chapter is None:
-        return None
-    return {"number": chapter.chapter_number, "title": chapter.title, "text": chapter.text,
-            "agent_id": str(chapter.agent_id), "draft_id": str(chapter.draft_id),
-            "epoch_score": chapter.epoch_score, "margin": chapter.margin}
-
-
-def section_digest(facts: Any) -> str:
-    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def section_digests(facts: Mapping[str, Any]) -> dict[str, str]:
-    return {name: section_digest(facts[name]) for name in SECTIONS}
-
-
-def fingerprint(digests: Mapping[str, str]) -> str:
-    """One digest over every section's digest, in a fixed order."""
-    return hashlib.sha256("".join(f"{name}:{digests[name]}\n" for name in SECTIONS).encode()).hexdigest()
+from dream_pipeline.fingerprint import ITEM_KEYS, SECTIONS
 
 
 def _show(value: Any) -> str:
@@ -88,13 +29,13 @@ def _item_differences(section: str, label: str, recorded: Mapping[str, Any], rep
 
 def differences(section: str, recorded: Any, replayed: Any) -> list[str]:
     """Every difference between the recorded and the replayed facts of one section, one line each."""
-    if section not in _KEYS:  # a single item (outcome, chapter) or None
+    if section not in ITEM_KEYS:  # a single item (outcome, chapter) or None
         if recorded == replayed:
             return []
         if recorded is None or replayed is None:
             return [f"{section}: recorded {_show(recorded)}, replayed {_show(replayed)}"]
         return _item_differences(section, "", recorded, replayed)
-    key = _KEYS[section]
+    key = ITEM_KEYS[section]
     old = {tuple(item[k] for k in key): item for item in recorded}
     new = {tuple(item[k] for k in key): item for item in replayed}
     lines: list[str] = []

@@ -3,7 +3,7 @@
 Re-materializing a committed epoch (a backfill from the asset graph, `epoch_job`, the PHASE job, a
 retry, any executor) recomputes each step's facts from the record — the recorded engine answers,
 the stored drafts and votes — and compares them with the stored rows and with the fingerprint the
-commit stored (`dream_pipeline/epoch/canon.py`). A match is a success with `replay: verified` in the
+commit stored (`dream_pipeline/fingerprint.py`). A match is a success with `replay: verified` in the
 metadata; a difference fails the step with a readable diff. Either way nothing committed is
 written, so killing a replay at any step changes nothing.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from dream_pipeline import fingerprint
 from dream_pipeline.epoch import canon
 from resources.fabric import EpochRecord, StateFabric
 
@@ -42,11 +43,11 @@ def replay_differences(fabric: StateFabric, epoch: EpochRecord, replayed: Mappin
     lines = canon.all_differences(recorded, replayed)
     _, committed = fabric.committed_fingerprint(epoch.epoch_id)
     if committed:
-        digests = canon.section_digests(recorded)
+        digests = fingerprint.section_digests(recorded)
         lines += [
             f"{name}: the stored rows changed after the commit (digest {digests[name][:12]}, "
             f"{committed.get(name, '')[:12]} at commit)"
-            for name in (replayed or canon.SECTIONS)
+            for name in (replayed or fingerprint.SECTIONS)
             if digests[name] != committed.get(name)
         ]
     return lines

@@ -10,7 +10,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from dream_pipeline.epoch import canon
+from dream_pipeline import fingerprint
 from dream_pipeline.records import CanonLocked, ChapterRow, EpochRecord, ReapOutcome
 from resources.fabric.rows import as_vector, chapter_from_row
 from spica import SpicaAgent
@@ -89,11 +89,11 @@ class CanonMixin:
                         joined_epoch=epoch.epoch_number + 1, replaced=loser.instance_id,
                     )
                     seated = replacement.name
-            digests = canon.section_digests(self._canon_facts(conn, epoch.epoch_id))
+            digests = fingerprint.section_digests(self._canon_facts(conn, epoch.epoch_id))
             conn.execute(
                 "UPDATE simulation_epochs SET status = 'committed', end_time = now(), fingerprint = %s,"
                 " fingerprint_sections = %s WHERE epoch_id = %s",
-                (canon.fingerprint(digests), Jsonb(digests), epoch.epoch_id),
+                (fingerprint.fingerprint(digests), Jsonb(digests), epoch.epoch_id),
             )
             conn.execute("SELECT pg_notify(%s, %s)", (EPOCH_CHANNEL, epoch.epoch_key))
             return ReapOutcome(retired, seated, already_done=False)
@@ -128,16 +128,16 @@ class CanonMixin:
             "SELECT winner_agent_id, loser_agent_id FROM simulation_epochs WHERE epoch_id = %s", (epoch_id,)
         ).fetchone()
         return {
-            "drafts": canon.draft_facts(self._drafts(conn, epoch_id)),
-            "votes": canon.vote_facts(self._votes(conn, epoch_id)),
-            "abstentions": canon.abstention_facts(self._abstentions(conn, epoch_id)),
-            "ratings": canon.rating_facts(self._ratings(conn, epoch_id)),
-            "outcome": canon.outcome_facts(epoch["winner_agent_id"], epoch["loser_agent_id"]),
-            "chapter": canon.chapter_facts(self._chapter_for_epoch(conn, epoch_id)),
+            "drafts": fingerprint.draft_facts(self._drafts(conn, epoch_id)),
+            "votes": fingerprint.vote_facts(self._votes(conn, epoch_id)),
+            "abstentions": fingerprint.abstention_facts(self._abstentions(conn, epoch_id)),
+            "ratings": fingerprint.rating_facts(self._ratings(conn, epoch_id)),
+            "outcome": fingerprint.outcome_facts(epoch["winner_agent_id"], epoch["loser_agent_id"]),
+            "chapter": fingerprint.chapter_facts(self._chapter_for_epoch(conn, epoch_id)),
         }
 
     def canon_facts(self, epoch_id: uuid.UUID) -> dict[str, Any]:
-        """What the stored rows of an epoch say it decided, section by section (`canon.SECTIONS`)."""
+        """What the stored rows of an epoch say it decided, section by section (`fingerprint.SECTIONS`)."""
         with self.connection() as conn:
             return self._canon_facts(conn, epoch_id)
 

@@ -8,9 +8,9 @@ epoch (no run sits between two epochs) and so that the epoch's commit, the new r
 
 import dagster as dg
 
+from dream_pipeline import fingerprint
 from dream_pipeline.defs.epoch.partitions import epochs_partitions
 from dream_pipeline.defs.metadata import chapter_metadata, replay_failure, verify_replay
-from dream_pipeline.epoch import canon
 from dream_pipeline.epoch.collapse import NoWinnerYet, chapter_row, update_summary
 from dream_pipeline.epoch.reaper import reap_epoch
 from dream_pipeline.epoch.replay import ReplayMismatch, is_replay
@@ -29,7 +29,7 @@ def commit_chapter(context: dg.OpExecutionContext, fabric: StateFabric, llm: LLM
     except NoWinnerYet as exc:
         raise dg.Failure(str(exc)) from None
     if is_replay(scope.epoch):  # a committed epoch: compare with the canon, write nothing (summary included)
-        verify_replay(fabric, scope.epoch, {"chapter": canon.chapter_facts(row)})
+        verify_replay(fabric, scope.epoch, {"chapter": fingerprint.chapter_facts(row)})
         context.log.info(f"chapter {scope.number} verified against its commit")
         return
     fabric.commit_chapter(scope.epoch.epoch_id, scope.book.name, row)

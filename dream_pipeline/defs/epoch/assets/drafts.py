@@ -9,10 +9,10 @@ repeats it, and drafts of the epoch that nearly coincide are flagged.
 
 import dagster as dg
 
+from dream_pipeline import fingerprint
 from dream_pipeline.defs.epoch.assets.roster import roster
 from dream_pipeline.defs.epoch.partitions import epochs_partitions
 from dream_pipeline.defs.metadata import markdown_table, verify_replay
-from dream_pipeline.epoch import canon
 from dream_pipeline.epoch.burst import compose_drafts
 from dream_pipeline.epoch.replay import is_replay
 from dream_pipeline.epoch.scope import load_scope
@@ -31,7 +31,7 @@ def drafts(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngin
             if r.forfeit_reason:
                 context.log.warning(f"{r.agent.name} forfeits {scope.key}: {r.forfeit_reason}")
         return dg.MaterializeResult(
-            metadata=verify_replay(fabric, scope.epoch, {"drafts": canon.draft_facts(burst.rows)})
+            metadata=verify_replay(fabric, scope.epoch, {"drafts": fingerprint.draft_facts(burst.rows)})
         )
     try:
         burst = compose_drafts(scope, fabric, llm, session_key=scope.key)

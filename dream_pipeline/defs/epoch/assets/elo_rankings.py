@@ -8,10 +8,10 @@ import math
 
 import dagster as dg
 
+from dream_pipeline import fingerprint
 from dream_pipeline.defs.epoch.assets.peer_votes import peer_votes
 from dream_pipeline.defs.epoch.partitions import epochs_partitions
 from dream_pipeline.defs.metadata import markdown_table, verify_replay
-from dream_pipeline.epoch import canon
 from dream_pipeline.epoch.rank import compose_ranking
 from dream_pipeline.epoch.rating_window import WINDOW_EPOCHS
 from dream_pipeline.epoch.replay import is_replay
@@ -39,8 +39,8 @@ def elo_rankings(context: dg.AssetExecutionContext, config: EloConfig, fabric: S
     separated = ranking.separated
     by_name = {a.name: a.instance_id for a in scope.agents}
     if is_replay(scope.epoch):  # a committed epoch: compare with the record, write nothing
-        replayed = {"ratings": canon.rating_facts(rows),
-                    "outcome": canon.outcome_facts(by_name[winner], by_name[loser] if loser else None)}
+        replayed = {"ratings": fingerprint.rating_facts(rows),
+                    "outcome": fingerprint.outcome_facts(by_name[winner], by_name[loser] if loser else None)}
         return dg.MaterializeResult(metadata={**verify_replay(fabric, scope.epoch, replayed), "winner": winner})
     fabric.write_ratings(
         scope.epoch.epoch_id, rows, by_name[winner], by_name[loser] if loser else None,

@@ -5,10 +5,10 @@ balanced review design that fits the context window: docs/tournament_rules.md, s
 
 import dagster as dg
 
+from dream_pipeline import fingerprint
 from dream_pipeline.defs.epoch.assets.drafts import drafts
 from dream_pipeline.defs.epoch.partitions import epochs_partitions
 from dream_pipeline.defs.metadata import verify_replay
-from dream_pipeline.epoch import canon
 from dream_pipeline.epoch.ballot_diagnosis import diagnose
 from dream_pipeline.epoch.engine_report import epoch_engine_metadata
 from dream_pipeline.epoch.replay import is_replay
@@ -38,7 +38,7 @@ def peer_votes(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLME
         fabric.mark_epoch_failed(scope.key, str(exc))
         raise dg.Failure(f"{scope.key}: {exc}") from exc
     if replay:  # a committed epoch: compare with the record, write nothing
-        replayed = {"votes": canon.vote_facts(review.votes), "abstentions": canon.abstention_facts(review.abstentions)}
+        replayed = {"votes": fingerprint.vote_facts(review.votes), "abstentions": fingerprint.abstention_facts(review.abstentions)}
         return dg.MaterializeResult(metadata={**verify_replay(fabric, scope.epoch, replayed),
                                               "vote_matrix": dg.MetadataValue.md(vote_matrix_markdown(review.votes))})
     ballots, votes, abstentions = review.ballots, review.votes, review.abstentions
