@@ -8,6 +8,12 @@ is not counted. `to_barrier_median_s` is the part of it up to N+1 passing its ba
 overlap is an epoch released before its predecessor committed. `epoch_over_critical_path` is an epoch's wall time (barrier to commit) over its LLM critical
 path (slowest draft + slowest ballot), median over epochs.
 
+The staged scenario also prints where each epoch's time goes (bench/epoch.py: per epoch and per step,
+engine critical path, step transitions, Dagster events, fabric connects and round trips, embeddings,
+CPU); `epoch_overhead_s` is the median of an epoch's wall time minus its engine critical path (slowest
+draft + slowest draft embedding + slowest ballot + the summary), `burst_over_slowest_draft` the median
+of the burst's wall time (first draft request to last draft reply) over its slowest single draft.
+
 Scenarios: `staged` (this project: staging depth 4, run queue dequeue every 1 s, tag limit 3) and
 `default` (sensor chaining only: staging off, Dagster's default run coordinator settings).
 
@@ -23,6 +29,7 @@ from __future__ import annotations
 import argparse
 import statistics
 
+from bench import epoch as epoch_profile
 from bench.common import print_result, print_table
 from bench.loop_harness import LoopHarness
 from dream_pipeline.cli.status import dead_times
@@ -54,6 +61,9 @@ def run_scenario(name: str, staged: bool, epochs: int, seed: int, books: int = 1
         "DREAM_LOOP_STAGING_DEPTH": "4" if staged else "1",
     }
     with LoopHarness(name, env) as loop:
+        stats_dir = loop.state / "fabric_stats"
+        stats_dir.mkdir()
+        loop.env["BENCH_FABRIC_STATS_DIR"] = str(stats_dir)
         if books > 1:
             experiments = loop.state / "experiments.yaml"
             experiments.write_text("experiments:\n" + "".join(f"  - book: {b}\n    enabled: true\n"
@@ -80,8 +90,12 @@ def run_scenario(name: str, staged: bool, epochs: int, seed: int, books: int = 1
                 ).fetchone()["s"]
                 if path:
                     ratios.append((row["end_time"] - row["released_at"]).total_seconds() / path)
+        per_epoch, per_step = epoch_profile.profile(loop.fabric, committed, stats_dir)
+    print_table(f"{name}: where each epoch's time goes (seconds; barrier release to commit)", per_epoch)
+    print_table(f"{name}: per step (median over epochs; fabric figures from the run's own process)", per_step)
     ordered = sorted(gaps)
     return {
+        **epoch_profile.summary(per_epoch),
         "scenario": name,
         "epochs": len(gaps),
         "books": len({r["book"] for r in committed}),
@@ -94,14 +108,14 @@ def run_scenario(name: str, staged: bool, epochs: int, seed: int, books: int = 1
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="30 epochs per scenario (default: 12)")
     parser.add_argument("--epochs", type=int, help="epochs per scenario (overrides --full)")
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--only", choices=["staged", "default"], help="run one scenario")
     parser.add_argument("--books", type=int, choices=[1, 2], default=1, help="books the loop runs in turn")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     epochs = args.epochs or (30 if args.full else 12)
     print(f"dead-time benchmark: {epochs} epochs per scenario under the real daemon, {args.books} book(s)")
     rows = []
@@ -119,6 +133,8 @@ def main() -> None:
         "dead_time_p95_s": round(staged["dead_p95_s"], 3) if staged else None,
         "dead_time_max_s": round(staged["dead_max_s"], 3) if staged else None,
         "epoch_over_critical_path": round(staged["epoch_over_critical_path"], 2) if staged else None,
+        "epoch_overhead_s": round(staged["epoch_overhead_s"], 3) if staged else None,
+        "burst_over_slowest_draft": round(staged["burst_over_slowest_draft"], 3) if staged else None,
         "default_dead_time_median_s": round(default["dead_median_s"], 3) if default else None,
         "default_dead_time_p95_s": round(default["dead_p95_s"], 3) if default else None,
     })

@@ -7,8 +7,13 @@ chapter: the prompt's tokens (as the engine counts them), the time to build its 
 reads + pure builder, median of repeats), and the nearest-neighbour query on chapters with the HNSW
 index and without it (`enable_indexscan = off`, a sequential scan), median of repeats.
 
-Run: python -m bench.memory [--full] [--chapters N]   (fast: N = 200; --full: N = 1000)
-The RESULT keys name chapter 1,000; in fast mode the largest size stands in for it (printed).
+Beyond the first 200 chapters (written as above, through the engine) the book grows in bulk SQL:
+chapter n copies the epoch, winning draft, chapter and summary of chapter ((n - 1) mod 200) + 1, its
+embedding jittered (generate_series, one statement per table; the HNSW indexes rebuilt once after).
+
+Run: python -m bench.memory [--full] [--chapters N]   (fast: N = 200; --full: N = 10,000)
+The RESULT's `*_1000_vs_100` keys name chapter 1,000 and `*_10000_vs_100` chapter 10,000; a book too short
+for one lets its largest size stand in for it (printed).
 """
 
 from __future__ import annotations
@@ -41,6 +46,53 @@ from spica import SpicaBook
 BOOK = "space_time"
 REPEATS = 50
 WINDOW = 10  # prompts averaged per book size
+TEMPLATES = 200  # chapters written through the engine; later ones are bulk copies of these
+
+# chapters lo..hi as copies of chapter ((n - 1) mod t) + 1: epoch, winning draft, chapter, summary
+BULK = [
+    "INSERT INTO simulation_epochs (epoch_key, book, epoch_number, active_agent_ids, status, end_time,"
+    " winner_agent_id, context_chapters)"
+    " SELECT %(book)s || '-' || lpad(n::text, 5, '0'), e.book, n, e.active_agent_ids, 'committed', now(),"
+    "  e.winner_agent_id, e.context_chapters"
+    " FROM generate_series(%(lo)s::int, %(hi)s::int) AS n"
+    " JOIN simulation_epochs e ON e.book = %(book)s AND e.epoch_number = (n - 1) %% %(t)s::int + 1",
+    "INSERT INTO drafts (epoch_id, agent_id, agent_name, text, prompt_tokens, completion_tokens, finish_reason,"
+    " truncated, latency_s, embedding)"
+    " SELECT e.epoch_id, d.agent_id, d.agent_name, d.text, d.prompt_tokens, d.completion_tokens, d.finish_reason,"
+    "  d.truncated, d.latency_s,"
+    "  (SELECT array_agg(x + (random()::real - 0.5) * 0.02) FROM unnest(d.embedding::real[]) AS x)::vector"
+    " FROM simulation_epochs e"
+    " JOIN chapters c ON c.book = e.book AND c.chapter_number = (e.epoch_number - 1) %% %(t)s + 1"
+    " JOIN drafts d ON d.draft_id = c.draft_id"
+    " WHERE e.book = %(book)s AND e.epoch_number BETWEEN %(lo)s AND %(hi)s",
+    "INSERT INTO chapters (book, chapter_number, epoch_id, draft_id, agent_id, title, text, embedding)"
+    " SELECT e.book, e.epoch_number, e.epoch_id, d.draft_id, d.agent_id, c.title, d.text, d.embedding"
+    " FROM simulation_epochs e JOIN drafts d USING (epoch_id)"
+    " JOIN chapters c ON c.book = e.book AND c.chapter_number = (e.epoch_number - 1) %% %(t)s + 1"
+    " WHERE e.book = %(book)s AND e.epoch_number BETWEEN %(lo)s AND %(hi)s",
+    "INSERT INTO book_summaries (book, chapter_number, epoch_id, summary, tokens)"
+    " SELECT e.book, e.epoch_number, e.epoch_id, s.summary, s.tokens FROM simulation_epochs e"
+    " JOIN book_summaries s ON s.book = e.book AND s.chapter_number = (e.epoch_number - 1) %% %(t)s + 1"
+    " WHERE e.book = %(book)s AND e.epoch_number BETWEEN %(lo)s AND %(hi)s",
+]
+
+
+def bulk_chapters(fabric: StateFabric, lo: int, hi: int) -> float:
+    """Chapters lo..hi as jittered copies of the first TEMPLATES (see BULK); returns the seconds taken.
+    The memory's HNSW indexes are dropped first and rebuilt after, as PostgreSQL printed them."""
+    started = time.perf_counter()
+    with fabric.connection() as conn:
+        hnsw = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' AND indexdef ILIKE '%% hnsw %%'"
+        ).fetchall()
+        for row in hnsw:
+            conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(row["indexname"])))
+        for statement in BULK:
+            conn.execute(statement, {"book": BOOK, "lo": lo, "hi": hi, "t": TEMPLATES})
+        conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
+        for row in hnsw:
+            conn.execute(row["indexdef"])
+    return time.perf_counter() - started
 
 
 def analyze_memory(fabric: StateFabric) -> None:
@@ -94,16 +146,17 @@ async def _chapter_texts(session: LLMSession, book: SpicaBook, count: int) -> li
 async def _fill(fabric: StateFabric, llm: LLMEngine, count: int, checkpoints: list[int], measure) -> None:
     book = SpicaBook.load("space_time")
     fabric.ensure_book(book)
+    written = min(count, TEMPLATES)
     async with llm.session(None) as session:
         started = time.perf_counter()
-        texts = await _chapter_texts(session, book, count)
+        texts = await _chapter_texts(session, book, written)
         vectors: list[list[float]] = []
-        for i in range(0, count, 100):
+        for i in range(0, written, 100):
             vectors += await session.embed(texts[i:i + 100], purpose="bench_embedding")
-        print(f"generated and embedded {count} chapters in {time.perf_counter() - started:.1f} s", flush=True)
+        print(f"generated and embedded {written} chapters in {time.perf_counter() - started:.1f} s", flush=True)
         started = time.perf_counter()
         previous = None
-        for n in range(1, count + 1):
+        for n in range(1, written + 1):
             epoch = fabric.open_epoch(BOOK, epoch_key(BOOK, n), n)
             agent = fabric.agents(epoch.active_agent_ids)[n % len(epoch.active_agent_ids)]
             text = texts[n - 1]
@@ -122,21 +175,28 @@ async def _fill(fabric: StateFabric, llm: LLMEngine, count: int, checkpoints: li
             if n in checkpoints:
                 print(f"  {n} chapters committed ({time.perf_counter() - started:.1f} s); measuring", flush=True)
                 await measure(n, session, vectors[n - 1])
+        done = written
+        for n in [c for c in checkpoints if c > written]:
+            seconds = bulk_chapters(fabric, done + 1, n)
+            done = n
+            print(f"  {n} chapters (bulk copies after {written}: {seconds:.1f} s); measuring", flush=True)
+            last = fabric.book_memory(BOOK, n + 1, top_k=0, outline=1).last
+            await measure(n, session, list(last.embedding))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--full", action="store_true", help="1,000 chapters (default: 200)")
+    parser.add_argument("--full", action="store_true", help="10,000 chapters (default: 200)")
     parser.add_argument("--chapters", type=int, default=None, help="book size (overrides --full)")
     args = parser.parse_args()
-    count = args.chapters or (1000 if args.full else 200)
-    checkpoints = sorted({10, 100, count} & set(range(1, count + 1)))
+    count = args.chapters or (10_000 if args.full else 200)
+    checkpoints = sorted({10, 100, 1000, count} & set(range(1, count + 1)))
     if count < 100:
         raise SystemExit("--chapters must be at least 100")
 
     fabric = scratch_fabric("dream_bench_memory")
-    print(f"book memory benchmark: {count} chapters"
-          + ("" if count == 1000 else f" (fast mode: chapter {count} stands in for chapter 1,000)"))
+    print(f"book memory benchmark: {count:,} chapters"
+          + ("" if count >= 10_000 else f" (chapter {count:,} stands in for chapter 10,000)"))
     rows: dict[int, dict] = {}
     book = SpicaBook.load("space_time")
     with running_engine(EngineConfig(seed=11)) as url:
@@ -184,10 +244,13 @@ def main() -> None:
                 f"{REPEATS} builds incl. the fabric reads; knn: server execution time, median of 30)",
                 list(rows.values()))
     mid, top = rows[100], rows[count]
+    thousand = rows.get(1000, top)
     figures = {
         "chapters": count,
-        "prompt_tokens_ratio_1000_vs_100": round(top["prompt_tokens"] / mid["prompt_tokens"], 3),
-        "context_ms_ratio_1000_vs_100": round(top["context_ms"] / mid["context_ms"], 3),
+        "prompt_tokens_ratio_1000_vs_100": round(thousand["prompt_tokens"] / mid["prompt_tokens"], 3),
+        "context_ms_ratio_1000_vs_100": round(thousand["context_ms"] / mid["context_ms"], 3),
+        "prompt_tokens_ratio_10000_vs_100": round(top["prompt_tokens"] / mid["prompt_tokens"], 3),
+        "context_ms_ratio_10000_vs_100": round(top["context_ms"] / mid["context_ms"], 3),
         "knn_ms_indexed": round(top["knn_ms_indexed"], 3),
         "knn_ms_unindexed": round(top["knn_ms_unindexed"], 3),
     }

@@ -33,7 +33,7 @@ from resources.locations import sql_dir
 
 POOL_MAX_SIZE = 8  # the epoch's steps use one connection at a time; the daemon's sensors a few
 POOL_MAX_IDLE_S = 60.0  # an idle connection is closed after this, so a quiet process holds none
-STATS_DIR_ENV = "DREAM_FABRIC_STATS_DIR"  # set: each process writes its fabric stats there at exit
+STATS_DIR_ENV = "BENCH_FABRIC_STATS_DIR"  # set: each process writes its fabric stats there at exit
 
 
 @functools.cache
@@ -52,14 +52,14 @@ _ADAPTERS: dict[str, AdaptersMap] = {}
 @dataclass
 class FabricStats:
     """This process's fabric traffic: connections opened and queries (round trips) made, with their
-    time; `trace` keeps (wall clock at start, seconds, kind) of each, so a benchmark can put them in
-    the step they happened in."""
+    time; `trace` keeps (wall clock at start, seconds, kind, the process's CPU seconds then) of each,
+    so a benchmark can put them in the step they happened in."""
 
     connects: int = 0
     connect_s: float = 0.0
     queries: int = 0
     query_s: float = 0.0
-    trace: list[tuple[float, float, str]] = field(default_factory=list)
+    trace: list[tuple[float, float, str, float]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     TRACE_LIMIT = 200_000
@@ -73,7 +73,7 @@ class FabricStats:
                 self.queries += 1
                 self.query_s += seconds
             if len(self.trace) < self.TRACE_LIMIT:
-                self.trace.append((started_wall, seconds, kind))
+                self.trace.append((started_wall, seconds, kind, time.process_time()))
 
     def snapshot(self) -> dict[str, float]:
         with self.lock:

@@ -154,10 +154,8 @@ class MemoryMixin:
             vec=sql.SQL("embedding::vector({})").format(dim), q=sql.SQL("%(q)s::vector({})").format(dim), dim=dim
         )
         args = {"q": as_vector(vector), "k": k, **{f"p{i}": p for i, p in enumerate(params)}}
-        settings = SCAN_SETTINGS[scan]
         with conn.transaction(force_rollback=True):  # SET LOCAL ends with this savepoint
-            for setting in settings:
-                conn.execute(setting)
+            conn.execute("; ".join(SCAN_SETTINGS[scan]))  # one round trip for all of them (no parameters)
             rows = conn.execute(composed, args).fetchall()
         if scan != "exact" and len(rows) < k:
             return self._nearest(conn, query, vector, params, k, "exact")
