@@ -39,7 +39,7 @@ from dream_pipeline.domains.book.prompts import (
 from offline_engine import EngineConfig, running_engine
 from resources.fabric import ChapterRow, DraftRow, StateFabric
 from resources.fabric.memory import CHAPTERS_NEAR, SCAN_SETTINGS
-from resources.fabric.rows import as_vector
+from resources.fabric.rows import as_list, as_vector
 from resources.llm import LLMEngine, LLMSession
 from spica import SpicaBook
 
@@ -180,8 +180,10 @@ async def _fill(fabric: StateFabric, llm: LLMEngine, count: int, checkpoints: li
             seconds = bulk_chapters(fabric, done + 1, n)
             done = n
             print(f"  {n} chapters (bulk copies after {written}: {seconds:.1f} s); measuring", flush=True)
-            last = fabric.book_memory(BOOK, n + 1, top_k=0, outline=1).last
-            await measure(n, session, list(last.embedding))
+            with fabric.connection() as conn:
+                last = conn.execute("SELECT embedding FROM chapters WHERE book = %s AND chapter_number = %s",
+                                    (BOOK, n)).fetchone()["embedding"]
+            await measure(n, session, as_list(last))
 
 
 def main() -> None:

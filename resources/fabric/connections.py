@@ -1,8 +1,9 @@
 """Connections and migrations: the one way into the database, with pgvector's types and `sql/` applied.
 
 Each process keeps one connection pool per database (psycopg_pool): a fresh connection costs about
-2 ms and an epoch asked for about a hundred. A pooled connection is checked before it is lent, so one
-killed by the server (a restart, `pg_terminate_backend`) is replaced rather than handed out. Every
+2 ms and an epoch asked for about seventy. A pooled connection is checked before it is lent (its
+socket, no round trip), so one the server ended (a restart, `pg_terminate_backend`) is replaced rather
+than handed out. Every
 connection counts its connects and queries in `FABRIC_STATS` (this process's), which the benchmarks
 and the epoch's metadata read.
 """
@@ -14,6 +15,7 @@ import functools
 import hashlib
 import json
 import os
+import select
 import threading
 import time
 from collections.abc import Iterator
@@ -119,6 +121,19 @@ class _CountedConnection(psycopg.Connection):
             FABRIC_STATS.add("connect", wall, time.perf_counter() - started)
 
 
+def _check_alive(conn: psycopg.Connection) -> None:
+    """The pool's check before lending a connection, without a round trip: an idle fabric connection
+    (it never LISTENs) has nothing to read unless the server ended it (a restart, `pg_terminate_backend`:
+    the server's goodbye or EOF is waiting on the socket); such a connection is refused, so the pool
+    replaces it."""
+    if conn.closed or conn.pgconn.status != psycopg.pq.ConnStatus.OK:
+        raise psycopg.OperationalError("the pooled connection is closed")
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    if readable:
+        conn.close()  # closed, the pool drops it and opens another (open, it would lend it again)
+        raise psycopg.OperationalError("the server ended the pooled connection")
+
+
 # (pid, url) -> (the adapters it was made with, the pool); a forked child makes pools of its own
 _POOLS: dict[tuple[int, str], tuple[AdaptersMap, ConnectionPool]] = {}
 _POOLS_LOCK = threading.Lock()
@@ -139,7 +154,7 @@ def _pool(url: str) -> ConnectionPool:
             held[1].close(timeout=0)
         pool = ConnectionPool(
             url, min_size=0, max_size=POOL_MAX_SIZE, max_idle=POOL_MAX_IDLE_S, open=False,
-            connection_class=_CountedConnection, check=ConnectionPool.check_connection,
+            connection_class=_CountedConnection, check=_check_alive,
             kwargs={"row_factory": dict_row, "context": adapters, "cursor_factory": _CountedCursor},
             name=f"fabric-{len(_POOLS)}",
         )
