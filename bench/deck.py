@@ -47,10 +47,10 @@ FILL = [
     "  CASE WHEN k <= %(roster)s THEN 'cast' WHEN k <= %(roster)s + %(reserve)s THEN 'reserve'"
     "   ELSE 'mutation' END,"
     "  greatest(1, k - %(roster)s + 1), CASE WHEN k <= %(n)s THEN k END"
-    " FROM generate_series(1, %(n)s + %(roster)s) AS k",
+    " FROM generate_series(1::bigint, %(n)s::bigint + %(roster)s) AS k",
     "INSERT INTO simulation_epochs (epoch_id, epoch_key, book, epoch_number, start_time, end_time,"
     " active_agent_ids, winner_agent_id, loser_agent_id, status, bottom_separated)"
-    " SELECT md5('epoch' || e)::uuid, 'space_time-' || lpad(e::text, 5, '0'), 'space_time', e,"
+    " SELECT md5('epoch' || e)::uuid, 'space_time-' || lpad(e::text, greatest(5, length(e::text)), '0'), 'space_time', e,"
     "  timestamptz '2026-01-01' + e * interval '3.2 s',"
     "  CASE WHEN e < %(n)s THEN timestamptz '2026-01-01' + e * interval '3.2 s' + interval '3 s' END,"
     "  ARRAY(SELECT md5('agent' || k)::uuid FROM generate_series(e, e + %(roster)s - 1) AS k),"
@@ -58,7 +58,7 @@ FILL = [
     "  CASE WHEN e < %(n)s THEN md5('agent' || e)::uuid END,"
     "  CASE WHEN e < %(n)s THEN 'committed' ELSE 'running' END,"
     "  CASE WHEN e < %(n)s THEN e %% 3 = 0 END"
-    " FROM generate_series(1, %(n)s) AS e",
+    " FROM generate_series(1::bigint, %(n)s::bigint) AS e",
     "INSERT INTO drafts (draft_id, epoch_id, agent_id, agent_name, text, prompt_tokens, completion_tokens,"
     " finish_reason, truncated, latency_s, latency_penalty, penalty, embedding)"
     " SELECT md5('draft' || e || '-' || k)::uuid, md5('epoch' || e)::uuid, md5('agent' || k)::uuid,"
@@ -66,39 +66,39 @@ FILL = [
     "  900, 400 + (e * k) %% 500, CASE WHEN (e + k) %% 50 = 0 THEN 'length' ELSE 'stop' END,"
     "  (e + k) %% 50 = 0, 0.5 + ((e * 7 + k) %% 30) / 10.0, 0, 0,"
     "  (SELECT array_agg(random() - 0.5)::real[] FROM generate_series(1, %(dims)s) WHERE e > 0)::vector"
-    " FROM generate_series(1, %(n)s) AS e, generate_series(e, e + %(roster)s - 1) AS k",
+    " FROM generate_series(1::bigint, %(n)s::bigint) AS e, generate_series(e, e + %(roster)s - 1) AS k",
     "INSERT INTO peer_votes (epoch_id, voter_agent, target_agent, insight_score, rationale, masked_label,"
     " position, voter_agent_id, target_agent_id)"
     " SELECT md5('epoch' || e)::uuid, 'Agent ' || v, 'Agent ' || t, 1 + (e * 31 + v * 7 + t * 3) %% 10,"
     "  'Synthetic rationale: the draft by a masked author reads ' || ((e + v + t) %% 10) || ' out of ten.',"
     "  'Anonymous_Archivist_' || (1 + (e + v * 13 + t) %% 99), (t - v - 1 + %(roster)s) %% %(roster)s,"
     "  md5('agent' || v)::uuid, md5('agent' || t)::uuid"
-    " FROM generate_series(1, %(n)s) AS e, generate_series(e, e + %(roster)s - 1) AS v,"
+    " FROM generate_series(1::bigint, %(n)s::bigint) AS e, generate_series(e, e + %(roster)s - 1) AS v,"
     "  generate_series(e, e + %(roster)s - 1) AS t WHERE v <> t",
     "INSERT INTO elo_ratings (epoch_id, agent_id, agent_name, rating_before, rating_after, epoch_score, penalty,"
     " rank, bt_rating, bt_lower, bt_upper)"
     " SELECT md5('epoch' || e)::uuid, md5('agent' || k)::uuid, 'Agent ' || k,"
     "  1000 + 60 * sin(k + (e - 1) / 9.0), 1000 + 60 * sin(k + e / 9.0), 5 + 4 * cos(e + k), 0, k - e + 1,"
     "  1000 + 50 * sin(k + e / 9.0), 1000 + 50 * sin(k + e / 9.0) - 70, 1000 + 50 * sin(k + e / 9.0) + 70"
-    " FROM generate_series(1, %(n)s - 1) AS e, generate_series(e, e + %(roster)s - 1) AS k",
+    " FROM generate_series(1::bigint, %(n)s::bigint - 1) AS e, generate_series(e, e + %(roster)s - 1) AS k",
     "INSERT INTO chapters (book, chapter_number, epoch_id, draft_id, agent_id, title, text, epoch_score, margin,"
     " embedding)"
     " SELECT 'space_time', s.epoch_number, s.epoch_id, d.draft_id, d.agent_id, 'The Chapter of Epoch '"
     "  || s.epoch_number, d.text, 7.5, 0.25, d.embedding"
     " FROM simulation_epochs s JOIN drafts d ON d.epoch_id = s.epoch_id AND d.agent_id = s.winner_agent_id",
     "INSERT INTO vote_abstentions (epoch_id, voter_agent, reason)"
-    " SELECT md5('epoch' || e)::uuid, 'Agent ' || e, 'not_json' FROM generate_series(1, %(n)s) AS e"
+    " SELECT md5('epoch' || e)::uuid, 'Agent ' || e, 'not_json' FROM generate_series(1::bigint, %(n)s::bigint) AS e"
     " WHERE e %% 97 = 0",
     "INSERT INTO voter_flags (epoch_id, kind, voter_agent, partner, strength)"
     " SELECT md5('epoch' || e)::uuid, CASE WHEN e %% 2 = 0 THEN 'outlier' ELSE 'clique' END, 'Agent ' || (e + 1),"
     "  CASE WHEN e %% 2 = 0 THEN '' ELSE 'Agent ' || (e + 2) END, 2.5"
-    " FROM generate_series(1, %(n)s) AS e WHERE e %% 20 = 0",
+    " FROM generate_series(1::bigint, %(n)s::bigint) AS e WHERE e %% 20 = 0",
     "INSERT INTO llm_calls (epoch_key, purpose, agent_name, request_hash, request, response, prompt_tokens,"
     " completion_tokens, latency_s, status)"
-    " SELECT 'space_time-' || lpad(e::text, 5, '0'), p.purpose,"
+    " SELECT 'space_time-' || lpad(e::text, greatest(5, length(e::text)), '0'), p.purpose,"
     "  CASE WHEN p.purpose = 'embedding' THEN NULL ELSE 'Agent ' || k END, md5(e || p.purpose || k), '{}', '{}',"
     "  900, 400, 0.8, CASE WHEN (e + k) %% 200 = 0 THEN 'error' ELSE 'ok' END"
-    " FROM generate_series(1, %(n)s) AS e, generate_series(e, e + %(roster)s - 1) AS k,"
+    " FROM generate_series(1::bigint, %(n)s::bigint) AS e, generate_series(e, e + %(roster)s - 1) AS k,"
     "  (VALUES ('draft'), ('ballot'), ('embedding')) AS p(purpose)"
     " WHERE p.purpose <> 'embedding' OR k = e",
 ]

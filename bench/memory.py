@@ -53,7 +53,7 @@ TEMPLATES = 200  # chapters written through the engine; later ones are bulk copi
 BULK = [
     "INSERT INTO simulation_epochs (epoch_key, book, epoch_number, active_agent_ids, status, end_time,"
     " winner_agent_id, context_chapters)"
-    " SELECT %(book)s || '-' || lpad(n::text, 5, '0'), e.book, n, e.active_agent_ids, 'committed', now(),"
+    " SELECT %(book)s || '-' || lpad(n::text, greatest(5, length(n::text)), '0'), e.book, n, e.active_agent_ids, 'committed', now(),"
     "  e.winner_agent_id, e.context_chapters"
     " FROM generate_series(%(lo)s::int, %(hi)s::int) AS n"
     " JOIN simulation_epochs e ON e.book = %(book)s AND e.epoch_number = (n - 1) %% %(t)s::int + 1",

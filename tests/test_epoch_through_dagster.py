@@ -72,6 +72,11 @@ def test_one_epoch_writes_the_whole_record(run_epoch, fabric):
 
     chapter_md = _materialization(result, "chapter").metadata["chapter"].value
     assert chapter.title in chapter_md and chapter.text[:200] in chapter_md
+    # where the epoch's time went (bench/epoch.py): the engine's critical path lies inside the epoch's wall
+    profile = {k: v.value for k, v in _materialization(result, "chapter").metadata.items()}
+    assert profile["epoch_wall_s"] >= profile["engine_critical_path_s"] > 0
+    assert abs(profile["epoch_overhead_s"] - (profile["epoch_wall_s"] - profile["engine_critical_path_s"])) < 0.002
+    assert profile["fabric_round_trips"] > 10 and profile["fabric_connects"] <= 2  # the pool's connections
     matrix = _materialization(result, "peer_votes").metadata["vote_matrix"].value
     assert all(name in matrix for name in voters)
     rankings = _materialization(result, "elo_rankings").metadata

@@ -18,6 +18,7 @@ import os
 import select
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -61,10 +62,11 @@ class FabricStats:
     connect_s: float = 0.0
     queries: int = 0
     query_s: float = 0.0
-    trace: list[tuple[float, float, str, float]] = field(default_factory=list)
+    # the latest TRACE_LIMIT only: a daemon running for months keeps a bounded record
+    trace: deque[tuple[float, float, str, float]] = field(default_factory=lambda: deque(maxlen=FabricStats.TRACE_LIMIT))
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    TRACE_LIMIT = 200_000
+    TRACE_LIMIT = 50_000
 
     def add(self, kind: str, started_wall: float, seconds: float) -> None:
         with self.lock:
@@ -74,13 +76,24 @@ class FabricStats:
             else:
                 self.queries += 1
                 self.query_s += seconds
-            if len(self.trace) < self.TRACE_LIMIT:
-                self.trace.append((started_wall, seconds, kind, time.process_time()))
+            self.trace.append((started_wall, seconds, kind, time.process_time()))
 
     def snapshot(self) -> dict[str, float]:
         with self.lock:
             return {"connects": self.connects, "connect_s": self.connect_s, "queries": self.queries,
                     "query_s": self.query_s}
+
+    def since_wall(self, wall: float) -> dict[str, float]:
+        """The traffic since the wall-clock time `wall`, with the process's CPU seconds since its first
+        connect or query then (a step's or an epoch's own figures, for its metadata)."""
+        with self.lock:
+            after = [t for t in self.trace if t[0] >= wall]
+        return {
+            "connects": sum(1 for t in after if t[2] == "connect"),
+            "queries": sum(1 for t in after if t[2] == "query"),
+            "seconds": sum(t[1] for t in after),
+            "cpu_s": time.process_time() - after[0][3] if after else 0.0,
+        }
 
     def since(self, before: dict[str, float]) -> dict[str, float]:
         """The traffic since `snapshot()` returned `before`."""
@@ -183,7 +196,7 @@ def _write_stats() -> None:
         return
     times = os.times()
     record = {"pid": os.getpid(), "cpu_s": times.user + times.system, **FABRIC_STATS.snapshot(),
-              "trace": FABRIC_STATS.trace}
+              "trace": list(FABRIC_STATS.trace)}
     try:
         path = Path(folder) / f"fabric-{os.getpid()}-{time.time_ns()}.json"
         path.write_text(json.dumps(record))

@@ -65,3 +65,20 @@ class LedgerMixin:
                     for e in events
                 ],
             )
+
+    def epoch_timing(self, epoch_key: str) -> dict | None:
+        """An epoch's barrier release (Unix seconds), its wall time from the release to the commit, and
+        its engine critical path: slowest draft + slowest draft embedding + slowest ballot + the summary
+        (the profile in the chapter's metadata and bench/epoch.py)."""
+        with self.connection() as conn:
+            return conn.execute(
+                "SELECT extract(epoch FROM e.released_at)::float8 AS released,"
+                " extract(epoch FROM e.end_time - e.released_at)::float8 AS wall_s,"
+                " (SELECT coalesce(max(c.latency_s) FILTER (WHERE c.purpose = 'draft'), 0)"
+                "   + coalesce(max(c.latency_s) FILTER (WHERE c.purpose = 'draft_embedding'), 0)"
+                "   + coalesce(max(c.latency_s) FILTER (WHERE c.purpose = 'ballot'), 0)"
+                "   + coalesce(sum(c.latency_s) FILTER (WHERE c.purpose = 'summary'), 0)"
+                "  FROM llm_calls c WHERE c.epoch_key = e.epoch_key) AS critical_path_s"
+                " FROM simulation_epochs e WHERE e.epoch_key = %s",
+                (epoch_key,),
+            ).fetchone()

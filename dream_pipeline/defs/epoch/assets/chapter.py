@@ -16,7 +16,27 @@ from dream_pipeline.epoch.reaper import reap_epoch
 from dream_pipeline.epoch.replay import ReplayMismatch, is_replay
 from dream_pipeline.epoch.scope import load_scope
 from resources.fabric import StateFabric
+from resources.fabric.connections import FABRIC_STATS
 from resources.llm import LLMEngine
+
+
+def epoch_profile(fabric: StateFabric, epoch_key: str) -> dict[str, float]:
+    """Where the epoch's time went, from its barrier release to its commit (bench/epoch.py has the
+    per-step profile): its wall and engine critical path, the rest as overhead, and this run process's
+    fabric traffic and CPU time since the release."""
+    timing = fabric.epoch_timing(epoch_key)
+    if not timing or timing["released"] is None or timing["wall_s"] is None:
+        return {}
+    traffic = FABRIC_STATS.since_wall(timing["released"])
+    return {
+        "epoch_wall_s": round(timing["wall_s"], 3),
+        "engine_critical_path_s": round(timing["critical_path_s"], 3),
+        "epoch_overhead_s": round(timing["wall_s"] - timing["critical_path_s"], 3),
+        "fabric_connects": traffic["connects"],
+        "fabric_round_trips": traffic["queries"],
+        "fabric_s": round(traffic["seconds"], 3),
+        "run_cpu_s_since_release": round(traffic["cpu_s"], 3),
+    }
 
 
 @dg.op(ins={"ranked": dg.In(dg.Nothing)}, out=dg.Out(dg.Nothing))
@@ -66,6 +86,7 @@ def reaper(context: dg.OpExecutionContext, fabric: StateFabric) -> None:
             "eliminated": outcome.retired or "",
             "replacement": lineage,
             **reaped.verified,
+            **({} if outcome.already_done else epoch_profile(fabric, scope.key)),
         }
     )
 
