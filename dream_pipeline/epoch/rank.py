@@ -79,7 +79,7 @@ def compose_ranking(scope: EpochScope, written: Sequence[DraftRow], votes: Seque
     penalty = {d.agent_name: d.penalty for d in written}
     ballots = [as_vote(v) for v in votes]
     names = {a.instance_id: a.name for a in scope.agents}
-    earlier = fabric.ratings_before(scope.book.name, scope.number)
+    earlier = fabric.ratings_before(scope.book.name, scope.number, [a.instance_id for a in scope.agents])
     rated = [earlier[a.instance_id] for a in scope.agents if a.instance_id in earlier]
     start = sum(rated) / len(rated) if rated else INITIAL_RATING  # a newcomer starts at the roster mean
     before = {a.name: earlier.get(a.instance_id, start) for a in scope.agents}

@@ -194,15 +194,18 @@ class BallotsMixin:
         ).fetchall()
         return [AbstentionRow(r["voter_agent"], r["reason"], r["raw_reply"]) for r in rows]
 
-    def ratings_before(self, book: str, epoch_number: int) -> dict[uuid.UUID, float]:
-        """Each agent's rating after the latest earlier epoch it took part in."""
+    def ratings_before(self, book: str, epoch_number: int,
+                       agent_ids: Sequence[uuid.UUID] | None = None) -> dict[uuid.UUID, float]:
+        """Each agent's rating after the latest earlier epoch it took part in; only `agent_ids`' when
+        given (an epoch's roster: read through their index, so the cost does not grow with the book)."""
         with self.connection() as conn:
             rows = conn.execute(
                 "SELECT DISTINCT ON (r.agent_id) r.agent_id, r.rating_after"
                 " FROM elo_ratings r JOIN simulation_epochs e USING (epoch_id)"
-                " WHERE e.book = %s AND e.epoch_number < %s"
+                " WHERE e.book = %(book)s AND e.epoch_number < %(number)s"
+                " AND (%(all)s OR r.agent_id = ANY(%(agents)s))"
                 " ORDER BY r.agent_id, e.epoch_number DESC",
-                (book, epoch_number),
+                {"book": book, "number": epoch_number, "all": agent_ids is None, "agents": list(agent_ids or [])},
             )
             return {r["agent_id"]: r["rating_after"] for r in rows}
 

@@ -83,7 +83,7 @@ def roster(context: dg.AssetExecutionContext, config: RosterConfig, fabric: Stat
         instance.add_run_tags(context.run_id, {OUTCOME_TAG: "duplicate"})
         return
     agents = fabric.agents(epoch.active_agent_ids)
-    ratings = fabric.ratings_before(book.name, number)
+    ratings = fabric.ratings_before(book.name, number, epoch.active_agent_ids)
     rows = [
         {
             "agent": a.name,
