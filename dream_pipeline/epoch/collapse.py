@@ -38,7 +38,9 @@ def chapter_row(fabric: StateFabric, scope: EpochScope) -> ChapterRow:
 def update_summary(fabric: StateFabric, llm: LLMEngine, scope: EpochScope) -> str | None:
     """The rolling summary after this epoch's chapter (one recorded engine call). A failed call leaves the
     previous summary in use (the next chapter's summary starts from it) and is returned as a warning; it
-    never fails the epoch."""
+    never fails the epoch. A domain without a memory of its canon (CodeRepair) keeps no summary."""
+    if not scope.book.canon_memory:
+        return None
     chapter = fabric.chapter_for_epoch(scope.epoch.epoch_id)
     previous = fabric.latest_summary(scope.book.name, scope.number)
     messages = summary_messages(scope.book, previous, chapter, llm.summary_tokens)
