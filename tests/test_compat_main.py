@@ -46,13 +46,16 @@ OLD_MIGRATIONS = [f"{n:03d}_{name}.sql" for n, name in [
 
 
 @pytest.fixture(autouse=True)
-def loop_settings(monkeypatch):
+def loop_settings(monkeypatch, tmp_path_factory):
     far = datetime.now(UTC) + timedelta(hours=12)  # the PHASE window far from now
     monkeypatch.setenv("DREAM_PHASE_START", far.strftime("%H:%M"))
     monkeypatch.setenv("DREAM_PHASE_END", (far + timedelta(minutes=1)).strftime("%H:%M"))
     monkeypatch.setenv("DREAM_PHASE_TZ", "UTC")
     monkeypatch.setenv("DREAM_LOOP_STAGING_DEPTH", "1")
-    monkeypatch.delenv("DREAM_EXPERIMENTS", raising=False)
+    # main at 9bd49ed ran one book: its loop continues with that book alone
+    book_only = tmp_path_factory.mktemp("experiments") / "experiments.yaml"
+    book_only.write_text("experiments:\n  - book: space_time\n", encoding="utf-8")
+    monkeypatch.setenv("DREAM_EXPERIMENTS", str(book_only))
 
 
 @pytest.fixture
