@@ -77,13 +77,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         base = key
 
     for name in names:
-        chapters = fabric.chapters(name)
+        domain, chapters = load_domain(name), fabric.chapters(name)
+        new = [c for c in chapters if c.chapter_number in written[name]]
         print()
-        if len(names) > 1:
-            print(f"== {name} ==")
-        print(render_outline(chapters))
-        if not args.no_text:
-            print(render_chapters([c for c in chapters if c.chapter_number in written[name]]))
+        if domain.canon_memory:  # a book
+            print(render_outline(chapters))
+            if not args.no_text:
+                print(render_chapters(new))
+        else:  # a canon of another kind (CodeRepair's solved tasks): its entries as the domain renders them
+            print(render_outline(chapters, f"{domain.manifest.get('title', name)} ({name})", "entry"))
+            if not args.no_text:
+                print("\n\n".join(domain.canon_markdown(c.chapter_number, c.title, c.author, c.text) for c in new))
         print(render_standings(fabric.standings(name)))
     return 0
 
