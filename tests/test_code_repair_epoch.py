@@ -4,7 +4,9 @@ sandbox: the task is recorded, every candidate tested, the fittest wins, a hosti
 from __future__ import annotations
 
 import dagster as dg
+import pytest
 
+from dream_pipeline.cli.status import domain_lines
 from dream_pipeline.defs.epoch.assets import chapter, drafts, elo_rankings, peer_votes, roster
 from dream_pipeline.defs.epoch.checks import one_chapter_per_epoch
 from dream_pipeline.defs.epoch.partitions import epoch_key
@@ -61,6 +63,27 @@ def test_a_code_repair_epoch_tests_every_candidate_and_commits_the_fittest(run_e
     # the Reaper drew from CodeRepair's reserve, with lineage
     newcomer = next(a for a in alive_agents(fabric, "code_repair") if a.lineage.origin == "reserve")
     assert newcomer.name in {p["name"] for p in load_domain("code_repair").reserve()}
+    # the margin of a solved task is the winner's fitness lead over the runner-up
+    rivals = [t["fitness"] for t in tests if t["agent_name"] != best["agent_name"]]
+    assert abs(solved.margin - (best["fitness"] - max(rivals))) < 1e-12
+
+    # `dream status` shows both domains, CodeRepair with its winners' pass rate
+    lines = domain_lines(fabric)
+    assert lines[0].startswith("domain : space_time (book)") and "0 committed" in lines[0]
+    assert lines[1].startswith("domain : code_repair (code_repair)") and "1 committed, latest 1" in lines[1]
+    assert f"winners pass {best['pass_rate']:.0%} of hidden tests" in lines[1]
+
+
+def test_dream_run_picks_experiments_by_domain_or_book():
+    from argparse import Namespace
+
+    from dream_pipeline.cli.run import _experiment_names
+
+    assert _experiment_names(Namespace(book=None, domain=None)) == ("space_time", "code_repair")
+    assert _experiment_names(Namespace(book=None, domain="code_repair")) == ("code_repair",)
+    assert _experiment_names(Namespace(book="far_shore", domain=None)) == ("far_shore",)
+    with pytest.raises(SystemExit, match="no enabled experiment of domain 'nope'"):
+        _experiment_names(Namespace(book=None, domain="nope"))
 
 
 def test_a_hostile_candidate_is_recorded_scores_zero_and_the_epoch_commits(instance, fabric, llm):

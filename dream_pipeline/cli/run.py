@@ -85,7 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             if not args.no_text:
                 print(render_chapters(new))
         else:  # a canon of another kind (CodeRepair's solved tasks): its entries as the domain renders them
-            print(render_outline(chapters, f"{domain.manifest.get('title', name)} ({name})", "entry"))
+            print(render_outline(chapters, f"{domain.manifest.get('title', name)} ({name})", "task"))
             if not args.no_text:
                 print("\n\n".join(domain.canon_markdown(c.chapter_number, c.title, c.author, c.text) for c in new))
         print(render_standings(fabric.standings(name)))
