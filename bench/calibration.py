@@ -1,10 +1,12 @@
 """How good is the jury? CodeRepair epochs where hidden tests know the answer.
 
-NOTE: this runs OUTSIDE the Dagster loop. CodeRepair is not wired into the epoch job, the deck or
-experiments.yaml until issue 16 wires it into the domain seam (spica/domain.py); the benchmark composes the same pieces the
-loop will: the task set, the offline engine's fixes and reviews (called directly, in process, not
-over HTTP), the tournament's blind ballots (`plan_presentations`, `parse_ballot`, `epoch_scores`),
-the sandbox and the domain's rules.
+Two parts. The main figures come from many epochs run IN PROCESS, outside the Dagster loop (for a
+tight interval in seconds): the benchmark composes the pieces the loop uses: the task set, the offline
+engine's fixes and reviews (called directly, not over HTTP), the tournament's blind ballots
+(`plan_presentations`, `parse_ballot`, `epoch_scores`), the sandbox and the domain's rules. Then
+`--loop N` (default 6) epochs of the `code_repair` experiment run THROUGH DAGSTER (the epoch's assets,
+a scratch database, the offline engine over HTTP, the real sandbox) and their figures are read back
+from the fabric's `candidate_tests` and `voter_calibration` (the `loop_*` keys).
 
 One epoch = one task for one seed, with the domain's cast of five. Per epoch: every agent proposes a
 fix (`offline_engine.code.propose_fix`), every fix runs against the hidden tests in the sandbox (a
@@ -57,7 +59,47 @@ from dream_pipeline.tournament import epoch_scores, parse_ballot, pick_winner, p
 from offline_engine.code import persona_skill, propose_fix, review_fixes
 from resources.sandbox import SandboxRunner, describe
 
-OUTSIDE_THE_LOOP = "CodeRepair runs outside the Dagster loop until issue 16 wires it into the domain seam."
+OUTSIDE_THE_LOOP = ("The main figures run in process, outside the Dagster loop; the loop_* figures come from "
+                    "CodeRepair epochs run through Dagster.")
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+def loop_epochs(n: int, seed: int = 7) -> dict:
+    """`n` CodeRepair epochs through Dagster's epoch assets on a scratch fabric and the offline engine over
+    HTTP; their figures as the fabric recorded them."""
+    import dagster as dg
+
+    from bench.common import scratch_fabric
+    from dream_pipeline.defs.epoch.assets import epoch_assets
+    from dream_pipeline.defs.epoch.partitions import epoch_key
+    from offline_engine import EngineConfig, running_engine
+    from resources.llm import LLMEngine
+
+    fabric = scratch_fabric("dream_bench_calibration")
+    winners, oracle, rhos, failed, statuses = [], [], [], 0, defaultdict(int)
+    with running_engine(EngineConfig(seed=seed)) as url, dg.instance_for_test() as instance:
+        llm = LLMEngine(base_url=url)
+        for number in range(1, n + 1):
+            key = epoch_key("code_repair", number)
+            instance.add_dynamic_partitions("epochs", [key])
+            result = dg.materialize(epoch_assets, instance=instance, partition_key=key, run_config=QUIET,
+                                    resources={"fabric": fabric, "llm": llm}, raise_on_error=False)
+            failed += not result.success
+            epoch = fabric.epoch(key)
+            tests = fabric.candidate_tests(epoch.epoch_id)
+            for t in tests:
+                statuses[t["status"]] += 1
+            winner = next((t for t in tests if t["draft_id"] == fabric.chapter_for_epoch(epoch.epoch_id).draft_id),
+                          None) if result.success else None
+            if winner is not None:
+                winners.append(winner["pass_rate"])
+                oracle.append(max(t["pass_rate"] for t in tests))
+            rhos += [c["spearman"] for c in fabric.voter_calibrations(epoch.epoch_id) if c["spearman"] is not None]
+            print(f"  loop epoch {key}: {'committed' if result.success else 'FAILED'}, task "
+                  f"{(fabric.repair_task(epoch.epoch_id) or {}).get('task_id')}, "
+                  f"winner passes {winner['pass_rate'] if winner else float('nan'):.2f}")
+    return {"epochs": n, "failed": failed, "winner": winners, "oracle": oracle, "rhos": rhos,
+            "statuses": dict(statuses)}
 
 
 @dataclass(frozen=True)
@@ -132,6 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=None, help="seeds to run (default 2, --full 10)")
     parser.add_argument("--full", action="store_true", help="10 seeds")
+    parser.add_argument("--loop", type=int, default=6, help="CodeRepair epochs through Dagster (default 6; 0: none)")
     args = parser.parse_args(argv)
     n_seeds = args.seeds or (10 if args.full else 2)
     if n_seeds < 1:
@@ -179,6 +222,19 @@ def main(argv: list[str] | None = None) -> None:
         {"case": c.name, "stopped_by": c.limit, "status": c.status, "score": c.pass_rate,
          "escaped": "YES: " + c.evidence if c.escaped else "no"} for c in cases])
 
+    loop = None
+    if args.loop > 0:
+        print(f"\n{args.loop} CodeRepair epochs through Dagster (epoch assets, offline engine over HTTP, sandbox):")
+        loop = loop_epochs(args.loop)
+        print_table("Through the Dagster loop (from candidate_tests and voter_calibration)", [
+            {"figure": "loop_winner_pass_rate", "value": statistics.fmean(loop["winner"]) if loop["winner"] else None},
+            {"figure": "loop_oracle_winner_pass_rate",
+             "value": statistics.fmean(loop["oracle"]) if loop["oracle"] else None},
+            {"figure": "loop_voter_spearman (mean over voters x epochs)",
+             "value": statistics.fmean(loop["rhos"]) if loop["rhos"] else None},
+            {"figure": "candidate runs by status", "value": str(loop["statuses"])},
+        ])
+
     w_mean, w_ci = mean_ci(winner)
     o_mean, _ = mean_ci(oracle)
     j_mean, j_ci = mean_ci(jury_only)
@@ -201,7 +257,13 @@ def main(argv: list[str] | None = None) -> None:
         "jury_only_winner_pass_rate": round(j_mean, 3),
         "sandbox_escapes": sum(c.escaped for c in cases),
         "sandbox_cases": len(cases),
-        "outside_dagster_loop": True,
+        "outside_dagster_loop": True,  # true of the figures above; the loop_* ones ran through Dagster
+        **({} if loop is None else {
+            "loop_epochs": loop["epochs"] - loop["failed"],
+            "loop_winner_pass_rate": round(statistics.fmean(loop["winner"]), 3) if loop["winner"] else None,
+            "loop_oracle_winner_pass_rate": round(statistics.fmean(loop["oracle"]), 3) if loop["oracle"] else None,
+            "loop_voter_spearman": round(statistics.fmean(loop["rhos"]), 3) if loop["rhos"] else None,
+        }),
     })
 
 

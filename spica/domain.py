@@ -5,12 +5,16 @@ implements the methods below. The loop takes one only from the registry (`dream_
 by the name an experiment gives it); the epoch's steps call these methods and nothing book-specific:
 
 - manifest and cast: `load`, `cast_size`, `initial_cast`, `reserve`, `recruit` (the Reaper's pool);
+- what an epoch poses whatever the canon holds: `posed` (CodeRepair: its task; the book: None), and
+  `canon_memory` (whether the burst reads the canon's memory and a commit keeps a rolling summary);
 - the burst: `burst_context` (what the domain poses this epoch: the book's bounded memory and task, a
   CodeRepair task) and `burst_messages` (the prompt each agent answers, given that context);
 - review: `review_criteria` (what a reviewer judges), `review_prompt` (how the candidates are presented
   under those criteria; `context` is the epoch's burst context, which a CodeRepair review needs) and
   `review_messages` (the reviewer's framing, with a repair note after a rejected reply), `identity_terms`
   (the words masked from a candidate before review);
+- tests: `score_candidates` (a domain whose candidates can be tested scores each one through the sandbox
+  runner it is handed; the winner is then the fittest candidate; None: the peers alone decide);
 - canon: `canon_entry` (what the winner becomes in the domain's canon: a title and a text) and
   `canon_markdown` (how a canon entry reads in Dagster metadata);
 - the deck: `deck_views` (the names of the deck views that show this domain; the deck maps them to pages).
@@ -32,6 +36,7 @@ class SpicaDomain(Spica):
 
     kind: ClassVar[str] = "domain"
     family: ClassVar[str] = ""  # the folder under dream_pipeline/domains/ that implements it ("book")
+    canon_memory: ClassVar[bool] = True  # the burst reads the canon's memory; a commit updates its summary
 
     @classmethod
     def load(cls, name: str) -> SpicaDomain:
@@ -54,6 +59,11 @@ class SpicaDomain(Spica):
         raise NotImplementedError(f"{type(self).__qualname__} does not implement recruit")
 
     # ---- the burst ---------------------------------------------------------------------------
+
+    def posed(self, number: int) -> Any:
+        """What epoch `number` poses whatever the canon holds (CodeRepair: its task); None by default. The
+        review step hands it to `review_prompt` as its context."""
+        return None
 
     def burst_context(self, memory: Any, budget: int) -> Any:
         """What the burst poses this epoch, from what the fabric remembers of the canon (`memory`), within
@@ -79,6 +89,15 @@ class SpicaDomain(Spica):
     def identity_terms(self, seated: Sequence[Mapping[str, Any]], used_names: Iterable[str]) -> tuple[str, ...]:
         """Words that would identify an author to a reviewer; none by default."""
         return ()
+
+    # ---- tests -------------------------------------------------------------------------------
+
+    def score_candidates(self, context: Any, candidates: Mapping[str, str], peer_scores: Mapping[str, float],
+                         run: Any) -> Mapping[str, Any] | None:
+        """Per candidate author, its test result and fitness (attributes `status`, `passed`, `total`,
+        `pass_rate`, `fitness`), running code only through `run` (the sandbox); None when the domain has
+        no tests (the book), and the tournament's winner stands."""
+        return None
 
     # ---- canon -------------------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ def dream(state: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_run_writes_a_book_and_a_second_run_continues_it(state_dir: Path):
-    first = dream(state_dir, "run", "--epochs", "2")
+    first = dream(state_dir, "run", "--epochs", "2", "--book", "space_time")
     assert first.returncode == 0, first.stderr
     assert re.search(r"epoch\s+1 … .*chapter 1 by the \w+", first.stdout)
     assert re.search(r"epoch\s+2 … .*chapter 2 by the \w+", first.stdout)
@@ -48,7 +48,7 @@ def test_run_writes_a_book_and_a_second_run_continues_it(state_dir: Path):
     assert "dagster - INFO - epoch_job" in logged and "the Reaper retired" in logged
     assert "dagster - INFO" not in first.stdout
 
-    second = dream(state_dir, "run", "--epochs", "1", "--no-text")
+    second = dream(state_dir, "run", "--epochs", "1", "--no-text", "--book", "space_time")
     assert second.returncode == 0, second.stderr
     assert "The book so far (3 chapters)" in second.stdout
     assert re.search(r"epoch\s+3 … .*chapter 3", second.stdout)

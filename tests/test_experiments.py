@@ -28,8 +28,25 @@ def test_domains_with_their_settings_and_the_older_book_form_read_alike(tmp_path
     assert enabled_books(path) == ("space_time", "far_shore")
 
 
-def test_the_shipped_experiments_file_runs_space_time_alone():
-    assert enabled_experiments() == (Experiment("book", "space_time", 1),)
+def test_the_shipped_experiments_file_runs_the_book_and_code_repair():
+    assert enabled_experiments() == (Experiment("book", "space_time", 1), Experiment("code_repair", "code_repair", 1))
+
+
+@pytest.mark.parametrize(("per_cycle", "expected"), [
+    ({"space_time": 1, "code_repair": 1}, ["space_time", "code_repair", "space_time", "code_repair"]),
+    ({"space_time": 2, "code_repair": 1}, ["space_time", "space_time", "code_repair", "space_time"]),
+])
+def test_the_loop_takes_the_domains_in_turn_by_epochs_per_cycle(per_cycle, expected):
+    from dream_pipeline.defs.epoch.partitions import epoch_key
+    from dream_pipeline.defs.loop.sensors import next_book
+
+    books, numbers, order, base = ("space_time", "code_repair"), {"space_time": 0, "code_repair": 0}, [], None
+    for _ in range(4):
+        book = next_book(books, base, per_cycle)
+        numbers[book] += 1
+        base = epoch_key(book, numbers[book])
+        order.append(book)
+    assert order == expected
 
 
 @pytest.mark.parametrize("entry, message", [

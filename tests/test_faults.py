@@ -142,7 +142,7 @@ def test_a_run_killed_mid_epoch_is_finished_by_the_next_run(killable_state, mome
     fabric.migrate()
     number = fabric.next_epoch_number("space_time")
     key = epoch_key("space_time", number)
-    victim = _dream(killable_state, "run", "--epochs", "1", "--no-text", wait=False)
+    victim = _dream(killable_state, "run", "--epochs", "1", "--no-text", "--book", "space_time", wait=False)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         with psycopg.connect(url) as conn:
@@ -159,7 +159,7 @@ def test_a_run_killed_mid_epoch_is_finished_by_the_next_run(killable_state, mome
     victim.wait()
     assert fabric.epoch(key).status != "committed"
 
-    survivor = _dream(killable_state, "run", "--epochs", "1", "--no-text")
+    survivor = _dream(killable_state, "run", "--epochs", "1", "--no-text", "--book", "space_time")
     assert survivor.returncode == 0, survivor.stderr
     epoch = fabric.epoch(key)
     assert epoch.status == "committed"

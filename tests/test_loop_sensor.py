@@ -31,13 +31,16 @@ from resources.llm import LLMEngine
 
 
 @pytest.fixture(autouse=True)
-def phase_far_away(monkeypatch):
+def phase_far_away(monkeypatch, tmp_path):
     far = datetime.now(UTC) + timedelta(hours=12)
     monkeypatch.setenv("DREAM_PHASE_START", far.strftime("%H:%M"))
     monkeypatch.setenv("DREAM_PHASE_END", (far + timedelta(minutes=1)).strftime("%H:%M"))
     monkeypatch.setenv("DREAM_PHASE_TZ", "UTC")
     monkeypatch.delenv("DREAM_LOOP_STAGING_DEPTH", raising=False)
-    monkeypatch.delenv("DREAM_EXPERIMENTS", raising=False)
+    # the loop's mechanics on one book (test_experiments.py: the shipped file's domains taking turns)
+    book_only = tmp_path / "experiments.yaml"
+    book_only.write_text("experiments:\n  - book: space_time\n", encoding="utf-8")
+    monkeypatch.setenv("DREAM_EXPERIMENTS", str(book_only))
 
 
 def _tick(instance, fabric, cursor=None):

@@ -26,8 +26,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run epochs of the tournament, then print the book and the standings")
-    run.add_argument("--epochs", type=int, default=3, help="how many epochs to run (default: 3)")
-    run.add_argument("--book", default=DEFAULT_BOOK, help="which book (SPICA domain) to write (default: %(default)s)")
+    run.add_argument("--epochs", type=int, default=3,
+                     help="how many epochs to run in total, the enabled experiments taking turns as in the loop "
+                          "(default: 3)")
+    run.add_argument("--domain", default=None,
+                     help="run only the enabled experiments of this domain (or instance), e.g. code_repair")
+    run.add_argument("--book", default=None,
+                     help=f"run only this book (SPICA domain instance), e.g. {DEFAULT_BOOK}, enabled or not")
     run.add_argument("--attempts", type=int, default=2, help="tries per epoch before giving up (default: 2)")
     run.add_argument("--no-text", action="store_true", help="print only the outline, not the new chapters")
     run.add_argument("--verbose", action="store_true", help="Dagster's logs on the terminal instead of a log file")

@@ -10,8 +10,8 @@ from dream_pipeline.records import ChapterRow, Standing
 from dream_pipeline.tournament.selection import describe_margin
 
 
-def render_outline(chapters: Sequence[ChapterRow]) -> str:
-    lines = [f"The book so far ({plural(len(chapters), 'chapter')}):"]
+def render_outline(chapters: Sequence[ChapterRow], heading: str = "The book so far", entry: str = "chapter") -> str:
+    lines = [f"{heading} ({plural(len(chapters), entry)}):"]
     lines += [
         f"  {c.chapter_number:>3}. {c.title}  — the {c.author}"
         + (f", {describe_margin(c.margin)}" if describe_margin(c.margin) else "")

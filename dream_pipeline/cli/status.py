@@ -79,9 +79,32 @@ def render_status(fabric: StateFabric, limit: int = 12, now: datetime | None = N
         f"PHASE  : {window.start:%H:%M}-{window.end:%H:%M} {window.timezone}",
         *engine_lines(fabric),
         *stall_lines(fabric),
+        *domain_lines(fabric),
         "",
     ]
     return "\n".join(lines + render_timeline(timeline, downtimes, limit))
+
+
+def domain_lines(fabric: StateFabric) -> list[str]:
+    """One line per enabled experiment: its domain, its turn, its committed epochs (and, for a domain with
+    tests, the mean pass rate of its winners)."""
+    from dream_pipeline.config.experiments import enabled_experiments
+
+    try:
+        experiments = enabled_experiments()
+    except ValueError as exc:
+        return [f"domains: {exc}"]
+    summaries = fabric.domain_summaries([e.name for e in experiments])
+    lines = []
+    for e in experiments:
+        row = summaries.get(e.name, {})
+        rate = row.get("winner_pass_rate")
+        lines.append(
+            f"domain : {e.name} ({e.domain}), {e.epochs_per_cycle} epoch(s) a turn: {row.get('committed', 0)} "
+            f"committed" + (f", latest {row['last']}" if row.get("last") else "")
+            + (f", {row['open']} open" if row.get("open") else "")
+            + ("" if rate is None else f", winners pass {rate:.0%} of hidden tests"))
+    return lines
 
 
 def render_timeline(timeline: Sequence[dict[str, Any]], downtimes: Sequence[tuple[datetime, datetime]],

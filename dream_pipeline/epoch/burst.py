@@ -20,7 +20,7 @@ from dream_pipeline.epoch.context_fit import epoch_window, fit_draft_prompt
 from dream_pipeline.epoch.scope import EpochScope
 from dream_pipeline.tournament.sanitize import storable_text, unstorable_count
 from dream_pipeline.tournament.scoring import DraftFacts, latency_penalty, penalties
-from resources.fabric import DraftRow, StateFabric
+from resources.fabric import BookMemoryRows, DraftRow, StateFabric
 from resources.llm import Completion, LLMCallError, LLMEngine, LLMSession
 from spica import SpicaAgent
 
@@ -97,9 +97,12 @@ def compose_drafts(scope: EpochScope, fabric: StateFabric, llm: LLMEngine, *, se
     epoch = scope.epoch
     legacy = epoch.context_chapters is None and epoch.status == "committed"
     full_text = llm.memory_mode(epoch) == "full_text"
-    memory = fabric.book_memory(scope.book.name, scope.number, top_k=llm.context_top_k, outline=OUTLINE_CHAPTERS,
-                                retrieved=epoch.context_chapters, scan="exact" if legacy else "auto",
-                                full_text=full_text)
+    if scope.book.canon_memory:
+        memory = fabric.book_memory(scope.book.name, scope.number, top_k=llm.context_top_k,
+                                    outline=OUTLINE_CHAPTERS, retrieved=epoch.context_chapters,
+                                    scan="exact" if legacy else "auto", full_text=full_text)
+    else:  # a domain that poses its own task (CodeRepair): no memory of the canon, no novelty rule
+        memory = BookMemoryRows(scope.number, None, None, (), ())
     retrieved = tuple(chapter.chapter_number for chapter, _ in memory.related)
     window = epoch_window(epoch, served=llm.served_context)
     prompt, max_tokens = fit_draft_prompt(lambda budget: scope.book.burst_context(memory, budget), scope.agents,
@@ -129,7 +132,9 @@ def compose_drafts(scope: EpochScope, fabric: StateFabric, llm: LLMEngine, *, se
     if vectors:
         fabric.check_dimensions(vectors, "draft embeddings")
     names, texts = [r.agent.name for r in written], [r.completion.text for r in written]
-    if vectors:
+    if not scope.book.canon_memory:
+        canon, peers = [None] * len(written), (peer_similarities(names, vectors) if vectors else {})
+    elif vectors:
         canon = fabric.canon_similarity(scope.book.name, scope.number, vectors)
         peers = peer_similarities(names, vectors)
     elif full_text:  # no embedding engine: the same rules on word shingles (docs/memory.md)

@@ -28,17 +28,26 @@ def chapter_row(fabric: StateFabric, scope: EpochScope) -> ChapterRow:
         (r.epoch_score for r in fabric.ratings(scope.epoch.epoch_id) if r.epoch_score is not None), reverse=True
     )
     margin = scores[0] - scores[1] if len(scores) > 1 else None
+    epoch_score = scores[0] if scores else None
+    fitness = {t["agent_name"]: t["fitness"] for t in fabric.candidate_tests(scope.epoch.epoch_id)}
+    if fitness:  # a domain with tests: the fittest won; its score is its own, its margin the fitness lead
+        epoch_score = next((r.epoch_score for r in fabric.ratings(scope.epoch.epoch_id)
+                            if r.agent_id == winner.agent_id), None)
+        rivals = [f for a, f in fitness.items() if a != winner.agent_name]
+        margin = fitness[winner.agent_name] - max(rivals) if rivals else None
     title, text = scope.book.canon_entry(winner.text, scope.number)
     return ChapterRow(
         chapter_number=scope.number, draft_id=winner.draft_id, agent_id=winner.agent_id, title=title, text=text,
-        epoch_score=scores[0] if scores else None, margin=margin, embedding=winner.embedding,
+        epoch_score=epoch_score, margin=margin, embedding=winner.embedding,
     )
 
 
 def update_summary(fabric: StateFabric, llm: LLMEngine, scope: EpochScope) -> str | None:
     """The rolling summary after this epoch's chapter (one recorded engine call). A failed call leaves the
     previous summary in use (the next chapter's summary starts from it) and is returned as a warning; it
-    never fails the epoch."""
+    never fails the epoch. A domain without a memory of its canon (CodeRepair) keeps no summary."""
+    if not scope.book.canon_memory:
+        return None
     chapter = fabric.chapter_for_epoch(scope.epoch.epoch_id)
     previous = fabric.latest_summary(scope.book.name, scope.number)
     messages = summary_messages(scope.book, previous, chapter, llm.summary_tokens)

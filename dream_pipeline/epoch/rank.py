@@ -2,7 +2,8 @@
 
 The loser is chosen by the elimination rule, `tournament.elimination.judge_window`, over the recent
 window (shrunk mean adjusted score, ballots weighted by voter reliability, position effects removed);
-Elo is kept for display and continuity. `compose_ranking` decides and stores nothing: the
+Elo is kept for display and continuity. In a domain with tests (CodeRepair) the winner is the fittest
+candidate (`epoch/candidate_tests.py`); the elimination rule stays the peers'. `compose_ranking` decides and stores nothing: the
 `elo_rankings` asset (defs/epoch/assets/elo_rankings.py) and a re-roll (epoch/worlds.py) store it."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Protocol
 
 import pandas as pd
 
+from dream_pipeline.epoch.candidate_tests import TestedCandidates, test_candidates
 from dream_pipeline.epoch.rating_window import WINDOW_EPOCHS, as_vote, window_statistics
 from dream_pipeline.epoch.scope import EpochScope, epoch_seed
 from dream_pipeline.tournament import (
@@ -59,6 +61,7 @@ class Ranking:
     flags: list[VoterFlag]
     battles: int
     weights: list[BallotWeight]
+    tests: TestedCandidates | None = None  # a domain with tests (CodeRepair): each candidate's run; None: the book
 
 
 def window_frame(recent: Sequence[tuple[int, VoteRow, float]]) -> pd.DataFrame:
@@ -86,7 +89,8 @@ def compose_ranking(scope: EpochScope, written: Sequence[DraftRow], votes: Seque
     battles = pairwise_outcomes(ballots, penalty)
     after = elo_update(before, battles, k=config.k)
     scores = epoch_scores(ballots, penalty, [d.agent_name for d in written])
-    winner = pick_winner(scores, after)
+    tests = test_candidates(scope, written, votes)  # the fittest candidate wins where tests know the answer
+    winner = tests.winner if tests is not None else pick_winner(scores, after)
     joined = fabric.joined_epochs(list(names))
     newcomers = [
         a.name for a in scope.agents
@@ -124,7 +128,7 @@ def compose_ranking(scope: EpochScope, written: Sequence[DraftRow], votes: Seque
         )
         for rank, a in enumerate(ranked, start=1)
     ]
-    return Ranking(rows, winner, loser, newcomers, separated, list(stats.flags), len(battles), weights)
+    return Ranking(rows, winner, loser, newcomers, separated, list(stats.flags), len(battles), weights, tests)
 
 
 def _finite(value: float | None) -> float | None:

@@ -57,6 +57,7 @@ async def collect_ballots(
     shown: Mapping[str, int] | None = None,
     window: int | None = None,
     domain: SpicaDomain,
+    context: Any = None,
 ) -> list[BallotResult]:
     """One ballot per voter, in parallel. A reply that never parses is an abstention, never a score.
     `on_ballot` is awaited with each ballot the moment it is complete (the live matrix fills in).
@@ -73,7 +74,7 @@ async def collect_ballots(
 
     async def ballot(voter: SpicaAgent) -> BallotResult:
         presentation = presentations[voter.name]
-        prompt = domain.review_prompt(presentation, drafts_by_author, shown)
+        prompt = domain.review_prompt(presentation, drafts_by_author, shown, context)
         over = ballot_overflow(domain.review_messages(voter, prompt), max_tokens, window)
         if over:
             raise RuntimeError(f"the ballot of {voter.name} would pass the context window by {over} tokens")
@@ -194,6 +195,7 @@ def compose_votes(scope: EpochScope, written: Sequence[DraftRow], fabric: StateF
                 session, voters, presentations, texts,
                 on_ballot=arrived if on_ballot is not None else None,
                 max_tokens=plan.reply_tokens, shown=shown, window=window, domain=scope.book,
+                context=scope.book.posed(scope.number),
             )
             return ballots, session.calls
 

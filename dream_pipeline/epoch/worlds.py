@@ -46,12 +46,17 @@ def world_document(
     ratings: Sequence[RatingRow],
     winner: str | None,
     loser: str | None,
+    tests: Any = None,
 ) -> dict[str, Any]:
     """Everything a world decided, as JSON: what the deck and `dream worlds` show, and what a
     superseded canon keeps. Embeddings are left out (they are in `llm_calls`)."""
     by_author = {d.agent_name: d for d in drafts}
     chapter = by_author.get(winner) if winner else None
+    tested = {} if tests is None else {"tests": [
+        {"agent": a, "status": s.status, "passed": s.passed, "total": s.total, "pass_rate": s.pass_rate,
+         "fitness": s.fitness} for a, s in sorted(tests.scores.items())]}
     return {
+        **tested,
         "drafts": [
             {"agent": d.agent_name, "text": d.text, "completion_tokens": d.completion_tokens,
              "truncated": d.truncated, "penalty": d.penalty, "novelty_penalty": d.novelty_penalty}
@@ -104,7 +109,7 @@ def reroll(fabric: StateFabric, llm: LLMEngine, epoch_key: str, config: RankSett
         fabric.finish_world(world_key, seed=seed, status="failed", document={}, reason=str(exc))
         raise RerollFailed(f"{world_key}: {exc}") from exc
     document = world_document(scope.book, scope.number, burst.rows, votes, review.abstentions, ranking.rows,
-                              ranking.winner, ranking.loser)
+                              ranking.winner, ranking.loser, ranking.tests)
     fabric.finish_world(world_key, seed=seed, status="complete", document=document)
     return next(w for w in fabric.worlds(epoch_key) if w.world_key == world_key)
 

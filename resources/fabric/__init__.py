@@ -3,7 +3,8 @@
 All of the tournament's SQL lives here (and in `sql/`), one module per concern, each a mixin of
 `StateFabric`: connections (and migrations), agents, epochs, ballots (drafts, votes, ratings), canon
 (chapters and the Reaper's commit), ledger (engine calls, telemetry), worlds, integrity, engines, loop,
-memory. The row and record types are pure, in `dream_pipeline.records`, and re-exported here.
+memory, code_repair (CodeRepair's tasks, test runs and calibration).
+The row and record types are pure, in `dream_pipeline.records`, and re-exported here.
 
 Every write that belongs to an epoch is idempotent: re-materializing an epoch that has not committed
 replaces its rows in one transaction, so a rerun never duplicates or half-writes them. A committed
@@ -44,6 +45,7 @@ from dream_pipeline.records import (
 from resources.fabric.agents import AgentsMixin
 from resources.fabric.ballots import BallotsMixin
 from resources.fabric.canon import CANON_TABLES, EPOCH_CHANNEL, CanonMixin
+from resources.fabric.code_repair import CodeRepairMixin
 from resources.fabric.connections import _ADAPTERS, _MIGRATED, ConnectionsMixin
 from resources.fabric.engines import EnginesMixin
 from resources.fabric.epochs import EpochsMixin
@@ -65,7 +67,7 @@ __all__ = [
 
 class StateFabric(
     ConnectionsMixin, AgentsMixin, EpochsMixin, BallotsMixin, CanonMixin, LedgerMixin, WorldsMixin,
-    IntegrityMixin, EnginesMixin, LoopMixin, MemoryMixin, dg.ConfigurableResource,
+    IntegrityMixin, EnginesMixin, LoopMixin, MemoryMixin, CodeRepairMixin, dg.ConfigurableResource,
 ):
     """PostgreSQL + pgvector state fabric (psycopg 3). No URL means the embedded pgserver database.
 

@@ -20,7 +20,8 @@ EPOCH_CHANNEL = "dream_epochs"
 
 # the tables holding a committed epoch's rows: nothing but its commit or a promotion writes them
 CANON_TABLES = ("simulation_epochs", "drafts", "peer_votes", "vote_abstentions", "elo_ratings", "voter_flags",
-                "chapters", "book_summaries", "ballot_weights", "review_assignments")
+                "chapters", "book_summaries", "ballot_weights", "review_assignments",
+                "repair_tasks", "candidate_tests", "voter_calibration")
 
 
 def refuse_committed(conn: psycopg.Connection, epoch_id: uuid.UUID) -> None:

@@ -42,6 +42,10 @@ INTEGRITY_CHECKS = {
     "open_behind_a_later_epoch": "SELECT count(*) AS n FROM simulation_epochs e WHERE e.status <> 'committed'"
     " AND EXISTS (SELECT 1 FROM simulation_epochs l WHERE l.book = e.book AND l.epoch_number > e.epoch_number)"
     " {epoch_and}",
+    # a domain with tests (an epoch that posed a CodeRepair task): every candidate of a committed epoch was run
+    "untested_candidates": "SELECT count(*) AS n FROM drafts d JOIN simulation_epochs e USING (epoch_id)"
+    " JOIN repair_tasks r USING (epoch_id) WHERE e.status = 'committed'"
+    " AND NOT EXISTS (SELECT 1 FROM candidate_tests t WHERE t.draft_id = d.draft_id) {epoch_and}",
 }
 
 

@@ -44,3 +44,24 @@ class LoopMixin:
         """When the latest epoch of any book ended (the loop runs the books in turn)."""
         with self.connection() as conn:
             return conn.execute("SELECT max(end_time) AS t FROM simulation_epochs").fetchone()["t"]
+
+    def latest_committed_key(self, books: tuple[str, ...] | list[str]) -> str | None:
+        """The key of the latest committed epoch among `books` (where a run of them in turn resumes)."""
+        with self.connection() as conn:
+            row = conn.execute("SELECT epoch_key FROM simulation_epochs WHERE status = 'committed' AND book = ANY(%s)"
+                               " ORDER BY end_time DESC NULLS LAST LIMIT 1", (list(books),)).fetchone()
+        return None if row is None else row["epoch_key"]
+
+    def domain_summaries(self, books: tuple[str, ...] | list[str]) -> dict[str, dict[str, Any]]:
+        """Per book (domain instance): committed epochs, the latest committed number, open epochs, and for a
+        domain with tests (CodeRepair) the mean hidden-test pass rate of its committed winners (else None)."""
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT e.book, count(*) FILTER (WHERE e.status = 'committed') AS committed,"
+                " max(e.epoch_number) FILTER (WHERE e.status = 'committed') AS last,"
+                " count(*) FILTER (WHERE e.status <> 'committed') AS open,"
+                " avg(t.pass_rate) FILTER (WHERE e.status = 'committed') AS winner_pass_rate"
+                " FROM simulation_epochs e LEFT JOIN drafts d ON d.epoch_id = e.epoch_id"
+                " AND d.agent_id = e.winner_agent_id LEFT JOIN candidate_tests t ON t.draft_id = d.draft_id"
+                " WHERE e.book = ANY(%s) GROUP BY e.book", (list(books),)).fetchall()
+        return {r["book"]: dict(r) for r in rows}

@@ -17,6 +17,7 @@ from dream_pipeline.tournament.anonymize import Presentation, render_ballot_prom
 
 _FENCE_RE = re.compile(r"```[ \t]*(?:python|py)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 MAX_CODE_CHARS = 20_000
+REVIEW_NOTE = "Each draft below is a proposed fix of this function; score how likely it is correct.\n\n"
 
 
 def system_prompt(persona: Mapping[str, object]) -> str:
@@ -53,8 +54,7 @@ def review_prompt(task: RepairTask, presentation: Presentation, code_by_author: 
     return (
         f"{task_header(task)}\nIntended behaviour of `{task.function}`: {task.description}\n\n"
         f"```python\n{task.buggy}```\n</task>\n\n"
-        "Each draft below is a proposed fix of this function; score how likely it is correct.\n\n"
-        + render_ballot_prompt(presentation, shown)
+        + REVIEW_NOTE + render_ballot_prompt(presentation, shown)
     )
 
 

@@ -14,6 +14,7 @@ from dream_pipeline.defs.epoch.assets.roster import roster
 from dream_pipeline.defs.epoch.partitions import epochs_partitions
 from dream_pipeline.defs.metadata import markdown_table, verify_replay
 from dream_pipeline.epoch.burst import compose_drafts
+from dream_pipeline.epoch.candidate_tests import record_posed
 from dream_pipeline.epoch.replay import is_replay
 from dream_pipeline.epoch.scope import load_scope
 from dream_pipeline.tournament.review_design import ContextTooSmall
@@ -49,6 +50,7 @@ def drafts(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngin
         raise dg.Failure(f"{scope.key}: only {len(rows)} of {len(results)} agents produced a draft")
 
     fabric.write_drafts(scope.epoch.epoch_id, rows, context_chapters=burst.retrieved, context_window=burst.window)
+    record_posed(fabric, scope)  # CodeRepair: the task this epoch posed
     by_agent = {d.agent_name: d for d in rows}
     for r in results:
         c, d = r.completion, by_agent.get(r.agent.name)

@@ -46,6 +46,10 @@ def elo_rankings(context: dg.AssetExecutionContext, config: EloConfig, fabric: S
         scope.epoch.epoch_id, rows, by_name[winner], by_name[loser] if loser else None,
         bottom_separated=separated, flags=ranking.flags, weights=ranking.weights,
     )
+    tests = ranking.tests
+    if tests is not None:  # a domain with tests: each candidate's run and each voter's calibration
+        drafts_by_author = {d.agent_name: d.draft_id for d in fabric.drafts(scope.epoch.epoch_id)}
+        fabric.write_candidate_tests(scope.epoch.epoch_id, drafts_by_author, tests.scores, tests.calibration)
     # seven narrow columns, so the table fits the Dagster UI's metadata panel without scrolling
     table = [
         {"#": r.rank, "agent": r.agent_name, "net score (penalty)": _score(r.epoch_score, r.penalty),
@@ -70,8 +74,23 @@ def elo_rankings(context: dg.AssetExecutionContext, config: EloConfig, fabric: S
             "standings": dg.MetadataValue.md(markdown_table(table)),
             "voter_flags": dg.MetadataValue.md(markdown_table(flags, floatfmt=".2f")),
             "ballot_weights": dg.MetadataValue.md(markdown_table(weights, floatfmt=".2f")),
+            **({} if tests is None else _test_metadata(tests)),
         }
     )
+
+
+def _test_metadata(tests) -> dict:
+    """A domain with tests: each candidate's run beside its fitness, and each voter's calibration."""
+    runs = [{"agent": a, "status": s.status, "passed": f"{s.passed}/{s.total}", "pass_rate": s.pass_rate,
+             "fitness": s.fitness, "": "winner" if a == tests.winner else ""} for a, s in sorted(tests.scores.items())]
+    calibration = [{"voter": v, "spearman": "—" if rho is None else f"{rho:.2f}", "scores": n}
+                   for v, (rho, n) in sorted(tests.calibration.items())]
+    return {
+        "winner_pass_rate": tests.scores[tests.winner].pass_rate,
+        "best_pass_rate": max(s.pass_rate for s in tests.scores.values()),
+        "candidate_tests": dg.MetadataValue.md(markdown_table(runs, floatfmt=".3f")),
+        "voter_calibration": dg.MetadataValue.md(markdown_table(calibration)),
+    }
 
 
 def _score(score: float | None, penalty: float | None) -> str:
