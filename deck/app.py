@@ -38,7 +38,7 @@ def family_name(family: str | None) -> str:
     return FAMILY_NAMES.get(family or "", family or "domain")
 
 
-def choose_domain(domains: pd.DataFrame) -> str:
+def choose_domain(where, domains: pd.DataFrame) -> str:
     """The sidebar's domain picker over the fabric's domain instances (name and family), on the one the address
     names (`?domain=`), else the most recently active; no box when there is only one."""
     names = list(domains["book"])
@@ -48,14 +48,15 @@ def choose_domain(domains: pd.DataFrame) -> str:
     if st.session_state.get("domain") not in families:
         requested = st.query_params.get("domain")
         st.session_state["domain"] = requested if requested in families else names[0]
-    chosen = st.sidebar.selectbox("Domain", names, format_func=lambda n: f"{n} · {family_name(families[n])}",
+    chosen = where.selectbox("Domain", names, format_func=lambda n: f"{n} · {family_name(families[n])}",
                                   key="domain")
     st.query_params["domain"] = chosen
     return chosen
 
 
 st.sidebar.title("Epistemic Deck")
-navigation = st.sidebar.container()  # above the domain: filled once the domain, and so its views, is known
+picker = st.sidebar.container()  # the domain picker first, then its views (filled once the fabric is read)
+navigation = st.sidebar.container()
 
 try:
     url = queries.database_url()
@@ -77,11 +78,11 @@ except psycopg.OperationalError as err:
 
 book, family = None, None
 if not books.empty:
-    book = choose_domain(books)
+    book = choose_domain(picker, books)
     row = books[books["book"] == book].iloc[0]
     family = row["family"]
     epochs = 0 if pd.isna(row["last_epoch"]) else int(row["last_epoch"])
-    st.sidebar.caption(f"{md_escape(family_name(family))} **{md_escape(book)}** · {epochs:,} epochs")
+    picker.caption(f"{md_escape(family_name(family))} **{md_escape(book)}** · {epochs:,} epochs")
 st.sidebar.caption("Read-only: the deck connects as `dream_reader`.")
 
 choose_view(navigation, views_for(family)).render(url, book)

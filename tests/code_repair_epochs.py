@@ -85,12 +85,12 @@ def epoch_plan() -> list[dict]:
     ]
 
 
-def write_code_repair_epochs(fabric: StateFabric) -> dict:
-    """The CodeRepair domain with epochs 1–2 committed and epoch 3 drafted and partly tested; returns the
-    epochs' ids and the plan."""
+def write_code_repair_epochs(fabric: StateFabric, epochs: int = 3) -> dict:
+    """The CodeRepair domain with epochs 1–2 committed and epoch 3 drafted and partly tested (the first
+    `epochs` of them); returns the epochs' ids and the plan."""
     fabric.ensure_book(CodeRepairFixture.shipped())
     agents = {a.name: a for a in alive_agents(fabric, DOMAIN)}
-    plan, ids = epoch_plan(), {}
+    plan, ids = epoch_plan()[:epochs], {}
     for number, epoch in enumerate(plan, start=1):
         record = fabric.open_epoch(DOMAIN, epoch_key(DOMAIN, number), number)
         ids[number] = record.epoch_id

@@ -26,7 +26,7 @@ def body(page: Page) -> None:
     if task is None:
         st.info(f"Epoch {number:,} of {book!r} has no task recorded yet: the burst records it when it starts.")
         return
-    m = st.columns(4)
+    m = st.columns([1, 1.7, 1.7, 2.2])
     m[0].metric("Epoch", f"{epoch['epoch_number']:,}", help=epoch["epoch_key"])
     m[1].metric("Status", epoch["status"])
     m[2].metric("Task", task["task_id"])
