@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from deck import queries
+from deck.domains import registered_family
 from deck.launcher import deck_command
 from dream_pipeline.defs.epoch.partitions import epoch_key
 from dream_pipeline.domains import load_domain
@@ -80,14 +81,28 @@ def served_deck(fabric, database_url: str, run_epoch, tmp_path: Path) -> Iterato
 
 
 @pytest.fixture
-def served_code_repair_deck(fabric, database_url: str, tmp_path: Path) -> Iterator[str]:
-    """CodeRepair epochs 1–2 (committed: tests/code_repair_epochs.py, a `<script>` in a fix's code) beside a
-    book without epochs, the deck on localhost."""
+def served_code_repair_deck(fabric, database_url: str, run_epoch, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """Two committed CodeRepair epochs beside a book without epochs, a `<script>` line planted in a losing fix
+    of epoch 1, the deck on localhost; yields its address and the planted fix's author.
+
+    The epochs are the loop's own (through Dagster, the offline engine and the sandbox) once the CodeRepair
+    domain is registered, else the literal ones of tests/code_repair_epochs.py."""
     _require_browser()
     fabric.ensure_book(load_domain("space_time"))
-    write_code_repair_epochs(fabric, epochs=2)
+    if registered_family("code_repair") == "code_repair":
+        for number in (1, 2):
+            assert run_epoch(number, book="code_repair", run_config=RUN_CONFIG).success
+    else:
+        write_code_repair_epochs(fabric, epochs=2)
+    first = fabric.epoch(epoch_key("code_repair", 1))
+    with fabric.connection() as conn:
+        planted = conn.execute(
+            "UPDATE candidate_tests t SET code = t.code || %s FROM drafts d WHERE d.draft_id = t.draft_id"
+            " AND t.draft_id = (SELECT x.draft_id FROM drafts x WHERE x.epoch_id = %s AND x.agent_id <> %s"
+            "   ORDER BY x.agent_name LIMIT 1) RETURNING d.agent_name",
+            ("\n" + HOSTILE_LINE + "\n", first.epoch_id, first.winner_agent_id)).fetchone()["agent_name"]
     with _serve(database_url, tmp_path) as base:
-        yield base
+        yield base, planted
 
 
 @contextmanager
@@ -218,37 +233,39 @@ def test_a_code_repair_epoch_in_a_real_browser(served_code_repair_deck, browser)
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
+    base, planted = served_code_repair_deck
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     browser.set_window_size(1280, 1500)
-    browser.get(f"{served_code_repair_deck}/?view=repair-task&domain=code_repair")
+    browser.get(f"{base}/?view=repair-task&domain=code_repair")
     wait = WebDriverWait(browser, 45, poll_frequency=0.1)
-    wait.until(lambda d: "Tester — the winner" in d.find_element(By.TAG_NAME, "body").text)
+    text = lambda d: d.find_element(By.TAG_NAME, "body").text  # noqa: E731
+    codes = lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, '[data-testid="stCode"]')]  # noqa: E731
+    wait.until(lambda d: "— the winner" in text(d) and "The task" in text(d))
     picker = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"] [data-testid="stSelectbox"]'))
     shown = picker.get_attribute("textContent") + " ".join(
         i.get_attribute("value") or "" for i in picker.find_elements(By.TAG_NAME, "input"))
     assert "code_repair · CodeRepair" in shown, shown  # the domain picker, on CodeRepair
     labels = [e.text for e in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebar"] label')]
     assert "The task and its fixes" in labels and "Jury calibration" in labels and "The book" not in labels
-    body = browser.find_element(By.TAG_NAME, "body").text
-    assert "average" in body and "integer division" in body and "committed" in body
-    # epoch 1: the Hacker's fix carries a <script> line; open it and read it as code
+    assert "committed" in text(browser) and "candidate fixes" in text(browser)
+    # epoch 1: its task, its fixes (the winner's open), then the planted fix opened and read as code
     box = browser.find_element(By.CSS_SELECTOR, '[data-testid="stNumberInput"] input')
     box.send_keys(Keys.CONTROL, "a")
     box.send_keys("1", Keys.ENTER)
-    wait.until(lambda d: "Debugger — the winner" in d.find_element(By.TAG_NAME, "body").text)
-    codes = lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, '[data-testid="stCode"]')]  # noqa: E731
-    wait.until(lambda d: any("+    if items is None:" in c for c in codes(d)))  # the winner's diff, open
-    _show(browser, "repair-task", "code_repair")  # settled
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '[data-testid="stMetricValue"]').text == "1")
+    wait.until(lambda d: "— the winner" in text(d) and any(c.startswith("def ") for c in codes(d)))
+    wait.until(lambda d: "against the buggy function" in text(d) or "The buggy function unchanged" in text(d))
+    assert "Traceback" not in text(browser) and not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+    time.sleep(0.6)
     _scroll_for_screenshot(browser)
     browser.save_screenshot(str(SCREENSHOTS / "code-repair.png"))
-    browser.find_element(By.XPATH, '//summary[.//p[starts-with(normalize-space(), "Hacker")]]').click()
-    wait.until(lambda d: any(HOSTILE_LINE.strip() in c for c in codes(d)))
+    browser.find_element(By.XPATH, f'//summary[.//p[starts-with(normalize-space(), "{planted}")]]').click()
+    wait.until(lambda d: any(HOSTILE_LINE.strip() in c for c in codes(d)))  # verbatim, in the diff
     assert browser.execute_script("return window.__pwned === undefined")
     assert not browser.execute_script(
         "return [...document.querySelectorAll('script')].some(s => s.textContent.includes('__pwned'))")
-    assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
     _show(browser, "calibration", "code_repair")
-    body = browser.find_element(By.TAG_NAME, "body").text
+    body = text(browser)
     assert "Spearman" in body and "The latest epoch calibrated (2)" in body and "Traceback" not in body
     browser.set_window_size(1280, 900)
     _scroll_for_screenshot(browser)
