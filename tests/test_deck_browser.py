@@ -240,7 +240,7 @@ def test_a_code_repair_epoch_in_a_real_browser(served_code_repair_deck, browser)
     wait = WebDriverWait(browser, 45, poll_frequency=0.1)
     text = lambda d: d.find_element(By.TAG_NAME, "body").text  # noqa: E731
     codes = lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, '[data-testid="stCode"]')]  # noqa: E731
-    wait.until(lambda d: "— the winner" in text(d) and "The task" in text(d))
+    wait.until(lambda d: "— the winner" in text(d) and "The task: " in text(d))
     picker = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"] [data-testid="stSelectbox"]'))
     shown = picker.get_attribute("textContent") + " ".join(
         i.get_attribute("value") or "" for i in picker.find_elements(By.TAG_NAME, "input"))
@@ -256,6 +256,7 @@ def test_a_code_repair_epoch_in_a_real_browser(served_code_repair_deck, browser)
     wait.until(lambda d: "— the winner" in text(d) and any(c.startswith("def ") for c in codes(d)))
     wait.until(lambda d: "against the buggy function" in text(d) or "The buggy function unchanged" in text(d))
     assert "Traceback" not in text(browser) and not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+    browser.execute_script("document.activeElement.blur()")  # the epoch box, out of focus for the picture
     time.sleep(0.6)
     _scroll_for_screenshot(browser)
     browser.save_screenshot(str(SCREENSHOTS / "code-repair.png"))

@@ -156,8 +156,9 @@ def test_the_address_names_the_domain(code_repair, deck_env):
 
 def test_the_task_view_shows_the_task_the_fixes_as_diffs_and_tests_beside_peer_scores(code_repair, deck_env):
     at = open_view("repair-task", repair_epoch=1)
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics == {"Epoch": "1", "Status": "committed", "Task": "add_item", "Bug kind": "mutable default"}
+    assert {m.label: m.value for m in at.metric} == {"Epoch": "1", "Status": "committed"}
+    assert at.subheader[0].value == "The task: add\\_item"
+    assert at.caption[0].value == "Bug kind: mutable default · the function add\\_item"
     assert at.text[0].value.startswith("Append item to the list items")
     codes = [c.value for c in at.code]
     assert codes[0] == "def add_item(item, items=[]):\n    items.append(item)\n    return items"

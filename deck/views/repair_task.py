@@ -26,12 +26,11 @@ def body(page: Page) -> None:
     if task is None:
         st.info(f"Epoch {number:,} of {book!r} has no task recorded yet: the burst records it when it starts.")
         return
-    m = st.columns([1, 1.7, 1.7, 2.2])
+    m = st.columns(4)
     m[0].metric("Epoch", f"{epoch['epoch_number']:,}", help=epoch["epoch_key"])
     m[1].metric("Status", epoch["status"])
-    m[2].metric("Task", task["task_id"])
-    m[3].metric("Bug kind", task["kind"])
-    st.subheader("The task")
+    st.subheader(f"The task: {md_escape(task['task_id'])}")
+    st.caption(f"Bug kind: {md_escape(task['kind'])} · the function {md_escape(task['function'])}")
     st.text(task["description"])
     st.code(task["buggy"].strip("\n"), language="python")
     if task["visible_tests"]:
