@@ -249,3 +249,22 @@ def test_the_reader_role_reads_the_code_repair_tables_and_cannot_write_them(tabl
         assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] > 0  # noqa: S608 — a fixed name
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(f"DELETE FROM {table}")  # noqa: S608
+
+
+def test_every_shipped_domain_gets_the_views_it_names():
+    """The deck's list for a family is the one its domain class gives (`deck_views()`), and the deck finds
+    each shipped instance's family by its name, whatever `domains.kind` holds."""
+    import spica
+    from deck.domains import domain_family
+    from deck.views import DOMAIN_VIEWS
+    from dream_pipeline.domains import register_shipped
+
+    register_shipped()
+    shipped = sorted(name for name, cls in spica.registered_domains().items()
+                     if cls.__module__.startswith("dream_pipeline.domains."))
+    assert {"space_time", "far_shore"} <= set(shipped)
+    for name in shipped:
+        domain = load_domain(name)
+        assert DOMAIN_VIEWS[domain.family] == tuple(domain.deck_views()), name
+        assert domain_family(name, "domain") == domain.family
+    assert domain_family("not_registered", "code_repair") == "code_repair"  # another writer's row: its kind
