@@ -102,3 +102,21 @@ def epoch_timings(frame: pd.DataFrame) -> alt.Chart:
                                                    range=["#4c78a8", "#e45756"]), title=None),
         tooltip=[alt.Tooltip("epoch:O"), alt.Tooltip("part:N"), alt.Tooltip("seconds:Q", format=".2f")],
     ).properties(height=260)
+
+
+def calibration_bars(frame: pd.DataFrame) -> alt.LayerChart:
+    """Each voter's mean Spearman correlation with the tests (bars, on −1..1) and its 95 % interval (rules).
+
+    `frame` has voter, mean_spearman, lower, upper, epochs.
+    """
+    order = list(frame["voter"])
+    y = alt.Y("voter:N", sort=order, title=None)
+    x = alt.X("mean_spearman:Q", scale=alt.Scale(domain=[-1, 1]), title="mean Spearman ρ with the pass rates")
+    tooltip = [alt.Tooltip("voter:N"), alt.Tooltip("mean_spearman:Q", format=".2f", title="mean ρ"),
+               alt.Tooltip("lower:Q", format=".2f", title="95 % lower"),
+               alt.Tooltip("upper:Q", format=".2f", title="95 % upper"), alt.Tooltip("epochs:Q", title="epochs")]
+    base = alt.Chart(frame).encode(y=y, tooltip=tooltip)
+    bars = base.mark_bar(opacity=0.8).encode(
+        x=x, color=alt.condition(alt.datum.mean_spearman >= 0, alt.value("#4c78a8"), alt.value("#e45756")))
+    interval = base.mark_rule(strokeWidth=2, color="black").encode(x="lower:Q", x2="upper:Q")
+    return alt.layer(bars, interval).properties(height=max(140, 40 * len(order)))

@@ -628,3 +628,82 @@ def similar_chapters(conn: psycopg.Connection, draft_id: uuid.UUID, limit: int =
         " WHERE near.distance <> 'NaN'::float8 ORDER BY near.distance, c.chapter_number DESC LIMIT %(limit)s",
         ["chapter", "title", "author", "distance", "opening"],
     )
+
+
+# ---- CodeRepair: the task, the fixes and their tests, the jury's calibration -----------------------
+
+
+def domain_kind(conn: psycopg.Connection, book: str) -> str | None:
+    """The kind of the domain `book` names (which views show it, how its canon is worded)."""
+    row = _row(conn, "SELECT kind FROM domains WHERE domain_id = %(book)s", {"book": book})
+    return row["kind"] if row else None
+
+
+def repair_task(conn: psycopg.Connection, epoch_id: uuid.UUID) -> dict[str, Any] | None:
+    """The task a CodeRepair epoch posed (None before its burst has recorded it)."""
+    return _row(
+        conn,
+        "SELECT task_id, kind, function, description, buggy, visible_tests FROM repair_tasks"
+        " WHERE epoch_id = %(epoch_id)s",
+        {"epoch_id": epoch_id},
+    )
+
+
+def repair_candidates(conn: psycopg.Connection, epoch_id: uuid.UUID) -> pd.DataFrame:
+    """Every candidate fix of the epoch: the reply, the code taken from it, its hidden-test run (None
+    before the sandbox has run it), and its peer score (the mean of its ballot scores, shown once the
+    epoch is committed, as the voting matrix names the authors only then); the winner first, then by
+    fitness. The winner is the canon's fix once chosen, else the epoch's recorded winner."""
+    return _frame(
+        conn,
+        "SELECT d.draft_id, d.agent_name AS agent, d.text AS reply, t.code, t.status, t.passed, t.total,"
+        " t.pass_rate, t.fitness,"
+        " CASE WHEN e.status = 'committed' THEN v.mean_score END AS peer_score,"
+        " CASE WHEN e.status = 'committed' THEN v.votes END AS votes,"
+        " coalesce(c.draft_id = d.draft_id, c.draft_id IS NULL AND e.winner_agent_id = d.agent_id, false) AS winner"
+        " FROM drafts d JOIN simulation_epochs e ON e.epoch_id = d.epoch_id"
+        " LEFT JOIN candidate_tests t ON t.draft_id = d.draft_id"
+        " LEFT JOIN chapters c ON c.epoch_id = d.epoch_id"
+        " CROSS JOIN LATERAL (SELECT avg(p.insight_score)::float8 AS mean_score, count(*) AS votes"
+        "   FROM peer_votes p WHERE p.epoch_id = d.epoch_id AND p.target_agent_id = d.agent_id) v"
+        " WHERE d.epoch_id = %(epoch_id)s"
+        " ORDER BY winner DESC, t.fitness DESC NULLS LAST, d.agent_name",
+        {"epoch_id": epoch_id},
+    )
+
+
+def latest_calibrated_epoch(conn: psycopg.Connection, book: str) -> dict[str, Any] | None:
+    """The latest epoch of `book` whose jury calibration is recorded."""
+    query = sql.SQL(
+        "{} WHERE e.book = %(book)s AND EXISTS (SELECT 1 FROM voter_calibration k WHERE k.epoch_id = e.epoch_id)"
+        " ORDER BY e.epoch_number DESC LIMIT 1"
+    ).format(_EPOCH_SELECT)
+    return _row(conn, query, {"book": book})
+
+
+def epoch_calibration(conn: psycopg.Connection, epoch_id: uuid.UUID) -> pd.DataFrame:
+    """Each voter's Spearman correlation with the pass rates in one epoch (None: undefined), over n fixes."""
+    return _frame(
+        conn,
+        "SELECT voter_agent AS voter, spearman, n FROM voter_calibration WHERE epoch_id = %(epoch_id)s"
+        " ORDER BY spearman DESC NULLS LAST, voter_agent",
+        {"epoch_id": epoch_id},
+    )
+
+
+def calibration_window(conn: psycopg.Connection, book: str, first: int, last: int) -> pd.DataFrame:
+    """Per voter over epochs `first..last`: the mean Spearman over the epochs where it is defined, with a
+    95 % interval (1.96 standard errors; None under two epochs), how many epochs that is, how many more
+    were undefined, and the voter's latest epoch in the window; the best calibrated first."""
+    first, last = clamp_window(first, last)
+    return _frame(
+        conn,
+        "SELECT k.voter_agent AS voter, avg(k.spearman)::float8 AS mean_spearman,"
+        " (1.96 * stddev_samp(k.spearman) / sqrt(count(k.spearman)))::float8 AS ci95,"
+        " count(k.spearman) AS epochs, count(*) - count(k.spearman) AS undefined,"
+        " max(e.epoch_number) AS last_epoch"
+        " FROM simulation_epochs e JOIN voter_calibration k ON k.epoch_id = e.epoch_id"
+        " WHERE e.book = %(book)s AND e.epoch_number BETWEEN %(first)s AND %(last)s"
+        " GROUP BY k.voter_agent ORDER BY mean_spearman DESC NULLS LAST, voter",
+        {"book": book, "first": first, "last": last},
+    )

@@ -13,13 +13,17 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from deck import queries
+from deck.domains import registered_family
 from deck.launcher import deck_command
 from dream_pipeline.defs.epoch.partitions import epoch_key
+from dream_pipeline.domains import load_domain
+from tests.code_repair_epochs import HOSTILE_LINE, write_code_repair_epochs
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -38,6 +42,11 @@ VIEWS = {  # view → its heading and the element that shows it has rendered
     "similar": ("Similar drafts", '[data-testid="stDataFrame"]'),
     "glossary": ("Glossary", '[data-testid="stMarkdown"]'),
 }
+CODE_REPAIR_VIEWS = {  # CodeRepair's own views, as VIEWS above
+    "repair-task": ("The task and its fixes", '[data-testid="stCode"]'),
+    "calibration": ("How good is the jury?", '[data-testid="stVegaLiteChart"]'),
+}
+CODE_REPAIR_SCREENSHOTS = ["code-repair", "calibration"]
 MIN_LABEL_PX = 11.0  # the smallest text a reader can read on the deck without zooming
 
 
@@ -67,6 +76,38 @@ def served_deck(fabric, database_url: str, run_epoch, tmp_path: Path) -> Iterato
         conn.execute("UPDATE chapters SET text = %s WHERE epoch_id = %s", (PLANTED, last.epoch_id))
         conn.execute("UPDATE drafts SET text = %s WHERE epoch_id = %s AND agent_id = %s",
                      (PLANTED, last.epoch_id, last.winner_agent_id))
+    with _serve(database_url, tmp_path) as base:
+        yield base
+
+
+@pytest.fixture
+def served_code_repair_deck(fabric, database_url: str, run_epoch, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """Two committed CodeRepair epochs beside a book without epochs, a `<script>` line planted in a losing fix
+    of epoch 1, the deck on localhost; yields its address and the planted fix's author.
+
+    The epochs are the loop's own (through Dagster, the offline engine and the sandbox) once the CodeRepair
+    domain is registered, else the literal ones of tests/code_repair_epochs.py."""
+    _require_browser()
+    fabric.ensure_book(load_domain("space_time"))
+    if registered_family("code_repair") == "code_repair":
+        for number in (1, 2):
+            assert run_epoch(number, book="code_repair", run_config=RUN_CONFIG).success
+    else:
+        write_code_repair_epochs(fabric, epochs=2)
+    first = fabric.epoch(epoch_key("code_repair", 1))
+    with fabric.connection() as conn:
+        planted = conn.execute(
+            "UPDATE candidate_tests t SET code = t.code || %s FROM drafts d WHERE d.draft_id = t.draft_id"
+            " AND t.draft_id = (SELECT x.draft_id FROM drafts x WHERE x.epoch_id = %s AND x.agent_id <> %s"
+            "   ORDER BY x.agent_name LIMIT 1) RETURNING d.agent_name",
+            ("\n" + HOSTILE_LINE + "\n", first.epoch_id, first.winner_agent_id)).fetchone()["agent_name"]
+    with _serve(database_url, tmp_path) as base:
+        yield base, planted
+
+
+@contextmanager
+def _serve(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """The deck served on a free localhost port as the read-only role, until the block ends."""
     port = _free_port()
     env = dict(os.environ, **{queries.URL_VARIABLE: os.environ.get("DREAM_TEST_DECK_DATABASE_URL")
                               or queries.reader_url(database_url)})
@@ -113,15 +154,15 @@ def browser(tmp_path: Path):
         driver.quit()
 
 
-def _show(driver, view: str) -> None:
+def _show(driver, view: str, family: str = "book") -> None:
     """Switch to `view` with the sidebar (one page load for the whole tour) and wait until it has drawn."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from deck.views import VIEWS as DECK_VIEWS
+    from deck.views import views_for
 
-    heading, selector = VIEWS[view]
-    label = next(v.title for v in DECK_VIEWS if v.slug == view)
+    heading, selector = {**VIEWS, **CODE_REPAIR_VIEWS}[view]
+    label = next(v.title for v in views_for(family) if v.slug == view)
     wait = WebDriverWait(driver, 45, poll_frequency=0.1)
     radio = wait.until(lambda d: d.find_element(
         By.XPATH, f'//*[@data-testid="stSidebar"]//label[.//p[normalize-space()="{label}"]]'))
@@ -181,7 +222,55 @@ def test_the_deck_in_a_real_browser(served_deck, browser):
             assert size >= MIN_LABEL_PX
         _scroll_for_screenshot(browser)
         browser.save_screenshot(str(SCREENSHOTS / f"{view}.png"))
-    assert sorted(p.stem for p in SCREENSHOTS.glob("*.png")) == sorted(VIEWS)
+    assert sorted(p.stem for p in SCREENSHOTS.glob("*.png")) == sorted([*VIEWS, *CODE_REPAIR_SCREENSHOTS])
+
+
+def test_a_code_repair_epoch_in_a_real_browser(served_code_repair_deck, browser):
+    """The domain picker, a CodeRepair epoch's task with its fixes as diffs, tests beside peer scores, a fix
+    holding `<script>` shown as code and never run; the jury's calibration. Screenshots: code-repair.png,
+    calibration.png."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, planted = served_code_repair_deck
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.set_window_size(1280, 1500)
+    browser.get(f"{base}/?view=repair-task&domain=code_repair")
+    wait = WebDriverWait(browser, 45, poll_frequency=0.1)
+    text = lambda d: d.find_element(By.TAG_NAME, "body").text  # noqa: E731
+    codes = lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, '[data-testid="stCode"]')]  # noqa: E731
+    wait.until(lambda d: "— the winner" in text(d) and "The task: " in text(d))
+    picker = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"] [data-testid="stSelectbox"]'))
+    shown = picker.get_attribute("textContent") + " ".join(
+        i.get_attribute("value") or "" for i in picker.find_elements(By.TAG_NAME, "input"))
+    assert "code_repair · CodeRepair" in shown, shown  # the domain picker, on CodeRepair
+    labels = [e.text for e in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebar"] label')]
+    assert "The task and its fixes" in labels and "Jury calibration" in labels and "The book" not in labels
+    assert "committed" in text(browser) and "candidate fixes" in text(browser)
+    # epoch 1: its task, its fixes (the winner's open), then the planted fix opened and read as code
+    box = browser.find_element(By.CSS_SELECTOR, '[data-testid="stNumberInput"] input')
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys("1", Keys.ENTER)
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '[data-testid="stMetricValue"]').text == "1")
+    wait.until(lambda d: "— the winner" in text(d) and any(c.startswith("def ") for c in codes(d)))
+    wait.until(lambda d: "against the buggy function" in text(d) or "The buggy function unchanged" in text(d))
+    assert "Traceback" not in text(browser) and not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+    browser.execute_script("document.activeElement.blur()")  # the epoch box, out of focus for the picture
+    time.sleep(0.6)
+    _scroll_for_screenshot(browser)
+    browser.save_screenshot(str(SCREENSHOTS / "code-repair.png"))
+    browser.find_element(By.XPATH, f'//summary[.//p[starts-with(normalize-space(), "{planted}")]]').click()
+    wait.until(lambda d: any(HOSTILE_LINE.strip() in c for c in codes(d)))  # verbatim, in the diff
+    assert browser.execute_script("return window.__pwned === undefined")
+    assert not browser.execute_script(
+        "return [...document.querySelectorAll('script')].some(s => s.textContent.includes('__pwned'))")
+    _show(browser, "calibration", "code_repair")
+    body = text(browser)
+    assert "Spearman" in body and "The latest epoch calibrated (2)" in body and "Traceback" not in body
+    browser.set_window_size(1280, 900)
+    _scroll_for_screenshot(browser)
+    browser.save_screenshot(str(SCREENSHOTS / "calibration.png"))
 
 
 def _lineage_label_sizes(driver) -> list[float]:

@@ -55,7 +55,8 @@ def body(page: Page) -> None:
         separated = {True: "the bottom was separated", False: "within the noise", None: "separation not recorded"}
         loser = f"{md_escape(epoch['loser'])} eliminated ({separated[epoch['bottom_separated']]})" \
             if epoch["loser"] else "no one eliminated (everyone in grace)"
-        st.markdown(f"Chapter won by **{md_escape(epoch['winner'])}**; {loser}.")
+        won = "The winning fix is by" if page.family == "code_repair" else "Chapter won by"
+        st.markdown(f"{won} **{md_escape(epoch['winner'])}**; {loser}.")
     else:
         st.caption("The epoch is not committed yet: each voter's columns are the drafts in the order it read "
                    "them, under the masks it saw. The authors are revealed when the epoch commits.")

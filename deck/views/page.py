@@ -19,6 +19,7 @@ import psycopg
 import streamlit as st
 
 from deck import queries
+from deck.domains import domain_family
 
 REFRESH_SECONDS = 3
 DEFAULT_WINDOW = 50
@@ -36,12 +37,13 @@ class View:
 
 @dataclass(frozen=True)
 class Page:
-    """What a view's body reads from: an open read-only connection, the book and its latest epoch (None
-    before the first)."""
+    """What a view's body reads from: an open read-only connection, the book (any domain instance) and its
+    latest epoch (None before the first), and the domain's family ("book", "code_repair": `deck.domains`)."""
 
     conn: psycopg.Connection
     book: str
     latest: dict[str, Any] | None
+    family: str | None = None
 
     def nothing_yet(self, what: str) -> None:
         """Say that the book has `what` ("no chapter yet") and how to start the loop."""
@@ -61,7 +63,7 @@ def book_view(slug: str, title: str, body: Callable[[Page], None], *, empty: str
             if needs_epoch and latest is None:
                 st.info(f"No epoch of {book!r} has run yet. {START_HINT}")
                 return
-            body(Page(conn, book, latest))
+            body(Page(conn, book, latest, domain_family(book, queries.domain_kind(conn, book))))
 
     refreshed = st.fragment(read, run_every=REFRESH_SECONDS) if live else read
 
@@ -89,6 +91,14 @@ def readable(frame: pd.DataFrame, formats: dict[str, str], missing: str = "—")
     for column, spec in formats.items():
         out[column] = [missing if pd.isna(v) else format(float(v), spec) for v in frame[column]]
     return out
+
+
+def bounded_state(key: str, maximum: int, default: int) -> None:
+    """Give the number box under `key` (1..`maximum`) its value in the session state, where the box keeps
+    it: `default` the first time, and again when a kept value is out of range (another domain's)."""
+    if key in st.session_state and not 1 <= st.session_state[key] <= maximum:
+        del st.session_state[key]
+    st.session_state.setdefault(key, default)
 
 
 def pick_page(total: int, per_page: int, label: str, key: str) -> int:
