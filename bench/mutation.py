@@ -55,29 +55,35 @@ def _functions(module: str, *names: str) -> tuple[str, ...]:
     return tuple(f"{module}.{name}__mutmut_*" for name in names)
 
 
-_RULES = ("anonymize", "ballots", "elo", "scoring", "selection", "sanitize")
+_RULES = ("anonymize", "ballots", "elo", "scoring", "selection", "sanitize", "review_design", "token_budget")
 MODULES = (
     Module("tournament_rules", tuple(f"dream_pipeline/tournament/{m}.py" for m in _RULES),
            tuple(f"dream_pipeline.tournament.{m}.*" for m in _RULES),
-           ("tests/test_tournament_properties.py", "tests/test_rules_pinned.py",
+           ("tests/test_tournament_properties.py", "tests/test_rules_pinned.py", "tests/test_review_design.py",
             "tests/test_rankings_window.py::test_separation_needs_the_bottom_interval_below_every_other",
             "tests/test_rankings_window.py::test_missing_intervals_are_not_separated",
             "tests/test_hostile_input.py::test_storable_text_always_encodes_and_has_no_nul",
             "tests/test_hostile_input.py::test_storable_text_leaves_clean_text_unchanged",
             "tests/test_hostile_input.py::test_storable_text_examples",
             "tests/test_hostile_input.py::test_ballot_prompt_cuts_a_runaway_draft_with_a_marker"), fast=True),
-    Module("loop_plan", ("dream_pipeline/defs/loop/sensors.py",),
-           _functions("dream_pipeline.defs.loop.sensors", "x_staging_depth", "x_backoff", "x_next_key", "x_staging_keys", "x_plan_loop"),
+    Module("loop_plan", ("sensors/loop.py",),
+           _functions("sensors.loop", "x_staging_depth", "x_backoff", "x_next_key", "x_staging_keys", "x_plan_loop"),
            ("tests/test_loop_plan.py",), fast=True),
-    Module("phase_window", ("dream_pipeline/defs/phase/window.py",), ("dream_pipeline.defs.phase.window.*",),
+    Module("phase_window", ("schedules/phase_window.py",), ("schedules.phase_window.*",),
            ("tests/test_phase_window.py", "tests/test_loop_plan.py"), fast=True),
-    # the statistics are pure too, but their tests bootstrap thousands of fits: minutes per mutant
+    # the statistics' property tests bootstrap thousands of fits (half a minute per mutant): their
+    # mutants run against the pinned values and the quick examples instead
     Module("tournament_statistics", ("dream_pipeline/tournament/bradley_terry.py",
                                      "dream_pipeline/tournament/voter_stats.py"),
            ("dream_pipeline.tournament.bradley_terry.*", "dream_pipeline.tournament.voter_stats.*"),
-           ("tests/test_tournament_statistics.py", "tests/test_rankings_window.py"), fast=False),
-    Module("ranking_asset", ("dream_pipeline/epoch/rank.py",),
-           _functions("dream_pipeline.epoch.rank", "x_compose_ranking", "x__finite"),
+           ("tests/test_statistics_pinned.py",
+            *(f"tests/test_tournament_statistics.py::{name}" for name in (
+                "test_battles_frame_columns", "test_mle_is_order_free_and_finite_for_an_undefeated_agent",
+                "test_bootstrap_resamples_whole_ballots", "test_consensus_is_leave_one_out_per_epoch",
+                "test_voter_agreement_columns_and_leniency", "test_reciprocity_removes_the_voters_own_bias"))),
+           fast=False),
+    Module("ranking_asset", ("dream_pipeline/assets/elo_rankings.py",),
+           _functions("dream_pipeline.assets.elo_rankings", "x_compose_ranking", "x__finite"),
            ("tests/test_ranking_rules.py",
             "tests/test_rules_through_epochs.py::test_a_newcomer_is_in_grace_in_its_first_epoch_where_the_asset_ranks"),
            fast=False),
