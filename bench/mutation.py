@@ -60,6 +60,7 @@ MODULES = (
     Module("tournament_rules", tuple(f"dream_pipeline/tournament/{m}.py" for m in _RULES),
            tuple(f"dream_pipeline.tournament.{m}.*" for m in _RULES),
            ("tests/test_tournament_properties.py", "tests/test_rules_pinned.py", "tests/test_review_design.py",
+            "tests/test_review_pinned.py",
             "tests/test_rankings_window.py::test_separation_needs_the_bottom_interval_below_every_other",
             "tests/test_rankings_window.py::test_missing_intervals_are_not_separated",
             "tests/test_hostile_input.py::test_storable_text_always_encodes_and_has_no_nul",
@@ -81,6 +82,13 @@ MODULES = (
                 "test_battles_frame_columns", "test_mle_is_order_free_and_finite_for_an_undefeated_agent",
                 "test_bootstrap_resamples_whole_ballots", "test_consensus_is_leave_one_out_per_epoch",
                 "test_voter_agreement_columns_and_leniency", "test_reciprocity_removes_the_voters_own_bias"))),
+           fast=False),
+    # the replay verification (issue 12): the canon's facts and diffs are pure; the replay compares
+    # them with the stored rows, so its tests replay committed epochs on the database
+    Module("canon", ("dream_pipeline/canon.py",), ("dream_pipeline.canon.*",),
+           ("tests/test_canon_pinned.py", "tests/test_canon.py::test_differences_name_the_item_and_the_field"),
+           fast=True),
+    Module("replay", ("dream_pipeline/replay.py",), ("dream_pipeline.replay.*",), ("tests/test_canon.py",),
            fast=False),
     Module("ranking_asset", ("dream_pipeline/assets/elo_rankings.py",),
            _functions("dream_pipeline.assets.elo_rankings", "x_compose_ranking", "x__finite"),

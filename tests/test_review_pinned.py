@@ -64,6 +64,11 @@ def test_a_prefix_is_cut_at_three_characters_a_token_or_before_the_word_that_ove
     assert prefix_within("aa bb", 1) == 3  # "aa ": still one word in 3 characters
     assert prefix_within("a  b  c  d", 2) == 6  # "a  b  ": two words in 6 characters
     assert prefix_within("a b c d e f g h", 3) == 6  # "a b c ": cut before the fourth word
+    assert prefix_within("a b c d e f", 4) == 8  # "a b c d ": the cut reaches the last character's word
+    # a word starts after a space, not inside a word, nor after two spaces only
+    assert prefix_within("b ab  b bb ", 3) == 8  # "b ab  b "
+    assert prefix_within("ab a bab   ", 2) == 5  # "ab a "
+    assert prefix_within("a  bc d e f g", 3) == 8  # "a  bc d "
 
 
 # --- the design ----------------------------------------------------------------------------------
@@ -79,6 +84,12 @@ def test_the_design_of_a_seed_never_changes():
     plan = plan_presentations(["Poet", "Sage", "Jurist", "Scribe"], 5, load=2)
     assert {v: tuple(i.author for i in p.items) for v, p in plan.items()} == design
     assert reviews_received(design) == {"Poet": 2, "Sage": 2, "Jurist": 2, "Scribe": 2}
+
+
+def test_the_largest_cast_is_accepted():
+    authors = [f"Author{i:03d}" for i in range(256)]
+    plan = plan_presentations(authors, 0, load=1)
+    assert len(plan) == 256 and all(len(p.items) == 1 for p in plan.values())
 
 
 def test_cyclic_targets_and_their_errors():
@@ -107,6 +118,7 @@ def test_water_levels_worked_by_hand():
     assert water_level([300, 100, 200], 599) == 299  # only the longest is cut, by one
     assert water_level([100, 200, 300], 299) == 99  # all three cut: 299 // 3
     assert water_level([100, 200, 300], 0) == 0
+    assert water_level([5], 1) == 1
     assert water_level([100, 200, 300], -5) == 0
 
 
@@ -131,6 +143,20 @@ def test_a_load_whose_cuts_would_fall_below_512_steps_down_to_two():
         2, {"A": 820, "B": 820}, 352)
     plan = plan_review(DRAFTS, seed=1, context_tokens=2600, fixed_tokens=400, per_draft_tokens=40)
     assert plan == ReviewPlan(2, {}, 352) and plan.shortest_cut is None
+
+
+def test_the_load_steps_down_one_at_a_time():
+    """Five drafts of 600..1000, window 2700: at load 4 a ballot has 1404 (351 each, < 512); at load 3,
+    1572: every ballot cuts its three drafts to 524, whatever the design."""
+    drafts = {"A": 1000, "B": 900, "C": 800, "D": 700, "E": 600}
+    plan = plan_review(drafts, seed=0, context_tokens=2700, fixed_tokens=400, per_draft_tokens=40)
+    assert plan == ReviewPlan(3, dict.fromkeys(drafts, 524), 480)
+
+
+def test_a_draft_exactly_at_its_ballots_level_is_shown_whole():
+    """C's ballot holds A (150) and B (200) in a room of 300: the level is 150, so only B is cut."""
+    assert plan_review({"A": 150, "B": 200, "C": 100}, seed=0, context_tokens=800, fixed_tokens=0,
+                       per_draft_tokens=10) == ReviewPlan(2, {"B": 150}, 352)
 
 
 def test_a_load_exactly_at_512_is_kept():
@@ -174,6 +200,8 @@ def test_a_ballot_shows_a_draft_within_its_share_after_the_tags_are_neutralised(
     # is asked again with 12, 36 characters, 51 neutralised (17 tokens)
     assert shown_on_ballot("<draft>" * 30, 20) == 36
     assert shown_on_ballot("<draft>" * 30, 0) == 0
+    # 9 characters ("</draft> ") are 4 tokens neutralised, one over 3: asked again with 2, "</draf" (6)
+    assert shown_on_ballot("</draft> << </draft></draft><<", 3) == 6
 
 
 def test_a_ballot_prompt_cuts_each_draft_at_its_own_length():

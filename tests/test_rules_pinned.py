@@ -31,6 +31,7 @@ from dream_pipeline.tournament.anonymize import (
     mask_roles_for,
     render_ballot_prompt,
 )
+from dream_pipeline.tournament.ballots import find_ballot_json
 from dream_pipeline.tournament.scoring import DraftFacts
 from dream_pipeline.tournament.selection import bottom_is_separated, describe_margin
 
@@ -245,3 +246,19 @@ def test_exactly_as_many_roles_as_drafts_still_gives_distinct_roles():
         for presentation in plan_presentations(authors, seed).values():
             roles = [label.split("_")[1] for label in presentation.labels()]
             assert sorted(roles) == sorted(mask_roles_for(authors))
+
+
+def test_where_a_wrapped_ballot_is_found():
+    """A fenced ballot wins over one in the prose, even after a fence that does not parse; in prose the
+    first object holding "votes" wins; with none, the reply is parsed whole (fence or not)."""
+    fenced = 'Before: {"votes": [1]}\n```json\n{bad\n```\n```\n{"other": 0}\n```\n```json\n{"votes": [2]}\n```'
+    assert find_ballot_json(fenced) == {"votes": [2]}
+    assert find_ballot_json('I think {"note": 1} and {broken {"votes": [3]} ok') == {"votes": [3]}
+    assert find_ballot_json("[1, 2]") == [1, 2]
+    assert find_ballot_json("```json\n[1]\n```") == [1]
+    with pytest.raises(json.JSONDecodeError):
+        find_ballot_json('just prose, {"note": 1}')
+    starts = "{ " * 200 + '{"votes": [4]}'  # the ballot behind 200 other "{" is not looked for
+    with pytest.raises(json.JSONDecodeError):
+        find_ballot_json(starts)
+    assert find_ballot_json("{ " * 199 + '{"votes": [4]}') == {"votes": [4]}
