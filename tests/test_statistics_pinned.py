@@ -88,6 +88,15 @@ def test_a_fit_stopped_after_one_step_is_not_the_optimum():
     assert ratings(loose) == ratings(one)  # a tolerance above the first step stops after it
 
 
+def test_a_loose_tolerance_stops_before_the_optimum_even_where_an_agent_does_not_move():
+    """A beats B twice, B beats C twice: by symmetry B's first step is 0, the others' are not."""
+    battles = battles_frame([("A", "B", 1.0)] * 2 + [("B", "C", 1.0)] * 2)
+    optimum = {"A": 1279.588002, "B": 1000.0, "C": 720.411998}
+    assert ratings(compute_mle_elo(battles)) == optimum
+    loose = compute_mle_elo(battles, tol=10.0)
+    assert ratings(loose) != optimum and ratings(loose) == ratings(compute_mle_elo(battles, max_iter=1))
+
+
 def test_no_battles_give_an_empty_rating_and_bad_tables_are_refused():
     empty = compute_mle_elo(battles_frame([]))
     assert empty.empty and empty.name == "rating" and empty.dtype == float
@@ -128,6 +137,25 @@ def test_a_bootstrap_pinned_with_an_agent_missing_from_two_resamples():
     }
 
 
+def test_an_agent_with_a_single_battle_in_a_resample_is_rated_in_it():
+    """Seed 2 draws (2,0,0), (0,1,2), (1,0,1): in the last, A has played once (A-B) and is rated."""
+    ballots = [[("A", "B", 1.0)], [("B", "C", 1.0)], [("A", "C", 0.5), ("A", "B", 0.0), ("B", "C", 1.0)]]
+    result = bootstrap_ballots(ballots, rounds=3, seed=2)
+    assert table(result) == {
+        "A": (1067.635275, 1025.654007, 1206.198267, 1023.444466),
+        "B": (1038.800816, 1023.930346, 1106.330538, 1109.884734),
+        "C": (866.6708, 753.656261, 907.089723, 866.6708),
+    }
+    assert result.dtypes.tolist() == [np.float64] * 4
+
+
+def test_the_bootstraps_defaults_are_200_rounds_from_seed_0():
+    pd.testing.assert_frame_equal(bootstrap_ballots(BALLOTS), bootstrap_ballots(BALLOTS, rounds=200, seed=0))
+    votes = [Vote(v, t, "L", s, "") for v, t, s in (("A", "B", 7), ("A", "C", 3), ("B", "A", 5), ("B", "C", 6),
+                                                   ("C", "A", 8), ("C", "B", 2))]
+    pd.testing.assert_frame_equal(bootstrap_intervals(votes), bootstrap_intervals(votes, rounds=200, seed=0))
+
+
 def test_a_bootstrap_on_another_curve_and_prior():
     result = bootstrap_ballots(BALLOTS, rounds=3, seed=1, prior=2.0, scale=200.0, base=2.0, init=1500.0)
     assert table(result) == {
@@ -154,6 +182,14 @@ def test_bootstrap_intervals_break_each_voters_ballot_after_the_penalties():
         "B": (919.310114, 888.904015, 971.290768, 919.310114),
         "C": (869.17109, 690.155283, 985.437706, 911.73725),
     }
+    curve = bootstrap_intervals(votes, rounds=3, seed=1, penalties={"C": 2.0}, prior=2.0, scale=200.0, base=2.0,
+                                init=1500.0)
+    assert table(curve) == {
+        "A": (1792.401701, 1714.908927, 1811.574204, 1755.093598),
+        "D": (1704.38883, 1181.244628, 1814.823991, 1478.703766),
+        "B": (1368.824156, 1309.071961, 1443.319216, 1392.306768),
+        "C": (1177.100779, 1103.5787, 1585.170228, 1373.895867),
+    }
     assert table(bootstrap_intervals(votes[::-1], rounds=5, seed=0, penalties={"C": 2.0})) == {
         "A": (1216.049707, 1216.049707, 1271.243499, 1187.356827),
         "C": (1003.894554, 642.093, 1084.801253, 911.73725),
@@ -167,6 +203,7 @@ def test_a_bootstrap_needs_a_round_and_of_no_battle_is_empty():
         bootstrap_ballots(BALLOTS, rounds=0)
     empty = bootstrap_ballots([[], []], rounds=3)
     assert empty.empty and list(empty.columns) == ["rating", "lower", "upper", "mle"]
+    assert empty.dtypes.tolist() == [np.float64] * 4
     one = bootstrap_ballots(BALLOTS[:1], rounds=1)  # one ballot: every resample is that ballot
     assert table(one) == {name: (r, r, r, r) for name, r in ratings(compute_mle_elo(battles_frame(BALLOTS[0]))).items()}
 
@@ -208,6 +245,14 @@ def test_voter_agreement_pinned():
     assert {v: (int(r.n_votes), *(round(float(x), 6) for x in r[1:])) for v, r in got.iterrows()} == expected
     votes = [Vote(v, t, "L", s, "") for e, v, t, s in SMALL.itertuples(index=False) if e == 0]
     pd.testing.assert_frame_equal(voter_agreement(votes), voter_agreement(SMALL[SMALL["epoch"] == 0]))
+    assert list(voter_agreement(SMALL.iloc[::-1]).index) == ["A", "B", "C", "D"]  # by voter, whatever the order
+
+
+def test_an_empty_vote_table_has_no_statistics_and_no_flags():
+    empty = pd.DataFrame(columns=COLUMNS)
+    got = voter_agreement(empty)
+    assert got.empty and list(got.columns) == ["n_votes", "spearman", "pearson", "leniency", "bias", "disagreement"]
+    assert flag_outlier_voters(empty) == {} and flag_cliques(empty) == {}
 
 
 def test_agreement_of_a_voter_with_too_few_or_constant_votes_is_nan():
@@ -243,13 +288,25 @@ def test_reciprocity_pinned():
     assert rows == [
         ("A", "B", 2, 2, 7.5, 5.5, 0.833333, 1.25, 0.833333),
         ("A", "C", 2, 2, 5.5, 7.5, -0.833333, 1.0, -0.833333),
-        ("A", "D", 1, 1, 3.0, 2.0, 0.0, -4.5, -4.5),  # D voted for A only: no other targets, no bias
+        ("A", "D", 1, 1, 3.0, 2.0, 0.0, -4.5, -4.5),
         ("B", "C", 2, 2, 4.5, 8.5, -1.25, -0.25, -1.25),
         ("B", "D", 1, 1, 2.0, 3.0, 0.0, -6.0, -6.0),
         ("C", "D", 1, 1, 4.0, 10.0, -1.125, 10.5, -1.125),
     ]
     assert reciprocity(SMALL[SMALL["voter"] != "B"])[["a", "b"]].values.tolist() == [["A", "C"], ["A", "D"],
                                                                                     ["C", "D"]]
+
+
+def test_excess_without_other_votes_has_no_bias_to_remove():
+    """B's one comparable vote is for A (no other targets: its bias is 0); A's other vote (for C, +1)
+    is its bias: A likes B 5/3 - 1 = 2/3 above it, B likes A 4 above consensus."""
+    rows = [(0, "A", "B", 9), (0, "C", "B", 5), (0, "D", "B", 4), (0, "B", "A", 8), (0, "C", "A", 4),
+            (0, "B", "E", 6), (0, "E", "B", 7), (0, "E", "C", 3), (0, "A", "C", 6)]
+    got = reciprocity(pd.DataFrame(rows, columns=COLUMNS))
+    assert [(r.a, r.b, *(round(float(x), 6) for x in r[4:])) for r in got.itertuples(index=False)] == [
+        ("A", "B", 9.0, 8.0, 0.666667, 4.0, 0.666667),
+        ("A", "C", 6.0, 4.0, -0.666667, -2.333333, -2.333333),
+    ]
 
 
 def test_a_pair_is_a_clique_only_with_enough_votes_each_way():
@@ -269,6 +326,37 @@ def clique_votes() -> pd.DataFrame:
     rows = [(e, v, t, 10 if {v, t} <= {"A", "B", "C"} else max(1, min(10, q[t] + leniency[v])))
             for e, q in enumerate(quality) for v in "ABCDEF" for t in "ABCDEF" if t != v]
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def test_one_vote_each_way_is_enough_by_default():
+    """One epoch: A and B give each other 10, every other vote is 5 (A-B 5.0; C-D 2.5, at the
+    threshold, is gone once A and B are set aside)."""
+    rows = [(0, v, t, 10 if {v, t} == {"A", "B"} else 5) for v in "ABCD" for t in "ABCD" if v != t]
+    votes = pd.DataFrame(rows, columns=COLUMNS)
+    assert flag_cliques(votes) == {("A", "B"): 5.0}
+    assert flag_cliques(votes, min_votes=2) == {}
+
+
+QUALITY = [{"A": 4, "B": 5, "C": 6, "D": 3, "E": 4, "F": 7}, {"A": 5, "B": 3, "C": 5, "D": 4, "E": 5, "F": 6},
+           {"A": 3, "B": 4, "C": 7, "D": 5, "E": 3, "F": 6}]
+
+
+def admiring(pairs: dict[frozenset, int]) -> pd.DataFrame:
+    """Six voters, three epochs: each scores a draft its quality, but the pairs give each other a score."""
+    rows = [(e, v, t, pairs.get(frozenset((v, t)), q[t])) for e, q in enumerate(QUALITY)
+            for v in "ABCDEF" for t in "ABCDEF" if v != t]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def test_a_second_clique_is_found_once_the_first_is_set_aside():
+    votes = admiring({frozenset("AB"): 10, frozenset("DE"): 9})
+    assert flag_cliques(votes) == {("A", "B"): 6.625, ("D", "E"): 5.0}  # D-E: 5.75 before A, B are set aside
+
+
+def test_a_chain_of_admirers_is_followed_to_its_end():
+    """A-B 5.375, B-C 1.875, C-D 4.125 (E-F 2.0 apart): from A-B, C joins, then D through C."""
+    votes = admiring({frozenset("AB"): 10, frozenset("BC"): 10, frozenset("CD"): 10})
+    assert flag_cliques(votes, threshold=1.8) == {("A", "B"): 5.375, ("B", "C"): 1.875, ("C", "D"): 4.125}
 
 
 def test_a_clique_of_three_is_flagged_whole_and_peeled():
@@ -323,3 +411,18 @@ def test_when_most_voters_agree_exactly_any_disagreement_beyond_the_gap_is_flagg
     assert flag_outlier_voters(votes, min_gap=1.0) == {"R": math.inf, "X": math.inf}
     assert flag_outlier_voters(votes, min_gap=1.01) == {}
     assert flag_outlier_voters(votes, min_votes=7) == {}
+    assert flag_outlier_voters(votes, min_gap=0.0) == dict.fromkeys(["H1", "H2", "H3", "R", "X"], math.inf)
+
+
+def test_an_outlier_exactly_at_both_margins_is_flagged():
+    """Three pairs share a draft each and differ on it by 1, 1 and 1.5 points each way (scores of
+    5 +- 1.5 are fine in a table): disagreements 1, 1, 1, 1, 1.5, 1.5, median 1. The last pair sits
+    exactly at 1.5 x the median and half a point above it."""
+    rows = []
+    for e in range(6):
+        for i, dev in ((1, 1.0), (2, 1.0), (3, 1.5)):
+            rows += [(e, f"X{i}", f"P{i}", 5.0), (e, f"R{i}", f"P{i}", 5.0 + (dev if e % 2 else -dev))]
+    votes = pd.DataFrame(rows, columns=COLUMNS)
+    assert flag_outlier_voters(votes) == {"R3": 1.5, "X3": 1.5}
+    assert flag_outlier_voters(votes, rel_gap=0.51) == {}
+    assert flag_outlier_voters(votes, min_gap=0.51) == {}
