@@ -12,12 +12,13 @@ resample that way; the voter statistics with exact fractions in plain Python.
 from __future__ import annotations
 
 import math
+import random
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from dream_pipeline.tournament import Vote
+from dream_pipeline.tournament import Vote, pairwise_outcomes
 from dream_pipeline.tournament.bradley_terry import (
     battles_frame,
     bootstrap_ballots,
@@ -150,10 +151,18 @@ def test_an_agent_with_a_single_battle_in_a_resample_is_rated_in_it():
 
 
 def test_the_bootstraps_defaults_are_200_rounds_from_seed_0():
-    pd.testing.assert_frame_equal(bootstrap_ballots(BALLOTS), bootstrap_ballots(BALLOTS, rounds=200, seed=0))
-    votes = [Vote(v, t, "L", s, "") for v, t, s in (("A", "B", 7), ("A", "C", 3), ("B", "A", 5), ("B", "C", 6),
-                                                   ("C", "A", 8), ("C", "B", 2))]
-    pd.testing.assert_frame_equal(bootstrap_intervals(votes), bootstrap_intervals(votes, rounds=200, seed=0))
+    """Twelve voters' ballots of four drafts: enough resamples that 199, 201 rounds or another seed
+    move the percentiles."""
+    rng = random.Random(12)
+    names = ["A", "B", "C", "D", "E"]
+    votes = [Vote(f"V{i:02d}", t, "L", rng.randint(1, 10), "") for i in range(12)
+             for t in rng.sample(names, 4)]
+    table_ = bootstrap_intervals(votes)
+    pd.testing.assert_frame_equal(table_, bootstrap_intervals(votes, rounds=200, seed=0))
+    assert not table_.equals(bootstrap_intervals(votes, rounds=201, seed=0))
+    assert not table_.equals(bootstrap_intervals(votes, rounds=200, seed=1))
+    ballots = [pairwise_outcomes([v for v in votes if v.voter == f"V{i:02d}"]) for i in range(12)]
+    pd.testing.assert_frame_equal(bootstrap_ballots(ballots), table_)
 
 
 def test_a_bootstrap_on_another_curve_and_prior():
