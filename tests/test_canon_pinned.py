@@ -60,8 +60,9 @@ def test_a_sections_digest_is_the_sha256_of_its_sorted_json():
     assert canon.section_digest({"b": dt.date(2026, 1, 2), "a": 1}) == (  # a date as its text
         "a18cb7c5ed861145aacd31102867106efdfc47067edb289fcd6c3fd1ad942725")
     assert canon.section_digest(None) == "74234e98afe7498fb5daf1f36ac2d78acc339464f950703b8c019892f982b90b"
-    facts = {name: None for name in canon.SECTIONS} | {"extra": 1}
-    assert canon.section_digests(facts) == {name: canon.section_digest(None) for name in canon.SECTIONS}
+    facts = {name: None for name in canon.SECTIONS} | {"drafts": [{"text": "x", "agent": "A"}], "extra": 1}
+    assert canon.section_digests(facts) == {name: canon.section_digest(None) for name in canon.SECTIONS} | {
+        "drafts": "1e26ae547a1527f82bcbe53d9c11f3efb0534833bd547ab673081451aa4fad3e"}
 
 
 def test_the_fingerprint_hashes_the_section_digests_in_their_order():
@@ -93,6 +94,15 @@ def test_differences_of_single_sections():
     assert canon.differences("chapter", None, {"n": 1}) == ['chapter: recorded null, replayed {"n": 1}']
     assert canon.differences("chapter", {"n": 1}, None) == ['chapter: recorded {"n": 1}, replayed null']
     assert canon.differences("chapter", {"n": 1}, {"n": 1}) == []
+
+
+def test_items_of_any_key_type_are_listed_and_values_of_any_type_shown():
+    """Items are ordered by their key as text, so an id and a name never fail to sort (``"(1,)"``
+    comes after ``"('x',)"``); a date is shown as its text."""
+    assert canon.differences("drafts", [{"agent": 1, "text": "a"}], [{"agent": "x", "text": "a"}]) == [
+        "drafts[x]: in the replay, not in the record", "drafts[1]: recorded, missing from the replay"]
+    assert canon.differences("chapter", {"at": dt.date(2026, 1, 2)}, {"at": dt.date(2026, 1, 3)}) == [
+        'chapter[].at: recorded "2026-01-02", replayed "2026-01-03"']
 
 
 def test_a_shown_value_is_cut_at_sixty_characters():
