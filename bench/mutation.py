@@ -2,17 +2,19 @@
 
 mutmut 3 changes one operator, constant or call at a time in a copy of the code (`mutants/`) and runs
 the tests that exercise the changed function; a mutant the tests do not fail on *survived*. The
-scope is the rules users rely on: the pure tournament rules, the loop's plan and the PHASE window,
-selection and grace where the ranking asset applies them, the Reaper's transaction and the LLM
-resource's replay path. Each module runs apart, in `.mutation/<module>/` (its own `mutants/` copy
-and a pyproject whose [tool.mutmut] is the project's with this module's files and tests), so a
-mutant of a pure rule never waits for a database test.
+scope is the rules users rely on: the pure tournament rules (with the bounded review design and the
+token estimates), the Bradley–Terry fit and the voter statistics, the loop's plan and the PHASE
+window, the canon's facts and diffs, selection and grace where the ranking asset applies them, the
+Reaper's transaction, the LLM resource's replay path and the replay verification. Each module runs
+apart, in `.mutation/<module>/` (its own `mutants/` copy and a pyproject whose [tool.mutmut] is the
+project's with this module's files and tests), so a mutant of a pure rule never waits for a
+database test.
 
 Run: python -m bench.mutation [--full] [--module NAME ...] [--max-children N] [--keep] [--recheck]
-  default: the pure modules (861 mutants, 30 min on 2 cores shared with other jobs; less on an idle
-  machine); --full adds the statistics and the modules whose tests need the database and the engine
-  (the ranking asset, the Reaper and the replay path: about 25 min each; the statistics, whose tests
-  bootstrap thousands of fits, several hours). --recheck re-tests only what the last run left alive.
+  default: the pure modules (about 2,240 mutants, 30 min on 2 cores shared with other jobs; less on
+  an idle machine); --full adds the modules whose tests need the database and the engine (the
+  ranking asset, the Reaper, the replay path of the LLM resource and the replay verification: from
+  10 to 40 min each). --recheck re-tests only what the last run left alive.
 Surviving mutants that no test can kill (they change nothing observable) are listed with a reason
 in bench/mutation_equivalent.txt; the score leaves them out and says how many there were.
 """
@@ -73,7 +75,7 @@ MODULES = (
     Module("phase_window", ("schedules/phase_window.py",), ("schedules.phase_window.*",),
            ("tests/test_phase_window.py", "tests/test_loop_plan.py"), fast=True),
     # the statistics' property tests bootstrap thousands of fits (half a minute per mutant): their
-    # mutants run against the pinned values and the quick examples instead
+    # mutants run against the pinned values and the quick examples instead (4 minutes in all)
     Module("tournament_statistics", ("dream_pipeline/tournament/bradley_terry.py",
                                      "dream_pipeline/tournament/voter_stats.py"),
            ("dream_pipeline.tournament.bradley_terry.*", "dream_pipeline.tournament.voter_stats.*"),
@@ -82,7 +84,7 @@ MODULES = (
                 "test_battles_frame_columns", "test_mle_is_order_free_and_finite_for_an_undefeated_agent",
                 "test_bootstrap_resamples_whole_ballots", "test_consensus_is_leave_one_out_per_epoch",
                 "test_voter_agreement_columns_and_leniency", "test_reciprocity_removes_the_voters_own_bias"))),
-           fast=False),
+           fast=True),
     # the replay verification (issue 12): the canon's facts and diffs are pure; the replay compares
     # them with the stored rows, so its tests replay committed epochs on the database
     Module("canon", ("dream_pipeline/canon.py",), ("dream_pipeline.canon.*",),
