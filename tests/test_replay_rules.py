@@ -12,7 +12,13 @@ import pytest
 
 from dream_pipeline import canon
 from dream_pipeline.assets.elo_rankings import EloConfig, compose_ranking
-from dream_pipeline.replay import MAX_DIFF_LINES, VERIFYING_ASSETS, is_replay, replay_differences, verify_replay
+from dream_pipeline.replay import (
+    MAX_DIFF_LINES,
+    VERIFYING_ASSETS,
+    is_replay,
+    replay_differences,
+    verify_replay,
+)
 from spica import SpicaBook
 from tests.test_ranking_rules import QUALITY, _commit, _drafts, _open, _votes
 
