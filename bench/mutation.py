@@ -69,10 +69,10 @@ MODULES = (
             "tests/test_hostile_input.py::test_storable_text_leaves_clean_text_unchanged",
             "tests/test_hostile_input.py::test_storable_text_examples",
             "tests/test_hostile_input.py::test_ballot_prompt_cuts_a_runaway_draft_with_a_marker"), fast=True),
-    Module("loop_plan", ("sensors/loop.py",),
-           _functions("sensors.loop", "x_staging_depth", "x_backoff", "x_next_key", "x_staging_keys", "x_plan_loop"),
+    Module("loop_plan", ("dream_pipeline/defs/loop/sensors.py",),
+           _functions("dream_pipeline.defs.loop.sensors", "x_staging_depth", "x_backoff", "x_next_key", "x_staging_keys", "x_plan_loop"),
            ("tests/test_loop_plan.py",), fast=True),
-    Module("phase_window", ("schedules/phase_window.py",), ("schedules.phase_window.*",),
+    Module("phase_window", ("dream_pipeline/defs/phase/window.py",), ("dream_pipeline.defs.phase.window.*",),
            ("tests/test_phase_window.py", "tests/test_loop_plan.py"), fast=True),
     # the statistics' property tests bootstrap thousands of fits (half a minute per mutant): their
     # mutants run against the pinned values and the quick examples instead (4 minutes in all)
@@ -88,17 +88,17 @@ MODULES = (
     # the replay verification (issue 12): the canon's facts and diffs are pure; the replay compares
     # them with the stored rows, on an epoch committed by hand on the database (test_canon replays
     # whole epochs through Dagster: a minute and a half per mutant)
-    Module("canon", ("dream_pipeline/canon.py",), ("dream_pipeline.canon.*",),
+    Module("canon", ("dream_pipeline/epoch/canon.py",), ("dream_pipeline.epoch.canon.*",),
            ("tests/test_canon_pinned.py", "tests/test_canon.py::test_differences_name_the_item_and_the_field"),
            fast=True),
-    Module("replay", ("dream_pipeline/replay.py",), ("dream_pipeline.replay.*",), ("tests/test_replay_rules.py",),
+    Module("replay", ("dream_pipeline/epoch/replay.py",), ("dream_pipeline.epoch.replay.*",), ("tests/test_replay_rules.py",),
            fast=False),
-    Module("ranking_asset", ("dream_pipeline/assets/elo_rankings.py",),
-           _functions("dream_pipeline.assets.elo_rankings", "x_compose_ranking", "x__finite"),
+    Module("ranking_asset", ("dream_pipeline/epoch/rank.py",),
+           _functions("dream_pipeline.epoch.rank", "x_compose_ranking", "x__finite"),
            ("tests/test_ranking_rules.py",
             "tests/test_rules_through_epochs.py::test_a_newcomer_is_in_grace_in_its_first_epoch_where_the_asset_ranks"),
            fast=False),
-    Module("reaper", ("resources/fabric.py",), _functions("resources.fabric", f"x{SEP}StateFabric{SEP}reap"),
+    Module("reaper", ("resources/fabric/canon.py",), _functions("resources.fabric.canon", f"x{SEP}CanonMixin{SEP}reap"),
            ("tests/test_fabric.py", "tests/test_loop_barrier.py"), fast=False),
     Module("llm_replay", ("resources/llm.py",),
            _functions("resources.llm", f"x{SEP}LLMSession{SEP}_replayed", f"x{SEP}LLMEngine{SEP}recorded_calls",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from types import SimpleNamespace as Row
 
-from dream_pipeline import canon
+from dream_pipeline.epoch import canon
 
 
 def test_the_sections_and_their_order():
