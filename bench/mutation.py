@@ -5,16 +5,17 @@ the tests that exercise the changed function; a mutant the tests do not fail on 
 scope is the rules users rely on: the pure tournament rules (with the bounded review design and the
 token estimates), the Bradley–Terry fit and the voter statistics, the loop's plan and the PHASE
 window, the canon's facts and diffs, selection and grace where the ranking asset applies them, the
-Reaper's transaction, the LLM resource's replay path and the replay verification. Each module runs
+Reaper's transaction, the LLM resource's replay path, the replay verification and the judgment
+rules of issue 15 (elimination, reliability, de-identification, diversity). Each module runs
 apart, in `.mutation/<module>/` (its own `mutants/` copy and a pyproject whose [tool.mutmut] is the
 project's with this module's files and tests), so a mutant of a pure rule never waits for a
 database test.
 
 Run: python -m bench.mutation [--full] [--module NAME ...] [--max-children N] [--keep] [--recheck]
-  default: the pure modules (about 2,240 mutants, 30 min on 2 cores shared with other jobs; less on
+  default: the pure modules (about 2,300 mutants, 30 min on 2 cores shared with other jobs; less on
   an idle machine); --full adds the modules whose tests need the database and the engine (the
-  ranking asset, the Reaper, the replay path of the LLM resource and the replay verification: from
-  10 to 40 min each). --recheck re-tests only what the last run left alive.
+  ranking asset, the Reaper, the replay path of the LLM resource, the replay verification, and the
+  judgment rules, whose tests simulate tournaments: from 10 to 40 min each). --recheck re-tests only what the last run left alive.
 Surviving mutants that no test can kill (they change nothing observable) are listed with a reason
 in bench/mutation_equivalent.txt; the score leaves them out and says how many there were.
 """
@@ -58,6 +59,7 @@ def _functions(module: str, *names: str) -> tuple[str, ...]:
 
 
 _RULES = ("anonymize", "ballots", "elo", "scoring", "selection", "sanitize", "review_design", "token_budget")
+_JUDGMENT = ("elimination", "reliability", "deidentify", "diversity")
 MODULES = (
     Module("tournament_rules", tuple(f"dream_pipeline/tournament/{m}.py" for m in _RULES),
            tuple(f"dream_pipeline.tournament.{m}.*" for m in _RULES),
@@ -92,6 +94,14 @@ MODULES = (
            ("tests/test_canon_pinned.py", "tests/test_canon.py::test_differences_name_the_item_and_the_field"),
            fast=True),
     Module("replay", ("dream_pipeline/epoch/replay.py",), ("dream_pipeline.epoch.replay.*",), ("tests/test_replay_rules.py",),
+           fast=False),
+    # the judgment rules of issue 15 (pure, but their tests simulate tournaments: seconds per mutant)
+    Module("judgment_rules", tuple(f"dream_pipeline/tournament/{m}.py" for m in _JUDGMENT),
+           tuple(f"dream_pipeline.tournament.{m}.*" for m in _JUDGMENT),
+           ("tests/test_judgment_rules.py",
+            *(f"tests/test_deidentify.py::{name}" for name in (
+                "test_identity_terms_cover_names_roles_and_words", "test_scrub_masks_forms_and_records_counts",
+                "test_no_review_prompt_contains_an_agent_name_or_role"))),
            fast=False),
     Module("ranking_asset", ("dream_pipeline/epoch/rank.py",),
            _functions("dream_pipeline.epoch.rank", "x_compose_ranking", "x__finite"),
