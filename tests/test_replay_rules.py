@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from psycopg.types.json import Jsonb
 
 from dream_pipeline.defs.epoch.assets.elo_rankings import EloConfig
 from dream_pipeline.epoch import canon
@@ -68,7 +69,7 @@ def test_a_differing_replay_fails_with_the_diff_and_names_the_epoch(committed, f
     assert info.value.description == (
         "replay of the committed epoch space_time-00001 does not match its commit (outcome); the canon is "
         "left as it was:\n" + line)
-    assert info.value.shown == [line]
+    assert info.value.shown == [line] and str(info.value) == info.value.description
 
 
 def test_a_long_diff_is_cut_at_forty_lines(committed, fabric):
@@ -111,3 +112,15 @@ def test_an_epoch_committed_before_fingerprints_compares_with_the_stored_rows(co
         "fingerprint": "(committed before fingerprints were kept: compared with the stored rows)"}
     recorded = fabric.canon_facts(committed.epoch_id)
     assert all(v["rationale"] == "tampered" for v in recorded["votes"])
+
+
+def test_a_section_the_commit_kept_no_digest_for_reads_as_changed(committed, fabric):
+    """A fingerprint stored before a section existed: that section has no digest at commit."""
+    _, sections = fabric.committed_fingerprint(committed.epoch_id)
+    kept = {name: digest for name, digest in sections.items() if name != "chapter"}
+    with fabric.connection() as conn:
+        conn.execute("UPDATE simulation_epochs SET fingerprint_sections = %s WHERE epoch_id = %s",
+                     (Jsonb(kept), committed.epoch_id))
+    now = canon.section_digest(fabric.canon_facts(committed.epoch_id)["chapter"])
+    assert replay_differences(fabric, committed, {}) == [
+        f"chapter: the stored rows changed after the commit (digest {now[:12]},  at commit)"]
