@@ -90,7 +90,8 @@ MODULES = (
     # the replay verification (issue 12): the canon's facts and diffs are pure; the replay compares
     # them with the stored rows, on an epoch committed by hand on the database (test_canon replays
     # whole epochs through Dagster: a minute and a half per mutant)
-    Module("canon", ("dream_pipeline/epoch/canon.py",), ("dream_pipeline.epoch.canon.*",),
+    Module("canon", ("dream_pipeline/fingerprint.py", "dream_pipeline/epoch/canon.py"),
+           ("dream_pipeline.fingerprint.*", "dream_pipeline.epoch.canon.*"),
            ("tests/test_canon_pinned.py", "tests/test_canon.py::test_differences_name_the_item_and_the_field"),
            fast=True),
     Module("replay", ("dream_pipeline/epoch/replay.py",), ("dream_pipeline.epoch.replay.*",), ("tests/test_replay_rules.py",),

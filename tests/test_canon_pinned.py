@@ -10,17 +10,18 @@ from __future__ import annotations
 import datetime as dt
 from types import SimpleNamespace as Row
 
+from dream_pipeline import fingerprint
 from dream_pipeline.epoch import canon
 
 
 def test_the_sections_and_their_order():
-    assert canon.SECTIONS == ("drafts", "votes", "abstentions", "ratings", "outcome", "chapter")
+    assert fingerprint.SECTIONS == ("drafts", "votes", "abstentions", "ratings", "outcome", "chapter")
 
 
 def test_the_facts_of_each_section_sorted_by_their_key():
     drafts = [Row(agent_name=name, text=f"{name} text", completion_tokens=9, finish_reason="stop", truncated=False,
                   penalty=0.5, novelty_penalty=0.0, id="ignored") for name in ("Sage", "Poet")]
-    assert canon.draft_facts(drafts) == [
+    assert fingerprint.draft_facts(drafts) == [
         {"agent": "Poet", "text": "Poet text", "completion_tokens": 9, "finish_reason": "stop", "truncated": False,
          "penalty": 0.5, "novelty_penalty": 0.0},
         {"agent": "Sage", "text": "Sage text", "completion_tokens": 9, "finish_reason": "stop", "truncated": False,
@@ -28,16 +29,16 @@ def test_the_facts_of_each_section_sorted_by_their_key():
     ]
     votes = [Row(voter_agent=v, target_agent=t, insight_score=s, rationale="r", masked_label="L", position=p)
              for v, t, s, p in (("Sage", "Poet", 7, 0), ("Poet", "Sage", 3, 1), ("Poet", "Jurist", 5, 0))]
-    assert canon.vote_facts(votes) == [
+    assert fingerprint.vote_facts(votes) == [
         {"voter": "Poet", "target": "Jurist", "insight_score": 5, "rationale": "r", "label": "L", "position": 0},
         {"voter": "Poet", "target": "Sage", "insight_score": 3, "rationale": "r", "label": "L", "position": 1},
         {"voter": "Sage", "target": "Poet", "insight_score": 7, "rationale": "r", "label": "L", "position": 0},
     ]
-    assert canon.abstention_facts([Row(voter_agent="Sage", reason="b"), Row(voter_agent="Jurist", reason="a")]) == [
+    assert fingerprint.abstention_facts([Row(voter_agent="Sage", reason="b"), Row(voter_agent="Jurist", reason="a")]) == [
         {"voter": "Jurist", "reason": "a"}, {"voter": "Sage", "reason": "b"}]
     ratings = [Row(agent_name=n, rating_before=1000.0, rating_after=r, epoch_score=6.5, penalty=0.0, rank=k)
                for n, r, k in (("Sage", 992.0, 2), ("Poet", 1008.0, 1))]
-    assert canon.rating_facts(ratings) == [
+    assert fingerprint.rating_facts(ratings) == [
         {"agent": "Poet", "rating_before": 1000.0, "rating_after": 1008.0, "epoch_score": 6.5, "penalty": 0.0,
          "rank": 1},
         {"agent": "Sage", "rating_before": 1000.0, "rating_after": 992.0, "epoch_score": 6.5, "penalty": 0.0,
@@ -46,29 +47,29 @@ def test_the_facts_of_each_section_sorted_by_their_key():
 
 
 def test_the_outcome_and_the_chapter():
-    assert canon.outcome_facts(7, None) == {"winner": "7", "eliminated": None}
-    assert canon.outcome_facts(None, "x") == {"winner": None, "eliminated": "x"}
-    assert canon.chapter_facts(None) is None
+    assert fingerprint.outcome_facts(7, None) == {"winner": "7", "eliminated": None}
+    assert fingerprint.outcome_facts(None, "x") == {"winner": None, "eliminated": "x"}
+    assert fingerprint.chapter_facts(None) is None
     chapter = Row(chapter_number=3, title="T", text="body", agent_id=11, draft_id=12, epoch_score=7.25, margin=0.5)
-    assert canon.chapter_facts(chapter) == {"number": 3, "title": "T", "text": "body", "agent_id": "11",
+    assert fingerprint.chapter_facts(chapter) == {"number": 3, "title": "T", "text": "body", "agent_id": "11",
                                             "draft_id": "12", "epoch_score": 7.25, "margin": 0.5}
 
 
 def test_a_sections_digest_is_the_sha256_of_its_sorted_json():
-    assert canon.section_digest([{"text": "x", "agent": "A"}]) == (
+    assert fingerprint.section_digest([{"text": "x", "agent": "A"}]) == (
         "1e26ae547a1527f82bcbe53d9c11f3efb0534833bd547ab673081451aa4fad3e")
-    assert canon.section_digest({"b": dt.date(2026, 1, 2), "a": 1}) == (  # a date as its text
+    assert fingerprint.section_digest({"b": dt.date(2026, 1, 2), "a": 1}) == (  # a date as its text
         "a18cb7c5ed861145aacd31102867106efdfc47067edb289fcd6c3fd1ad942725")
-    assert canon.section_digest(None) == "74234e98afe7498fb5daf1f36ac2d78acc339464f950703b8c019892f982b90b"
-    facts = {name: None for name in canon.SECTIONS} | {"drafts": [{"text": "x", "agent": "A"}], "extra": 1}
-    assert canon.section_digests(facts) == {name: canon.section_digest(None) for name in canon.SECTIONS} | {
+    assert fingerprint.section_digest(None) == "74234e98afe7498fb5daf1f36ac2d78acc339464f950703b8c019892f982b90b"
+    facts = {name: None for name in fingerprint.SECTIONS} | {"drafts": [{"text": "x", "agent": "A"}], "extra": 1}
+    assert fingerprint.section_digests(facts) == {name: fingerprint.section_digest(None) for name in fingerprint.SECTIONS} | {
         "drafts": "1e26ae547a1527f82bcbe53d9c11f3efb0534833bd547ab673081451aa4fad3e"}
 
 
 def test_the_fingerprint_hashes_the_section_digests_in_their_order():
-    digests = {name: str(i) for i, name in enumerate(canon.SECTIONS)}
-    assert canon.fingerprint(digests) == "118eabd26262a2b3274d00f73b5eaa491202bc46629d33a4940363056e579ead"
-    assert canon.fingerprint(digests | {"extra": "9"}) == canon.fingerprint(digests)
+    digests = {name: str(i) for i, name in enumerate(fingerprint.SECTIONS)}
+    assert fingerprint.fingerprint(digests) == "118eabd26262a2b3274d00f73b5eaa491202bc46629d33a4940363056e579ead"
+    assert fingerprint.fingerprint(digests | {"extra": "9"}) == fingerprint.fingerprint(digests)
 
 
 def test_differences_of_list_sections_name_the_item_and_the_field():

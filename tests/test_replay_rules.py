@@ -10,8 +10,8 @@ import dataclasses
 import pytest
 from psycopg.types.json import Jsonb
 
+from dream_pipeline import fingerprint
 from dream_pipeline.defs.epoch.assets.elo_rankings import EloConfig
-from dream_pipeline.epoch import canon
 from dream_pipeline.epoch.rank import compose_ranking
 from dream_pipeline.epoch.replay import (
     MAX_DIFF_LINES,
@@ -48,14 +48,14 @@ def test_only_a_committed_epoch_is_replayed(committed):
 
 def test_a_matching_replay_is_verified_with_the_stored_fingerprint(committed, fabric):
     recorded = fabric.canon_facts(committed.epoch_id)
-    fingerprint, _ = fabric.committed_fingerprint(committed.epoch_id)
-    assert len(fingerprint) == 64
+    stored, _ = fabric.committed_fingerprint(committed.epoch_id)
+    assert len(stored) == 64
     assert replay_differences(fabric, committed, {}) == []
     assert replay_differences(fabric, committed, recorded) == []
     assert verify_replay(fabric, committed, {"drafts": recorded["drafts"], "votes": recorded["votes"]}) == {
-        "replay": "verified", "verified": "drafts, votes", "fingerprint": fingerprint}
+        "replay": "verified", "verified": "drafts, votes", "fingerprint": stored}
     assert verify_replay(fabric, committed, {}) == {
-        "replay": "verified", "verified": "the whole record", "fingerprint": fingerprint}
+        "replay": "verified", "verified": "the whole record", "fingerprint": stored}
 
 
 def test_a_differing_replay_fails_with_the_diff_and_names_the_epoch(committed, fabric):
@@ -93,7 +93,7 @@ def test_rows_changed_after_the_commit_are_named_by_section(committed, fabric):
     with fabric.connection() as conn:
         conn.execute("UPDATE peer_votes SET rationale = 'tampered' WHERE epoch_id = %s", (committed.epoch_id,))
     recorded = fabric.canon_facts(committed.epoch_id)
-    now = canon.section_digest(recorded["votes"])
+    now = fingerprint.section_digest(recorded["votes"])
     changed = (f"votes: the stored rows changed after the commit (digest {now[:12]}, "
                f"{sections['votes'][:12]} at commit)")
     assert replay_differences(fabric, committed, {}) == [changed]  # the whole record against its commit
@@ -121,6 +121,6 @@ def test_a_section_the_commit_kept_no_digest_for_reads_as_changed(committed, fab
     with fabric.connection() as conn:
         conn.execute("UPDATE simulation_epochs SET fingerprint_sections = %s WHERE epoch_id = %s",
                      (Jsonb(kept), committed.epoch_id))
-    now = canon.section_digest(fabric.canon_facts(committed.epoch_id)["chapter"])
+    now = fingerprint.section_digest(fabric.canon_facts(committed.epoch_id)["chapter"])
     assert replay_differences(fabric, committed, {}) == [
         f"chapter: the stored rows changed after the commit (digest {now[:12]},  at commit)"]
