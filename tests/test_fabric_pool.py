@@ -17,17 +17,19 @@ from resources.fabric.connections import FABRIC_STATS, pool_stats
 def test_connections_go_back_to_the_pool(fabric: StateFabric):
     with fabric.connection() as conn:
         conn.execute("SELECT 1")
+    # earlier tests in this process may have grown the pool past one connection: none may be added here
+    size = pool_stats(fabric.url())["pool_size"]
     before = FABRIC_STATS.snapshot()
     pids = set()
     for _ in range(30):
         with fabric.connection() as conn:
             pids.add(conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"])
     spent = FABRIC_STATS.since(before)
-    assert len(pids) == 1  # one server connection served all thirty
+    assert 1 <= len(pids) <= size  # thirty borrows served by the connections the pool already held
     assert spent["connects"] == 0
     assert spent["queries"] == 30  # each SELECT counted; lending checks the socket, no round trip
     stats = pool_stats(fabric.url())
-    assert stats["pool_size"] == 1 and stats["pool_available"] == 1
+    assert stats["pool_size"] == size and stats["pool_available"] == size  # every one went back
 
 
 def test_a_transaction_commits_or_rolls_back_before_it_goes_back(fabric: StateFabric):
