@@ -170,13 +170,18 @@ def roster(conn: psycopg.Connection, epoch_id: uuid.UUID) -> pd.DataFrame:
 # ---- on the chopping block ----------------------------------------------------------------------
 
 
+def _latest_epoch_with(conn: psycopg.Connection, book: str, table: str) -> dict[str, Any] | None:
+    """The latest epoch of `book` that has rows in `table` (a fixed table name, never user input)."""
+    query = sql.SQL(
+        "{} WHERE e.book = %(book)s AND EXISTS (SELECT 1 FROM {} x WHERE x.epoch_id = e.epoch_id)"
+        " ORDER BY e.epoch_number DESC LIMIT 1"
+    ).format(_EPOCH_SELECT, sql.Identifier(table))
+    return _row(conn, query, {"book": book})
+
+
 def latest_rated_epoch(conn: psycopg.Connection, book: str) -> dict[str, Any] | None:
     """The latest epoch whose ratings are written: the standings the next elimination will use."""
-    query = sql.SQL(
-        "{} WHERE e.book = %(book)s AND EXISTS (SELECT 1 FROM elo_ratings r WHERE r.epoch_id = e.epoch_id)"
-        " ORDER BY e.epoch_number DESC LIMIT 1"
-    ).format(_EPOCH_SELECT)
-    return _row(conn, query, {"book": book})
+    return _latest_epoch_with(conn, book, "elo_ratings")
 
 
 def standings(conn: psycopg.Connection, book: str, rated_epoch_id: uuid.UUID | None) -> pd.DataFrame:
@@ -674,11 +679,7 @@ def repair_candidates(conn: psycopg.Connection, epoch_id: uuid.UUID) -> pd.DataF
 
 def latest_calibrated_epoch(conn: psycopg.Connection, book: str) -> dict[str, Any] | None:
     """The latest epoch of `book` whose jury calibration is recorded."""
-    query = sql.SQL(
-        "{} WHERE e.book = %(book)s AND EXISTS (SELECT 1 FROM voter_calibration k WHERE k.epoch_id = e.epoch_id)"
-        " ORDER BY e.epoch_number DESC LIMIT 1"
-    ).format(_EPOCH_SELECT)
-    return _row(conn, query, {"book": book})
+    return _latest_epoch_with(conn, book, "voter_calibration")
 
 
 def epoch_calibration(conn: psycopg.Connection, epoch_id: uuid.UUID) -> pd.DataFrame:
