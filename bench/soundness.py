@@ -47,7 +47,7 @@ from bench.tournament_sim import (
 )
 from dream_pipeline.tournament import plan_presentations, render_ballot_prompt
 from dream_pipeline.tournament.deidentify import identity_terms, leaked_terms, scrub
-from dream_pipeline.tournament.elimination import WINDOW_EPOCHS, judge_window
+from dream_pipeline.tournament.elimination import WINDOW_EPOCHS, draft_lengths, judge_window
 from dream_pipeline.tournament.reliability import position_effects, sticky_flags
 from offline_engine.prose import write_prose
 from spica import SpicaAgent, SpicaBook
@@ -111,7 +111,7 @@ def pooled_taus(run: Run, epochs: int) -> tuple[float, float]:
     votes = run.votes[run.votes["epoch"] <= epochs]
     oracle = run.oracle_votes[run.oracle_votes["epoch"] <= epochs]
     agents = sorted(set(votes["target"]))
-    real = judge_window(votes, agents, (), window_flags(votes)).estimates
+    real = judge_window(votes, agents, (), window_flags(votes), lengths=draft_lengths(votes)).estimates
     ideal = judge_window(oracle, agents, (), (), correct_positions=False).estimates
     truth = [run.personas[a].truth for a in agents]
     return (kendall_tau_b(truth, [real[a].shrunk for a in agents]),

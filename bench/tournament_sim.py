@@ -32,6 +32,7 @@ from dream_pipeline.tournament.diversity import (
 from dream_pipeline.tournament.elimination import (
     GRACE_EPOCHS,
     WINDOW_EPOCHS,
+    draft_lengths,
     draft_scores,
     judge_window,
     pick_eliminated,
@@ -40,6 +41,7 @@ from dream_pipeline.tournament.elimination import (
 )
 from dream_pipeline.tournament.reliability import sticky_flags
 from dream_pipeline.tournament.voter_stats import flag_cliques, flag_outlier_voters
+from offline_engine.prose import draft_length as engine_draft_length
 from offline_engine.prose import write_prose
 from offline_engine.reviewer import measure
 from spica import SpicaAgent, SpicaBook
@@ -48,7 +50,7 @@ VOTE_NOISE = 0.7  # the offline reviewer's voter noise (reviewer.score_draft)
 DRAFT_CAP = 900  # the benchmark's token cap (the Dagster path runs with the same)
 POSITION_BIAS = 3.0
 CLIQUE_QUALITY = 0.35
-COLUMNS = ["epoch", "voter", "target", "insight_score", "position", "penalty"]
+COLUMNS = ["epoch", "voter", "target", "insight_score", "position", "penalty", "tokens", "truncated"]
 
 
 @lru_cache(maxsize=1)
@@ -111,6 +113,7 @@ class Scenario:
     correct_positions: bool = True
     use_flags: bool = True
     penalties: bool = True
+    world: str = "lengths"  # "lengths": cut = the draft ran past the cap; "coin": cut = a coin toss of v
 
 
 @dataclass
@@ -161,6 +164,21 @@ def mutate(parent: Persona, name: str, epoch: int, rng: random.Random) -> Person
     return Persona(name, parent.root, q, v, epoch)
 
 
+def draft_length(v: float, world: str, rng: random.Random) -> tuple[int, bool]:
+    """One draft's (tokens, truncated) for a writer of verbosity ``v`` under ``DRAFT_CAP``.
+
+    "lengths": the offline engine's own length model (``offline_engine.prose.draft_length``: log-normal,
+    a share ``v`` of drafts past the cap), so a verbose writer's whole drafts run long too. "coin": the
+    seed's model, a coin toss of ``v`` rambles to the cap, any other draft 250-700 tokens whatever the
+    writer."""
+    if world == "coin":
+        if rng.random() < v:
+            return DRAFT_CAP, True
+        return rng.randint(250, 700), False
+    length = engine_draft_length(rng, v, DRAFT_CAP)
+    return (DRAFT_CAP, True) if length > DRAFT_CAP else (length, False)
+
+
 Rule = Callable[[pd.DataFrame, list[str], list[str], list[tuple[str, str, str, float]], dict[str, Persona],
                  random.Random, Scenario], str | None]
 
@@ -168,9 +186,9 @@ Rule = Callable[[pd.DataFrame, list[str], list[str], list[tuple[str, str, str, f
 def project_rule(window: pd.DataFrame, candidates: list[str], newcomers: list[str],
                  flags: list[tuple[str, str, str, float]], personas: dict[str, Persona], rng: random.Random,
                  scenario: Scenario) -> str | None:
-    frame = window if scenario.penalties else window.assign(penalty=0.0)
+    frame = window if scenario.penalties else window.drop(columns=["tokens", "truncated"]).assign(penalty=0.0)
     return judge_window(frame, candidates, newcomers, flags if scenario.use_flags else (),
-                        correct_positions=scenario.correct_positions).loser
+                        correct_positions=scenario.correct_positions, lengths=draft_lengths(frame)).loser
 
 
 def random_rule(window, candidates, newcomers, flags, personas, rng, scenario) -> str | None:
@@ -232,7 +250,9 @@ def simulate(seed: int, epochs: int, scenario: Scenario | None = None, rule: Rul
     generation = 0
     for epoch in range(1, epochs + 1):
         run.jury_majority_epochs += jury_majority([personas[a].root for a in roster]) is not None
-        truncated = {a: rng.random() < personas[a].v for a in roster}
+        tokens, truncated = {}, {}
+        for a in roster:
+            tokens[a], truncated[a] = draft_length(personas[a].v, scenario.world, rng)
         text_q = {a: rng.choice(cut if truncated[a] else normal) for a in roster}
         penalty = {a: TRUNCATION_PENALTY if truncated[a] else 0.0 for a in roster}
         presentations = plan_presentations(roster, seed * 10_007 + epoch)
@@ -248,8 +268,9 @@ def simulate(seed: int, epochs: int, scenario: Scenario | None = None, rule: Rul
                     raw = 1 + 9 * (0.7 * text_q[item.author] + 0.3 * target.q) + noise
                     raw += POSITION_BIAS if voter == scenario.biased and item.position == 0 else 0.0
                     score = int(min(10, max(1, round(raw))))
-                rows.append((epoch, voter, item.author, score, item.position, penalty[item.author]))
-                oracle_rows.append((epoch, voter, item.author, target.truth + noise, item.position, 0.0))
+                rows.append((epoch, voter, item.author, score, item.position, penalty[item.author],
+                             tokens[item.author], truncated[item.author]))
+                oracle_rows.append((epoch, voter, item.author, target.truth + noise, item.position, 0.0, 0, False))
         window = pd.DataFrame([r for rs in by_epoch[-WINDOW_EPOCHS:] for r in rs], columns=COLUMNS)
         raised = window_flags(window) if scenario.use_flags or scenario.clique else []
         flag_history.append(raised)
@@ -309,7 +330,7 @@ def _seen(by_epoch: Sequence[Sequence[tuple]]) -> dict[str, float]:
     """Each agent's mean adjusted score received over the run (what the Reaper can know of it)."""
     totals: dict[str, list[float]] = {}
     for rows in by_epoch:
-        for _, _, target, score, _, penalty in rows:
+        for _, _, target, score, _, penalty, _, _ in rows:
             acc = totals.setdefault(target, [0.0, 0.0])
             acc[0] += score - penalty
             acc[1] += 1

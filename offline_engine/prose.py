@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import random
 import re
+import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
@@ -190,19 +191,41 @@ def persona_long_draft_rate(system: str, long_draft_rate: float) -> float:
     return 1.0 / (1.0 + math.exp(-(math.log(long_draft_rate / (1.0 - long_draft_rate)) + shift)))
 
 
+LENGTH_REFERENCE = 900
+"""The cap at which a persona's rate is its chance of running past it (the benchmark's cap)."""
+
+LENGTH_SIGMA = 0.3
+"""Spread of one persona's log draft length: that of the 250-700 range drafts had before (0.30)."""
+
+
+def draft_length(rng: random.Random, rate: float, cap: int) -> int:
+    """How many tokens a persona of this rate means to write: a verbose writer's whole drafts run long too.
+
+    0 < rate < 1: log-normal, median `LENGTH_REFERENCE * exp(-LENGTH_SIGMA * z)` with `z` the normal
+    quantile that puts a share `rate` of drafts past `LENGTH_REFERENCE` tokens; the length does not
+    depend on the cap, so a larger cap cuts fewer drafts. Rate 0: 250-700 tokens, never past the cap
+    of a draft; rate 1: always past the cap."""
+    if rate <= 0.0:
+        return rng.randint(*NORMAL_LENGTH)
+    if rate >= 1.0:
+        return cap + 1
+    z = statistics.NormalDist().inv_cdf(1.0 - rate)
+    return max(1, round(LENGTH_REFERENCE * math.exp(LENGTH_SIGMA * (rng.gauss(0.0, 1.0) - z))))
+
+
 def write_prose(rng: random.Random, system: str, user: str, max_tokens: int | None,
                 long_draft_rate: float) -> Completion:
-    """A draft in the persona's theme: 250-700 tokens, or, at the persona's own rate around
-    `long_draft_rate` (`persona_long_draft_rate`), a ramble to the cap."""
+    """A draft in the persona's theme, as long as `draft_length` says for the persona's own rate
+    around `long_draft_rate` (`persona_long_draft_rate`), cut at the cap (finish_reason "length")."""
     chain = chain_for(theme_for_system(system))
     name, motifs = persona_name(system), voice_words(system)
-    rambling = rng.random() < persona_long_draft_rate(system, long_draft_rate)
     cap = max_tokens if max_tokens is not None else DEFAULT_CAP
-    target = cap + 1 if rambling else rng.randint(*NORMAL_LENGTH)
+    target = draft_length(rng, persona_long_draft_rate(system, long_draft_rate), cap)
 
     title = title_line(rng, user, chain)
     paragraphs: list[str] = [title] if title else []
     total = count_tokens(title or "")
+    ends_whole = target <= cap  # a draft meant to fit ends on a whole sentence before the cap
     while total < target:
         sentences: list[str] = []
         voice_at = rng.randrange(4) if rng.random() < 0.6 else -1
@@ -210,12 +233,16 @@ def write_prose(rng: random.Random, system: str, user: str, max_tokens: int | No
             words = chain.sentence(rng)
             if i == voice_at:
                 words = _voiced(words, name, motifs, chain, rng)
+            if ends_whole and total + len(words) > cap:
+                target = total
+                break
             sentences.append(" ".join(words))
             total += len(words)
             if total >= target:
                 break
-        paragraphs.append(" ".join(sentences))
-    return fit("\n\n".join(paragraphs), max_tokens if not rambling else cap)
+        if sentences:
+            paragraphs.append(" ".join(sentences))
+    return fit("\n\n".join(paragraphs), cap)
 
 
 def short_reply(rng: random.Random, system: str) -> str:

@@ -105,7 +105,10 @@ def compose_ranking(scope: EpochScope, written: Sequence[DraftRow], votes: Seque
         if config.window_epochs > 1 else []
     flags = sticky_flags([(f.kind, f.voter_agent, f.partner, f.strength) for f in stats.flags],
                          [(f.kind, f.voter_agent, f.partner, f.strength) for f in raised_before])
-    judgment = judge_window(window_frame(recent), [a.name for a in scope.agents], newcomers, flags)
+    lengths = fabric.recent_draft_lengths(scope.book.name, scope.number - 1, config.window_epochs - 1) \
+        if config.window_epochs > 1 else {}
+    lengths.update({(scope.number, d.agent_name): (d.completion_tokens, d.truncated) for d in written})
+    judgment = judge_window(window_frame(recent), [a.name for a in scope.agents], newcomers, flags, lengths=lengths)
     loser, estimates = judgment.loser, judgment.estimates
     weights = [BallotWeight(w.voter, w.weight, w.reason, dict(w.position_correction))
                for w in judgment.weights.values()]

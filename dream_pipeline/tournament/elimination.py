@@ -23,11 +23,13 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 from dream_pipeline.tournament.reliability import VoterWeight, ballot_weights, position_effects
+from dream_pipeline.tournament.scoring import TRUNCATION_PENALTY
+from dream_pipeline.tournament.verbosity import truncation_chances
 
 __all__ = [
     "GRACE_EPOCHS",
@@ -190,6 +192,8 @@ class Judgment:
     estimates: dict[str, AgentEstimate]
     weights: dict[str, VoterWeight]
     loser: str | None
+    truncation: dict[str, float] = field(default_factory=dict)  # estimated chance of the cap, per agent
+    cut_gap: float = 0.0  # insight points a cut draft loses beside a whole one (the window's estimate)
 
 
 def judge_window(
@@ -199,6 +203,7 @@ def judge_window(
     flags: Sequence[tuple[str, str, str, float]] = (),
     *,
     correct_positions: bool = True,
+    lengths: Mapping[tuple[int, str], tuple[int, bool]] | None = None,
 ) -> Judgment:
     """The elimination decision from a window of votes.
 
@@ -224,16 +229,63 @@ def judge_window(
         ]
         frame["score"] = frame["score"] - pd.Series(correction, index=frame.index)
     frame["weight"] = frame["voter"].map(lambda v: weights[v].weight)
-    insight = shrunk_scores(draft_scores(frame))
-    drafts = draft_scores(frame.assign(score=frame["penalty"].astype(float)))
-    penalty = shrunk_penalties({key: mean for key, (mean, _) in drafts.items()})
+    chances = truncation_chances(lengths) if lengths else None
+    if chances is None:
+        insight = shrunk_scores(draft_scores(frame))
+        drafts = draft_scores(frame.assign(score=frame["penalty"].astype(float)))
+        penalty = shrunk_penalties({key: mean for key, (mean, _) in drafts.items()})
+        estimates = {
+            a: AgentEstimate(a, e.mean - penalty[a].mean, e.epochs, e.shrunk - penalty[a].shrunk,
+                             e.latest - penalty[a].latest)
+            for a, e in insight.items()
+        }
+        return Judgment(estimates, weights, _loser(estimates, candidates, newcomers))
+    scores = draft_scores(frame)
+    cut = {key for key, (_, truncated) in (lengths or {}).items() if truncated}
+    gap = cut_gap(scores, cut)
+    insight = shrunk_scores({key: (y + gap, var) if key in cut else (y, var) for key, (y, var) in scores.items()})
+    # what is left of a draft's penalty once its truncation is taken out: latency, novelty
+    was_cut = [(int(e), str(t)) in cut for e, t in zip(frame["epoch"], frame["target"], strict=True)]
+    frame["other"] = frame["penalty"].astype(float) - TRUNCATION_PENALTY * pd.Series(was_cut, index=frame.index,
+                                                                                    dtype=float)
+    other = shrunk_penalties({key: mean for key, (mean, _) in draft_scores(frame.assign(score=frame["other"])).items()})
+    penalty_of = {(int(e), str(t)): float(p) for e, t, p in frame[["epoch", "target", "penalty"]].itertuples(index=False)}
+    adjusted: dict[str, list[float]] = defaultdict(list)  # the raw mean adjusted score, for display
+    for key, (y, _) in scores.items():
+        adjusted[key[1]].append(y - penalty_of[key])
+    raw_mean = {a: math.fsum(ys) / len(ys) for a, ys in adjusted.items()}
     estimates = {
-        a: AgentEstimate(a, e.mean - penalty[a].mean, e.epochs, e.shrunk - penalty[a].shrunk,
-                         e.latest - penalty[a].latest)
+        a: AgentEstimate(a, raw_mean[a], e.epochs,
+                         e.shrunk - chances.get(a, 0.0) * (gap + TRUNCATION_PENALTY) - other[a].shrunk,
+                         e.latest - other[a].latest - (TRUNCATION_PENALTY + gap) * chances.get(a, 0.0))
         for a, e in insight.items()
     }
-    loser = pick_eliminated(
-        {a: e.shrunk for a, e in estimates.items()}, candidates, newcomers,
-        {a: e.latest for a, e in estimates.items()},
-    )
-    return Judgment(estimates, weights, loser)
+    return Judgment(estimates, weights, _loser(estimates, candidates, newcomers), chances, gap)
+
+
+def _loser(estimates: Mapping[str, AgentEstimate], candidates: Collection[str], newcomers: Collection[str]) -> str | None:
+    return pick_eliminated({a: e.shrunk for a, e in estimates.items()}, candidates, newcomers,
+                           {a: e.latest for a, e in estimates.items()})
+
+
+def draft_lengths(votes: pd.DataFrame) -> dict[tuple[int, str], tuple[int, bool]]:
+    """``(epoch, target) -> (tokens, truncated)`` from a votes frame that carries its drafts' lengths
+    (columns ``tokens`` and ``truncated``); empty without them."""
+    if "tokens" not in votes.columns or "truncated" not in votes.columns or not len(votes):
+        return {}
+    first = votes.drop_duplicates(["epoch", "target"])
+    return {(int(e), str(t)): (int(n), bool(c)) for e, t, n, c in
+            first[["epoch", "target", "tokens", "truncated"]].itertuples(index=False)}
+
+
+def cut_gap(scores: Mapping[tuple[int, str], tuple[float, float]], cut: Collection[tuple[int, str]]) -> float:
+    """Insight points a draft cut at the cap loses beside its writer's whole drafts, over the window:
+    the mean, over cut drafts whose writer also has whole ones, of (its writer's whole mean - its score).
+    0 when no writer has both."""
+    whole: dict[str, list[float]] = defaultdict(list)
+    for (epoch, agent), (y, _) in scores.items():
+        if (epoch, agent) not in cut:
+            whole[agent].append(y)
+    diffs = [math.fsum(whole[a]) / len(whole[a]) - y for (e, a), (y, _) in scores.items()
+             if (e, a) in cut and whole.get(a)]
+    return math.fsum(diffs) / len(diffs) if diffs else 0.0

@@ -296,6 +296,18 @@ class BallotsMixin:
             for r in rows
         ]
 
+    def recent_draft_lengths(self, book: str, epoch_number: int, window: int) -> dict[tuple[int, str], tuple[int, bool]]:
+        """``(epoch, agent name) -> (completion tokens, truncated)`` of the drafts of the `window` epochs up to
+        and including `epoch_number`: what the elimination rule reads a writer's verbosity from."""
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT e.epoch_number, d.agent_name, d.completion_tokens, d.truncated FROM drafts d"
+                " JOIN simulation_epochs e USING (epoch_id)"
+                " WHERE e.book = %s AND e.epoch_number BETWEEN %s AND %s",
+                (book, epoch_number - window + 1, epoch_number),
+            ).fetchall()
+        return {(r["epoch_number"], r["agent_name"]): (r["completion_tokens"] or 0, bool(r["truncated"])) for r in rows}
+
     def ratings(self, epoch_id: uuid.UUID) -> list[RatingRow]:
         with self.connection() as conn:
             return self._ratings(conn, epoch_id)
