@@ -158,7 +158,7 @@ def engine_agreement(epochs: int, seed: int, cast: int | None = None) -> dict:
     from dream_pipeline.epoch.rating_window import window_statistics
     from offline_engine import EngineConfig, running_engine
     from offline_engine.prose import persona_long_draft_rate
-    from offline_engine.themes import hidden_quality, theme_for_system
+    from offline_engine.themes import persona_quality
     from resources.llm import LLMEngine
 
     book = SpicaBook.load("space_time")
@@ -199,7 +199,7 @@ def engine_agreement(epochs: int, seed: int, cast: int | None = None) -> dict:
 
         def truth(agent: SpicaAgent) -> float:
             system = agent.system_prompt()
-            q = hidden_quality(theme_for_system(system), seed, config.quality_map)
+            q = persona_quality(system, seed, config.quality_map)
             return expected_score(q, persona_long_draft_rate(system, config.long_draft_rate))
 
         eligible = {a.name: truth(a) for a in roster if a.name not in newcomers}

@@ -19,6 +19,7 @@ from functools import lru_cache
 from offline_engine.themes import (
     THEME_KEYWORDS,
     corpus_text,
+    mutation_streak,
     persona_of,
     stable_unit,
     theme_for_system,
@@ -218,6 +219,7 @@ def write_prose(rng: random.Random, system: str, user: str, max_tokens: int | No
     """A draft in the persona's theme, as long as `draft_length` says for the persona's own rate
     around `long_draft_rate` (`persona_long_draft_rate`), cut at the cap (finish_reason "length")."""
     chain = chain_for(theme_for_system(system))
+    streak = mutation_streak(system)
     name, motifs = persona_name(system), voice_words(system)
     cap = max_tokens if max_tokens is not None else DEFAULT_CAP
     target = draft_length(rng, persona_long_draft_rate(system, long_draft_rate), cap)
@@ -230,7 +232,7 @@ def write_prose(rng: random.Random, system: str, user: str, max_tokens: int | No
         sentences: list[str] = []
         voice_at = rng.randrange(4) if rng.random() < 0.6 else -1
         for i in range(rng.randint(3, 6)):
-            words = chain.sentence(rng)
+            words = (chain_for(streak[0]) if streak and rng.random() < streak[1] else chain).sentence(rng)
             if i == voice_at:
                 words = _voiced(words, name, motifs, chain, rng)
             if ends_whole and total + len(words) > cap:

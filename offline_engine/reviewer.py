@@ -22,7 +22,13 @@ from collections import Counter
 from dataclasses import dataclass
 
 from offline_engine.config import EngineConfig
-from offline_engine.themes import distinctive_vocabulary, hidden_quality, recognise_theme, words_of
+from offline_engine.themes import (
+    distinctive_vocabulary,
+    hidden_quality,
+    recognise_theme,
+    theme_shares,
+    words_of,
+)
 
 DRAFT_RE = re.compile(r'<draft id="([^"]+)">(.*?)</draft>', re.DOTALL)
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+")
@@ -96,9 +102,10 @@ def score_draft(config: EngineConfig, system: str, label: str, text: str) -> int
     if m.tokens == 0:
         return 1
     base = m.quality
-    theme = recognise_theme(text)
-    if theme is not None:
-        base = 0.7 * base + 0.3 * hidden_quality(theme, config.seed, config.quality_map)
+    shares = theme_shares(text)
+    if shares:
+        hidden = sum(share * hidden_quality(theme, config.seed, config.quality_map) for theme, share in shares.items())
+        base = 0.7 * base + 0.3 * hidden
     noise = _voter_rng(config, system, label).gauss(0.0, 0.7)
     return int(_clamp(round(1 + 9 * base + noise), 1, 10))
 

@@ -119,6 +119,52 @@ def recognise_theme(text: str) -> str | None:
     return None
 
 
+_NUMERAL_RE = re.compile(r"\s(?=[IVXLCDM]+$)(M{0,3}(CM|CD|D?C{0,3})(XC|XL|L?X{0,3})(IX|IV|V?I{0,3}))$")
+
+STREAK_SHARE = (0.15, 0.45)
+"""A mutation writes this share of its sentences (by a stable hash of its name) in a second theme."""
+
+
+def mutation_streak(system: str) -> tuple[str, float] | None:
+    """A mutation's own streak: (a second theme, the share of its sentences written in it), both from a
+    stable hash of its name; None for a persona that is no mutation (no Roman numeral after its name).
+
+    A mutation writes like its parent, perturbed: mostly in its parent's theme, partly in another, so
+    its drafts carry a planted quality of their own (`persona_quality`) that a reviewer reads from the
+    text alone, with every name scrubbed."""
+    name = persona_of(system)
+    if name is None or not _NUMERAL_RE.search(name):
+        return None
+    own = theme_for_system(system)
+    others = [t for t in THEMES if t != own]
+    lo, hi = STREAK_SHARE
+    return others[int(stable_unit("streak", name) * len(others))], lo + (hi - lo) * stable_unit("streak share", name)
+
+
+def theme_shares(text: str) -> dict[str, float]:
+    """The themes a text is written in, by their share of its distinctive words: the dominant theme
+    alone when `recognise_theme` finds one and no second theme holds 3+ words and a tenth of the two;
+    else the top two by share; empty when the text has no clear theme."""
+    words = words_of(text)
+    scores = {t: sum(1 for w in words if w in vocab) for t, vocab in distinctive_vocabulary().items()}
+    (best, top), (second_theme, second) = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)[:2]
+    if top >= 3 and second >= 3 and second >= 0.1 * (top + second):
+        return {best: top / (top + second), second_theme: second / (top + second)}
+    theme = recognise_theme(text)
+    return {theme: 1.0} if theme else {}
+
+
+def persona_quality(system: str, seed: int, qualities: dict[str, float]) -> float:
+    """The planted quality of the persona behind `system`: its theme's, or for a mutation its parent's
+    theme's perturbed by its streak, `(1 - share) q(theme) + share q(streak)`."""
+    q = hidden_quality(theme_for_system(system), seed, qualities)
+    streak = mutation_streak(system)
+    if streak is None:
+        return q
+    other, share = streak
+    return (1.0 - share) * q + share * hidden_quality(other, seed, qualities)
+
+
 def hidden_quality(theme: str, seed: int, qualities: dict[str, float]) -> float:
     """The hidden quality of a theme: a configured keyword's value if any, else from the seed."""
     for keyword, q in sorted(qualities.items()):

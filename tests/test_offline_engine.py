@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import random
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -345,3 +346,31 @@ def test_verbosity_is_a_persona_trait():
     assert persona_long_draft_rate("You are the Poet.", 0.0) == 0.0
     assert persona_long_draft_rate("You are the Poet.", 1.0) == 1.0
     assert persona_long_draft_rate("no name here", 0.1) == 0.1
+
+
+def test_a_mutation_writes_like_its_parent_perturbed():
+    """A mutation ("Physicist XXXI") writes mostly in its parent's theme, partly in a streak of its own, so
+    its planted quality is its parent's moved toward the streak's, and reviewers read it from the text."""
+    import statistics
+
+    from offline_engine.prose import write_prose
+    from offline_engine.reviewer import score_draft
+    from offline_engine.themes import mutation_streak, persona_quality, theme_shares
+
+    parent, child = "You are the Physicist, an author.", "You are the Physicist XXXI, an author."
+    assert mutation_streak(parent) is None
+    streak, share = mutation_streak(child)
+    assert streak != "physics" and 0.15 <= share <= 0.45
+    assert mutation_streak(child) == (streak, share)  # stable: a hash of the name
+    cfg = EngineConfig(seed=3, qualities={"physicist": 0.95, streak: 0.05})
+    assert persona_quality(parent, 3, cfg.quality_map) == 0.95
+    assert persona_quality(child, 3, cfg.quality_map) == pytest.approx(0.95 - share * 0.9)
+
+    def mean_score(system: str) -> float:
+        rng = random.Random(5)
+        texts = [write_prose(rng, system, "Write chapter 2.", 900, 0.0).text for _ in range(30)]
+        return statistics.fmean(score_draft(cfg, f"voter {i}", "A", t) for i, t in enumerate(texts))
+
+    rng = random.Random(1)
+    assert set(theme_shares(write_prose(rng, parent, "Write chapter 2.", 900, 0.0).text)) == {"physics"}
+    assert mean_score(child) < mean_score(parent) - 0.3
