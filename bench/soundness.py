@@ -192,7 +192,8 @@ def engine_agreement(epochs: int, seed: int, cast: int | None = None) -> dict:
                               for f in window_statistics(recent, 0).flags],
                              [(f.kind, f.voter_agent, f.partner, f.strength)
                               for f in fabric.recent_flags("space_time", number - 1, 9)])
-        replayed = judge_window(window_frame(recent), [a.name for a in roster], newcomers, flags).loser
+        replayed = judge_window(window_frame(recent), [a.name for a in roster], newcomers, flags,
+                                lengths=fabric.recent_draft_lengths("space_time", number, 10)).loser
         loser = next(a.name for a in roster if a.instance_id == epoch.loser_agent_id)
         decided += 1
         agree += replayed == loser

@@ -21,6 +21,16 @@ from spica import SpicaBook
 WINDOW = 2048
 
 
+@pytest.fixture(scope="module")
+def verbose_engine_url():
+    """An engine whose personas run long (a rate of 0.6 past 900 tokens: medians near 1,000), so some drafts
+    reach a context-limited cap of 1,024-2,048 tokens."""
+    from offline_engine import EngineConfig, running_engine
+
+    with running_engine(EngineConfig(seed=7, long_draft_rate=0.6)) as url:
+        yield url
+
+
 def _calls(fabric, key: str, purpose: str) -> list[dict]:
     with fabric.connection() as conn:
         return conn.execute(
@@ -74,13 +84,13 @@ def test_no_ballot_passes_a_small_window_with_seven_long_drafts(fabric, llm, mon
 
 
 def test_a_small_window_epoch_fits_every_request_and_cuts_drafts_by_the_context(
-    instance, fabric, engine_url, monkeypatch
+    instance, fabric, verbose_engine_url, monkeypatch
 ):
     """With the default cap (2048) in a 2048-token window, a draft's max_tokens is what the prompt leaves;
     a draft that runs into it is truncated (finish_reason "length", −5) like one cut by the cap."""
     monkeypatch.setenv("DREAM_LLM_CONTEXT_TOKENS", str(WINDOW))
     monkeypatch.setenv("DREAM_CAST_SIZE", "7")
-    llm = LLMEngine(base_url=engine_url, max_tokens=2048, max_retries=2, timeout_s=30, fabric=fabric)
+    llm = LLMEngine(base_url=verbose_engine_url, max_tokens=2048, max_retries=2, timeout_s=30, fabric=fabric)
     cut_by_context = 0
     for number in (1, 2, 3):
         key = epoch_key("space_time", number)

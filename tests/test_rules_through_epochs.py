@@ -14,7 +14,7 @@ from dream_pipeline.epoch.scope import load_scope
 from resources.fabric import VoteRow
 from resources.llm import LLMEngine
 
-CAP = 400  # the offline engine writes 250-700 words: under this cap some drafts are cut, some are not
+CAP = 600  # the offline engine's personas write medians of 500-790 words: under this cap some are cut, some not
 
 
 def _materialize(instance, fabric, llm, number: int) -> dg.ExecuteInProcessResult:
