@@ -16,7 +16,13 @@ Scenarios (each over the same seeds):
 - identity leaks: real offline drafts (which name their authors) rendered on ballots after
   de-identification; figure: the share of ballot prompts that still hold a name or role of the book.
 
-Run: python -m bench.soundness [--seeds N] [--epochs N] [--full] [--cast N]   (fast: 30 seeds, 12 epochs)
+Drafts' lengths (`--world`): "lengths" (default) is the offline engine's model, a persona's draft length
+log-normal around its own median, cut when it runs past the cap, so a verbose writer's whole drafts run
+long too and the elimination rule can read verbosity from them; "coin" is the seed's model, a coin toss
+rambles to the cap and every other draft is 250-700 tokens whoever wrote it.
+
+Run: python -m bench.soundness [--seeds N] [--epochs N] [--full] [--cast N] [--world coin] [--bounds]
+(fast: 30 seeds, 12 epochs)
 `--cast 16` runs the Dagster confirmation with 16 agents, so its votes come from the bounded review
 design (6 drafts per voter, docs/tournament_rules.md section 11) instead of the full review.
 """
@@ -224,25 +230,29 @@ def main() -> None:
     parser.add_argument("--bounds", action="store_true",
                         help="also eliminate knowing each persona's true verbosity, or its true quality")
     parser.add_argument("--cast", type=int, help="agents in the Dagster confirmation (default: the book's cast)")
+    parser.add_argument("--world", choices=("lengths", "coin"), default="lengths",
+                        help="synthetic drafts' lengths: the offline engine's (a verbose writer's whole drafts run "
+                             "long too) or the seed's coin toss (lengths say nothing)")
     args = parser.parse_args()
     seeds = args.seeds or (100 if args.full else 30)
     epochs = args.epochs or (30 if args.full else 12)
     started = time.perf_counter()
-    print(f"soundness benchmark: {seeds} seeds x {epochs} epochs (lineage over {args.lineage_epochs})")
+    print(f"soundness benchmark: {seeds} seeds x {epochs} epochs (lineage over {args.lineage_epochs}), "
+          f"{args.world} world")
 
-    honest = run_seeds(seeds, epochs)
-    randoms = run_seeds(seeds, epochs, Scenario(use_flags=False), random_rule)
-    oracles = run_seeds(seeds, epochs, Scenario(use_flags=False), oracle_rule)
+    honest = run_seeds(seeds, epochs, Scenario(world=args.world))
+    randoms = run_seeds(seeds, epochs, Scenario(use_flags=False, world=args.world), random_rule)
+    oracles = run_seeds(seeds, epochs, Scenario(use_flags=False, world=args.world), oracle_rule)
     # lineage over the long run: who leaves is the project's rule; flags and position corrections are
     # left out there (honest voters raise none), which keeps 100 epochs x seeds within the fast budget
-    lean = Scenario(use_flags=False, correct_positions=False)
+    lean = Scenario(use_flags=False, correct_positions=False, world=args.world)
     lineage = run_seeds(seeds, args.lineage_epochs, lean)
     seed_rule = run_seeds(seeds, args.lineage_epochs, lean, diverse=False)
-    no_penalty = run_seeds(seeds, epochs, Scenario(penalties=False))
+    no_penalty = run_seeds(seeds, epochs, Scenario(penalties=False, world=args.world))
     print(f"  honest, random, oracle, no-penalty runs: {time.perf_counter() - started:.0f} s", flush=True)
     if args.bounds:
         for name, rule in (("known_verbosity", known_verbosity_rule), ("known_quality", known_quality_rule)):
-            runs = run_seeds(seeds, epochs, Scenario(use_flags=False, correct_positions=False), rule)
+            runs = run_seeds(seeds, epochs, Scenario(use_flags=False, correct_positions=False, world=args.world), rule)
             m, lo, hi = mean_ci([elimination_rates(r, epochs)[0] for r in runs])
             print(f"  bound, {name}: worst eliminated {m:.3f} [{lo:.3f}, {hi:.3f}]", flush=True)
 
@@ -267,7 +277,7 @@ def main() -> None:
         "penalty_decided_share": mean_ci([p for p in penalty_decided if not math.isnan(p)]),
     }
 
-    biased = run_seeds(seeds, epochs, Scenario(biased="Physicist"))
+    biased = run_seeds(seeds, epochs, Scenario(biased="Physicist", world=args.world))
     detection = [1.0 if 0 in r.detected.get("Physicist", {}) else 0.0 for r in biased]
     # false positives: honest voters flagged, beside the biased one and in the honest runs' last window
     false_flags = [len([v for v in r.detected if v != "Physicist"]) / 4 for r in biased]
@@ -278,7 +288,7 @@ def main() -> None:
     figures["position_false_positive_rate"] = mean_ci(false_flags)
     print(f"  position runs: {time.perf_counter() - started:.0f} s", flush=True)
 
-    cliques = run_seeds(seeds, epochs, Scenario(clique=("Financier", "Politician")))
+    cliques = run_seeds(seeds, epochs, Scenario(clique=("Financier", "Politician"), world=args.world))
     flag_epochs = [next((e.epoch for e in r.epochs if e.clique_flagged), math.inf) for r in cliques]
     decided_by_clique = sum(sum(e.loser != e.loser_without_clique for e in r.epochs) for r in cliques)
     survived = []
@@ -320,6 +330,7 @@ def main() -> None:
     print_result({
         "seeds": seeds,
         "epochs": epochs,
+        "world": args.world,
         "worst_eliminated_rate": r3(figures["worst_eliminated_rate"][0]),
         "worst_eliminated_ci95": [r3(figures["worst_eliminated_rate"][1]), r3(figures["worst_eliminated_rate"][2])],
         "random_worst_eliminated_rate": r3(figures["random_worst_eliminated_rate"][0]),

@@ -37,9 +37,9 @@ from dream_pipeline.tournament.elimination import (
     judge_window,
     pick_eliminated,
     shrunk_penalties,
-    shrunk_scores,
 )
 from dream_pipeline.tournament.reliability import sticky_flags
+from dream_pipeline.tournament.verbosity import truncation_chances
 from dream_pipeline.tournament.voter_stats import flag_cliques, flag_outlier_voters
 from offline_engine.prose import draft_length as engine_draft_length
 from offline_engine.prose import write_prose
@@ -201,18 +201,21 @@ def oracle_rule(window, candidates, newcomers, flags, personas, rng, scenario) -
 
 
 def known_verbosity_rule(window, candidates, newcomers, flags, personas, rng, scenario) -> str | None:
-    """A bound: the project's insight estimate, but each persona's true expected penalty (5 v)."""
-    insight = shrunk_scores({k: m for k, (m, _) in draft_scores(window.assign(
-        score=window["insight_score"].astype(float), weight=1.0)).items()})
-    return pick_eliminated({a: e.shrunk - TRUNCATION_PENALTY * personas[a].v for a, e in insight.items()},
-                           candidates, newcomers)
+    """A bound: the project's rule, but told each persona's true verbosity (its chance of the cap)."""
+    return judge_window(window, candidates, newcomers, flags if scenario.use_flags else (),
+                        correct_positions=scenario.correct_positions, lengths=draft_lengths(window),
+                        chances={a: personas[a].v for a in set(window["target"])}).loser
 
 
 def known_quality_rule(window, candidates, newcomers, flags, personas, rng, scenario) -> str | None:
-    """A bound: each persona's true expected insight score, but the project's penalty estimate."""
-    drafts = draft_scores(window.assign(score=window["penalty"].astype(float), weight=1.0))
-    penalty = shrunk_penalties({k: m for k, (m, _) in drafts.items()})
-    return pick_eliminated({a: expected_score(personas[a].q, 0.0) - e.shrunk for a, e in penalty.items()},
+    """A bound: each persona's true quality, but the project's estimate of its verbosity."""
+    lengths = draft_lengths(window)
+    chances = truncation_chances(lengths) if lengths else None
+    if chances is None:
+        drafts = draft_scores(window.assign(score=window["penalty"].astype(float), weight=1.0))
+        chances = {a: e.shrunk / TRUNCATION_PENALTY for a, e in
+                   shrunk_penalties({k: m for k, (m, _) in drafts.items()}).items()}
+    return pick_eliminated({a: expected_score(personas[a].q, min(1.0, chances.get(a, 0.0))) for a in candidates},
                            candidates, newcomers)
 
 

@@ -204,6 +204,7 @@ def judge_window(
     *,
     correct_positions: bool = True,
     lengths: Mapping[tuple[int, str], tuple[int, bool]] | None = None,
+    chances: Mapping[str, float] | None = None,
 ) -> Judgment:
     """The elimination decision from a window of votes.
 
@@ -211,6 +212,12 @@ def judge_window(
     penalty in that epoch) and, for position correction, ``position``. ``flags`` are the window's
     voter flags ``(kind, voter, partner, strength)``. Scores are adjusted (``insight_score -
     penalty``), position effects of voters with a significant one removed, ballots weighted.
+
+    ``lengths``: ``(epoch, agent) -> (completion tokens, truncated)`` of the window's drafts. With
+    them, a truncation enters as an expected cost, ``chance * (TRUNCATION_PENALTY + cut_gap)``, the
+    chance read from the lengths (``verbosity.truncation_chances``) unless ``chances`` gives it (a
+    benchmark's bound: the true verbosity); without them (or when no draft of the window was cut), as
+    the agent's mean penalty per draft pulled toward the window's (``shrunk_penalties``).
     """
     voters = sorted(set(votes["voter"]))
     weights = ballot_weights(voters, flags)
@@ -229,7 +236,8 @@ def judge_window(
         ]
         frame["score"] = frame["score"] - pd.Series(correction, index=frame.index)
     frame["weight"] = frame["voter"].map(lambda v: weights[v].weight)
-    chances = truncation_chances(lengths) if lengths else None
+    if chances is None:  # given only to measure a bound: each agent's true chance of the cap
+        chances = truncation_chances(lengths) if lengths else None
     if chances is None:
         insight = shrunk_scores(draft_scores(frame))
         drafts = draft_scores(frame.assign(score=frame["penalty"].astype(float)))
@@ -260,7 +268,7 @@ def judge_window(
                          e.latest - other[a].latest - (TRUNCATION_PENALTY + gap) * chances.get(a, 0.0))
         for a, e in insight.items()
     }
-    return Judgment(estimates, weights, _loser(estimates, candidates, newcomers), chances, gap)
+    return Judgment(estimates, weights, _loser(estimates, candidates, newcomers), dict(chances), gap)
 
 
 def _loser(estimates: Mapping[str, AgentEstimate], candidates: Collection[str], newcomers: Collection[str]) -> str | None:
