@@ -126,3 +126,28 @@ def test_elimination_reads_verbosity_from_lengths_not_from_luck():
     judged = judge_window(votes, AGENTS, lengths=drafts)
     assert judged.loser == "Cy"
     assert judged.truncation["Cy"] > judged.truncation["Bo"]
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 1000), medians=st.lists(st.integers(300, 1100), min_size=5, max_size=5))
+def test_with_lengths_a_clique_still_never_decides_and_the_loser_is_a_candidate(seed, medians):
+    """Lengths change how truncations count, not who may decide: a clique's ballots weigh nothing, the loser
+    is one of the candidates outside grace, and every chance is a probability."""
+    rng = random.Random(seed)
+    drafts = drafts_of(dict(zip(AGENTS, medians, strict=True)), 6, seed)
+    quality = {"Ada": 8.0, "Bo": 4.0, "Cy": 7.0, "Di": 4.5, "Ed": 6.0}
+    rows = []
+    for (epoch, target), (_, cut) in sorted(drafts.items()):
+        for position, voter in enumerate(a for a in AGENTS if a != target):
+            if voter in ("Bo", "Di"):
+                score = 10 if target in ("Bo", "Di") else 1
+            else:
+                score = int(min(10, max(1, round(quality[target] - (1 if cut else 0) + rng.gauss(0, 0.7)))))
+            rows.append((epoch, voter, target, score, position % 4, 5.0 if cut else 0.0))
+    votes = pd.DataFrame(rows, columns=["epoch", "voter", "target", "insight_score", "position", "penalty"])
+    flags = [("clique", "Bo", "Di", 5.0)]
+    with_clique = judge_window(votes, AGENTS, ("Ed",), flags, lengths=drafts)
+    without = judge_window(votes[~votes["voter"].isin(["Bo", "Di"])], AGENTS, ("Ed",), [], lengths=drafts)
+    assert with_clique.loser == without.loser
+    assert with_clique.loser in {"Ada", "Bo", "Cy", "Di"}
+    assert all(0.0 <= c <= 1.0 for c in with_clique.truncation.values())
