@@ -13,6 +13,12 @@ draft's penalties; each ballot weighted, position effects removed: ``reliability
   (at least ``TAU2_FLOOR``);
 * shrunk score = ``mu + tau2 / (tau2 + sigma2 / n[i]) * (m[i] - mu)``.
 
+Given the drafts' lengths, a truncation is not counted where it fell but as an expected cost: each
+agent's chance of running into the cap, read from how long its drafts run (``verbosity.py``), times
+the 5-point penalty plus what a cut draft loses in insight beside a whole one (:func:`cut_gap`); the
+insight part is then shrunk on whole-draft terms. A dozen epochs are a dozen coin tosses of
+truncation; the lengths of every draft say more.
+
 The lowest shrunk score outside grace is eliminated; ties -> lower latest epoch score -> name.
 Everything is a pure function of its inputs; the deck calls :func:`pick_eliminated` on the stored
 scores, so the chopping block and the pipeline cannot disagree.
