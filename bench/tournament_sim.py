@@ -1,8 +1,10 @@
 """Synthetic tournaments: the project's rule functions over the offline reviewer's noise model.
 
 Each persona has a planted quality ``q`` and a verbosity ``v`` (its chance of running into the token
-cap). A draft's text quality ``t`` is drawn from real offline-engine drafts measured by the offline
-reviewer (``offline_engine.reviewer.measure``), cut at the cap when the persona rambles; a vote is
+cap). A draft's length follows the offline engine's model (:func:`draft_length`: log-normal around the
+persona's own median, cut when it runs past the cap; ``Scenario.world = "coin"``: the seed's coin toss).
+Its text quality ``t`` is drawn from real offline-engine drafts measured by the offline reviewer
+(``offline_engine.reviewer.measure``), cut ones when it was cut; a vote is
 the reviewer's own formula ``clamp(round(1 + 9 (0.7 t + 0.3 q) + N(0, 0.7)), 1, 10)``. A truncated
 draft costs ``TRUNCATION_PENALTY``. The truth an agent is measured against is its expected adjusted
 epoch score under those rules, penalties included (:func:`expected_score`).
