@@ -46,10 +46,14 @@ def test_an_epoch_commits_on_every_engine_profile(profile_engine, fabric, instan
     assert stored["vote_mode"] == EXPECTED_MODE[profile]
     votes, abstentions = fabric.votes(epoch.epoch_id), fabric.abstentions(epoch.epoch_id)
     voters = {v.voter_agent for v in votes}
-    assert len(voters) >= 4 and len(votes) % len(voters) == 0  # a balanced review load (all, or k each in a small window)
+    assert len(votes) % len(voters) == 0  # a balanced review load (all, or k each in a small window)
+    # every seated voter either voted or abstained; prompt-only ballots may still be invalid after their
+    # repairs (README: 0.867 valid), so on `bare` which ones fail depends on the drafts' text
+    drafts = fabric.drafts(epoch.epoch_id)
+    assert len(voters | {a.voter_agent for a in abstentions}) == len(drafts)
+    assert len(voters) >= (4 if profile != "bare" else 3)
     if profile != "bare":  # a server that constrains output: every ballot valid
         assert abstentions == []
-    drafts = fabric.drafts(epoch.epoch_id)
     embedded = profile in ("openai", "ollama")
     assert epoch.engine_modes["embedding_mode"] == ("vectors" if embedded else "full_text")
     assert all((d.embedding is not None) is embedded for d in drafts)
