@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import dagster as dg
 from hypothesis import given
 from hypothesis import strategies as st
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 from dream_pipeline.defs.epoch.partitions import epoch_key
 from dream_pipeline.domains.book.memory import lexical_peer_similarities, lexical_similarity, novelty_penalty
 from offline_engine import EngineConfig, running_engine
+from resources.fabric.memory import text_query
 from resources.llm import LLMEngine
 from tests.fabric_helpers import epoch_fingerprint
 
@@ -38,7 +41,9 @@ def test_a_copy_costs_the_novelty_penalty_and_other_prose_does_not():
 def test_without_embeddings_the_loop_commits_and_memory_goes_by_full_text(fabric, instance):
     from dream_pipeline.defs.epoch.assets import epoch_assets
 
-    with running_engine(EngineConfig(seed=2, profile="vllm")) as url:  # a chat model: no embeddings served
+    # a chat model: no embeddings served. Seed 3's chapters 1 and 2 share words (checked below); with seed 2
+    # they share none of chapter 2's salient words, and full text then rightly retrieves nothing.
+    with running_engine(EngineConfig(seed=3, profile="vllm")) as url:
         llm = LLMEngine(base_url=url, max_tokens=300, max_retries=2, timeout_s=30, fabric=fabric)
         for number in (1, 2, 3):
             key = epoch_key("space_time", number)
@@ -49,6 +54,10 @@ def test_without_embeddings_the_loop_commits_and_memory_goes_by_full_text(fabric
     third = fabric.epoch(epoch_key("space_time", 3))
     assert third.status == "committed" and third.engine_modes["embedding_mode"] == "full_text"
     assert third.context_chapters == (1,)  # the earlier chapter, found by its words
+    with fabric.connection() as conn:  # the premise: chapter 2's salient words occur in chapter 1
+        first, second = (r["text"] for r in conn.execute(
+            "SELECT text FROM chapters WHERE chapter_number IN (1, 2) ORDER BY chapter_number").fetchall())
+    assert set(text_query(second).split(" | ")) & {w.lower() for w in re.findall(r"[A-Za-z]+", first)}
     drafts = fabric.drafts(third.epoch_id)
     assert all(d.embedding is None and d.canon_similarity is not None for d in drafts)
     assert all(0.0 <= d.canon_similarity < 0.95 for d in drafts)  # fresh prose: no novelty penalty

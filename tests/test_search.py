@@ -33,7 +33,8 @@ SUBJECT = {
 PARAPHRASES = [
     (4, "water is pumped out of a flooded mine by an engine a coal furnace drives"),
     (9, "glass and ivory clockwork turning an orrery in an observatory"),
-    (13, "the drowned were mourned by harbour bells as the debt ledger burned"),
+    # not "debts" and "ledger" first: those are the Financier's words, whose prose is among the distractors
+    (13, "sailors drowned that winter, bells rang in the harbour, and a ledger burned on the quay"),
 ]
 # short chapters that share the first sentence's words, in another order: the embeddings prefer them
 DECOYS = {
