@@ -44,6 +44,19 @@ def test_scrub_masks_forms_and_records_counts():
     assert scrub(text, ()).text == text  # nothing to mask: verbatim
 
 
+def test_only_an_upper_case_numeral_goes_with_the_name():
+    # the words after a name made only of i, v, x, l, c, d, m are prose, not a mutation's generation
+    out = scrub("The Physician did it. A physician mild of manner. Physician vivid, Physician XIV.", ["physician"])
+    assert out.text == "Someone did it. Someone mild of manner. Someone vivid, Someone."
+    assert out.masked == (("physician", 4),)
+
+
+def test_a_plural_possessive_in_es_keeps_no_stray_apostrophe():
+    out = scrub("the witches' brew and a witch's broom", ["witch"])
+    assert out.text == "someone's brew and someone's broom"
+    assert out.masked == (("witch", 2),)
+
+
 @settings(max_examples=60, deadline=None)
 @given(extra=st.lists(names, min_size=0, max_size=4, unique=True), seed=st.integers(0, 10_000))
 def test_no_review_prompt_contains_an_agent_name_or_role(extra, seed):

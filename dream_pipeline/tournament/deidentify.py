@@ -19,7 +19,9 @@ from functools import lru_cache
 __all__ = ["NEUTRAL", "Scrubbed", "identity_terms", "scrub", "leaked_terms"]
 
 NEUTRAL = "someone"
-_NUMERAL = r"(?:\s+(?!I\b)[IVXLCDM]+\b)?"  # a mutation's generation ("Physician XXXI") goes with its name
+# a mutation's generation ("Physician XXXI") goes with its name; upper case only, whatever the rest of
+# the pattern's flags, so a lowercase word of numeral letters ("did", "mild", "vivid") is prose, not a numeral
+_NUMERAL = r"(?-i:(?:\s+(?!I\b)[IVXLCDM]+\b)?)"
 _MIN_TERM = 3  # shorter words ("Al") would scrub ordinary prose
 
 
@@ -62,7 +64,7 @@ def _pattern(terms: tuple[str, ...]) -> re.Pattern[str]:
     ordered = sorted(set(terms), key=lambda t: (-len(t), t))  # longest first: "Physician II" before "Physician"
     alternatives = "|".join(r"\s+".join(map(re.escape, t.split())) for t in ordered)
     return re.compile(
-        rf"\b(?P<article>(?:the|a|an)\s+)?(?P<term>{alternatives}){_NUMERAL}(?P<suffix>'s\b|s'(?!\w)|es\b|s\b|\b)",
+        rf"\b(?P<article>(?:the|a|an)\s+)?(?P<term>{alternatives}){_NUMERAL}(?P<suffix>'s\b|s'(?!\w)|es'(?!\w)|es\b|s\b|\b)",
         re.IGNORECASE,
     )
 
