@@ -251,6 +251,19 @@ def test_a_clique_flagged_at_an_epoch_still_in_the_window_keeps_its_ballots_sile
     alone = compose_ranking(second, written2, votes2, fabric, EloConfig(window_epochs=1))  # epoch 1 out of it
     assert {w.voter_agent: w.weight for w in alone.weights} == dict.fromkeys([a.name for a in second.agents], 1.0)
 
+    # at epoch 3 a window of 2 holds epochs 2 and 3: epoch 1's flag has left it; a window of 3 still holds it
+    write_votes(fabric, second.epoch.epoch_id, votes2, [])
+    _commit(fabric, second, with_epoch_one, written2)
+    third = _open(fabric, 3)
+    written3 = _drafts(fabric, third, {})
+    votes3 = _votes(third, {a.name: q for a, q in zip(third.agents, QUALITY, strict=True)})
+    assert names[0] in [a.name for a in third.agents] and names[1] in [a.name for a in third.agents]
+    later = compose_ranking(third, written3, votes3, fabric, EloConfig(window_epochs=2))
+    assert {w.voter_agent for w in later.weights} >= {names[0], names[1]}
+    assert {w.weight for w in later.weights} == {1.0}  # every voter of epochs 2 and 3, the retired one too
+    wider = compose_ranking(third, written3, votes3, fabric, EloConfig(window_epochs=3))
+    assert {w.voter_agent: w.weight for w in wider.weights if w.weight < 1.0} == {names[0]: 0.0, names[1]: 0.0}
+
 
 def _sized_drafts(fabric, scope, tokens: dict[str, int], cut: str) -> list[DraftRow]:
     """Drafts of the given lengths; `cut`'s hit the cap (truncated, the 5-point penalty)."""
