@@ -309,3 +309,23 @@ def test_the_lengths_of_the_windows_drafts_reach_the_elimination_rule(fabric):
         apart = judge_window(window_frame(recent), roster, ranked.newcomers, [], lengths=other)
         assert {n: judged.estimates[n].shrunk for n in roster} != pytest.approx(
             {n: apart.estimates[n].shrunk for n in roster})
+
+    # at epoch 3 a window of 2 holds epochs 2 and 3: epoch 1's lengths (its cut draft) have left it
+    write_votes(fabric, second.epoch.epoch_id, votes2, [])
+    _commit(fabric, second, ranked, written2)
+    third = _open(fabric, 3)
+    cast3 = [a.name for a in third.agents]
+    tokens3 = dict(zip(cast3, [280, 390, 505, 160, 240], strict=True))  # nobody cut
+    written3 = _sized_drafts(fabric, third, tokens3, cut="")
+    votes3 = _votes(third, dict(zip(cast3, [3, 9, 5, 7, 1], strict=True)))
+    later = compose_ranking(third, written3, votes3, fabric, EloConfig(window_epochs=2))
+    recent3 = fabric.recent_votes("space_time", 2, 1) + [(3, v, 0.0) for v in votes3]
+    lengths3 = {(2, n): tokens for (e, n), tokens in lengths.items() if e == 2} | {(3, n): (tokens3[n], False)
+                                                                                for n in cast3}
+    judged3 = judge_window(window_frame(recent3), cast3, later.newcomers, [], lengths=lengths3)
+    with_epoch_one = judge_window(window_frame(recent3), cast3, later.newcomers, [], lengths=lengths3 | {
+        (1, n): (tokens1[n], n == names[2]) for n in names})
+    assert {n: judged3.estimates[n].shrunk for n in cast3} != pytest.approx(
+        {n: with_epoch_one.estimates[n].shrunk for n in cast3})
+    assert {r.agent_name: r.elimination_score for r in later.rows} == pytest.approx(
+        {n: judged3.estimates[n].shrunk for n in cast3})
