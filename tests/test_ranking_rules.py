@@ -37,10 +37,14 @@ def _drafts(fabric, scope, penalties: dict[str, float]) -> list[DraftRow]:
     return fabric.drafts(scope.epoch.epoch_id)
 
 
-def _votes(scope, quality: dict[str, int]) -> list[VoteRow]:
+def _votes(scope, quality: dict[str, int], biased: str | None = None, wobble: int = 0) -> list[VoteRow]:
+    """Every voter scores each target its quality; `biased` gives the draft it reads first 3 points less
+    and the second `wobble` points more."""
+    shift = {0: -3, 1: wobble}
     return [
-        VoteRow(v.name, t.name, v.instance_id, t.instance_id, quality[t.name], f"{v.name} on {t.name}",
-                f"Anonymous_Scribe_{i}", i)
+        VoteRow(v.name, t.name, v.instance_id, t.instance_id,
+                quality[t.name] + (shift.get(i, 0) if v.name == biased else 0),
+                f"{v.name} on {t.name}", f"Anonymous_Scribe_{i}", i)
         for v in scope.agents for i, t in enumerate(a for a in scope.agents if a is not v)
     ]
 
@@ -303,6 +307,10 @@ def test_the_lengths_of_the_windows_drafts_reach_the_elimination_rule(fabric):
     rows = {r.agent_name: r for r in ranked.rows}
     assert {n: rows[n].elimination_score for n in roster} == pytest.approx(
         {n: judged.estimates[n].shrunk for n in roster})
+    assert {n: rows[n].window_mean for n in roster} == pytest.approx({n: judged.estimates[n].mean for n in roster})
+    # the four who wrote in both epochs have two epochs in the window, the newcomer one
+    assert {n: rows[n].window_epochs for n in roster} == {n: 1 if n in ranked.newcomers else 2 for n in roster}
+    assert len(ranked.newcomers) == 1
     assert ranked.loser == judged.loser
     # the lengths matter: without them (or with this epoch's alone) the rule says something else
     for other in (None, {k: v for k, v in lengths.items() if k[0] == 2}):
@@ -329,3 +337,29 @@ def test_the_lengths_of_the_windows_drafts_reach_the_elimination_rule(fabric):
         {n: with_epoch_one.estimates[n].shrunk for n in cast3})
     assert {r.agent_name: r.elimination_score for r in later.rows} == pytest.approx(
         {n: judged3.estimates[n].shrunk for n in cast3})
+
+
+def test_a_voters_position_effect_is_removed_and_kept_with_its_weight(fabric):
+    """A voter who scores the draft it reads first 3 points low, three epochs running (and wobbles by a point
+    on the second, so its spread is not nil): with the three in the window the effect is significant, taken
+    out of its scores and kept with its ballots' weight."""
+    fabric.ensure_book(SpicaBook.load("space_time"))
+    biased = None
+    history = []
+    for number, wobble in ((1, 1), (2, -1), (3, 0)):
+        scope = _open(fabric, number)
+        biased = biased or scope.agents[2].name
+        written = _drafts(fabric, scope, {})
+        votes = _votes(scope, {a.name: q for a, q in zip(scope.agents, QUALITY, strict=True)}, biased=biased,
+                       wobble=wobble)
+        ranking = compose_ranking(scope, written, votes, fabric, EloConfig(window_epochs=3))
+        history += [(number, v, 0.0) for v in votes]
+        if number < 3:
+            write_votes(fabric, scope.epoch.epoch_id, votes, [])
+            _commit(fabric, scope, ranking, written)
+    corrections = {w.voter_agent: dict(w.position_correction) for w in ranking.weights}
+    assert set(corrections[biased]) == {0} and corrections[biased][0] < -2.0
+    assert [c for v, c in corrections.items() if v != biased] == [{}] * (len(corrections) - 1)
+    flags = [(f.kind, f.voter_agent, f.partner, f.strength) for f in ranking.flags]  # no clique: none sticks
+    judged = judge_window(window_frame(history), [a.name for a in scope.agents], ranking.newcomers, flags)
+    assert corrections[biased] == pytest.approx(judged.weights[biased].position_correction)
