@@ -227,3 +227,16 @@ def test_the_turn_is_read_off_the_last_epoch_so_it_survives_a_restart():
     one_each = snapshot(books=("space_time", "sea"), next_numbers={"space_time": 6, "sea": 9}, depth=1,
                         last_key="space_time-00005", epochs_per_cycle={"space_time": 1})
     assert requested_all(plan_loop(one_each)) == ["sea-00009"]
+
+
+def test_next_book_turns_on_the_epoch_number_and_restarts_at_the_first_book():
+    from dream_pipeline.defs.loop.sensors import next_book
+
+    books = ("space_time", "sea", "moon")
+    assert next_book(books, None, {}) == "space_time"  # a cold start with no cursor
+    assert next_book(books, "retired-00007", {}) == "space_time"  # a book no longer enabled: the first one
+    assert next_book(books, "sea-00004", {}) == "moon"  # one epoch a turn when not given
+    assert next_book(books, "moon-00002", {}) == "space_time"  # after the last book, the first again
+    # three epochs a turn: 7 and 8 keep the turn, 9 (a multiple of 3) ends it
+    assert [next_book(books, f"sea-{n:05d}", {"sea": 3}) for n in (7, 8, 9)] == ["sea", "sea", "moon"]
+    assert next_book(("sea",), "sea-00005", {"sea": 2}) == "sea"  # a single book always has the turn

@@ -5,17 +5,19 @@ ballots written by hand (no engine), so every figure is known in advance."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
 from dream_pipeline.defs.epoch.assets.elo_rankings import EloConfig
-from dream_pipeline.epoch.rank import _finite, compose_ranking
+from dream_pipeline.epoch.rank import _finite, compose_ranking, window_frame
 from dream_pipeline.epoch.rating_window import window_statistics
 from dream_pipeline.epoch.scope import epoch_seed, load_scope
 from dream_pipeline.tournament import elo_update, pairwise_outcomes
 from dream_pipeline.tournament.ballots import Vote
+from dream_pipeline.tournament.elimination import judge_window
 from dream_pipeline.tournament.selection import bottom_is_separated
-from resources.fabric import ChapterRow, DraftRow, VoteRow
+from resources.fabric import ChapterRow, DraftRow, VoterFlag, VoteRow
 from spica import SpicaBook
 from tests.fabric_helpers import write_votes
 
@@ -35,10 +37,14 @@ def _drafts(fabric, scope, penalties: dict[str, float]) -> list[DraftRow]:
     return fabric.drafts(scope.epoch.epoch_id)
 
 
-def _votes(scope, quality: dict[str, int]) -> list[VoteRow]:
+def _votes(scope, quality: dict[str, int], biased: str | None = None, wobble: int = 0) -> list[VoteRow]:
+    """Every voter scores each target its quality; `biased` gives the draft it reads first 3 points less
+    and the second `wobble` points more."""
+    shift = {0: -3, 1: wobble}
     return [
-        VoteRow(v.name, t.name, v.instance_id, t.instance_id, quality[t.name], f"{v.name} on {t.name}",
-                f"Anonymous_Scribe_{i}", i)
+        VoteRow(v.name, t.name, v.instance_id, t.instance_id,
+                quality[t.name] + (shift.get(i, 0) if v.name == biased else 0),
+                f"{v.name} on {t.name}", f"Anonymous_Scribe_{i}", i)
         for v in scope.agents for i, t in enumerate(a for a in scope.agents if a is not v)
     ]
 
@@ -154,6 +160,10 @@ def test_the_second_epoch_starts_from_stored_ratings_and_spares_the_newcomer(fab
     written3 = _drafts(fabric, third, {})
     votes3 = _votes(third, {a.name: q for a, q in zip(third.agents, [2, 4, 6, 8, 10], strict=True)})
     ranked = compose_ranking(third, written3, votes3, fabric, EloConfig(window_epochs=2))
+    # grace is one epoch: the agent that joined in epoch 2 is a candidate again, the one seated by
+    # epoch 2's Reaper (joined in epoch 3) is spared
+    joined_three = next(a.name for a in third.agents if a.name not in {b.name for b in second.agents})
+    assert newcomer in [a.name for a in third.agents] and ranked.newcomers == [joined_three]
     history = fabric.recent_votes("space_time", 2, 1)
     assert {e for e, _, _ in history} == {2} and len(history) == 20
     before = {r.agent_name: r.rating_before for r in ranked.rows}
@@ -196,3 +206,160 @@ def test_an_agent_that_forfeited_is_rated_with_no_penalty_and_no_score(fabric):
     row = next(r for r in ranking.rows if r.agent_name == absent)
     assert row.penalty == 0.0 and row.epoch_score is None and row.rating_after == 1000.0
     assert [r.penalty for r in ranking.rows if r.agent_name != absent] == [1.0] * 4
+
+
+def test_in_a_domain_with_tests_the_fittest_candidate_wins_not_the_peers_favourite(fabric):
+    from dream_pipeline.domains import load_domain
+    from dream_pipeline.domains.code_repair.domain import task_for
+
+    fabric.ensure_book(load_domain("code_repair"))
+    key = "code_repair-00001"
+    fabric.open_epoch("code_repair", key, 1)
+    scope = load_scope(fabric, key)
+    names = [a.name for a in scope.agents]
+    task = task_for("code_repair", 1)
+    fixer = names[3]  # the peers rate it fourth of five
+    rows = [DraftRow(a.instance_id, a.name, f"```python\n{task.fix if a.name == fixer else task.buggy}\n```\n",
+                     1, 1, "stop", False, 0.1) for a in scope.agents]
+    fabric.write_drafts(scope.epoch.epoch_id, rows)
+    written = fabric.drafts(scope.epoch.epoch_id)
+    ranking = compose_ranking(scope, written, _votes(scope, dict(zip(names, QUALITY, strict=True))), fabric,
+                              EloConfig(window_epochs=1))
+    assert ranking.winner == fixer and ranking.tests is not None and ranking.tests.winner == fixer
+    assert ranking.tests.scores[fixer].pass_rate == 1.0
+    assert ranking.tests.scores[names[0]].pass_rate < 1.0  # the peers' favourite wrote the bug back
+    assert ranking.rows[0].agent_name == names[0]  # Elo still follows the peers
+
+
+def test_a_clique_flagged_at_an_epoch_still_in_the_window_keeps_its_ballots_silenced(fabric):
+    fabric.ensure_book(SpicaBook.load("space_time"))
+    first = _open(fabric, 1)
+    names = [a.name for a in first.agents]
+    written = _drafts(fabric, first, {})
+    votes = _votes(first, dict(zip(names, QUALITY, strict=True)))
+    write_votes(fabric, first.epoch.epoch_id, votes, [])
+    ranking = compose_ranking(first, written, votes, fabric, EloConfig())
+    assert ranking.flags == [] and ranking.loser == names[4]  # every voter agrees: nobody is flagged
+    # epoch 1 is stored as having flagged a clique of its two best writers
+    _commit(fabric, first, replace(ranking, flags=[VoterFlag("clique", names[0], names[1], 0.9)]), written)
+
+    second = _open(fabric, 2)
+    written2 = _drafts(fabric, second, {})
+    votes2 = _votes(second, {a.name: q for a, q in zip(second.agents, QUALITY, strict=True)})
+    with_epoch_one = compose_ranking(second, written2, votes2, fabric, EloConfig(window_epochs=2))
+    assert with_epoch_one.flags == []  # this window's ballots show no clique: the stored flag sticks
+    weights = {w.voter_agent: (w.weight, w.reason) for w in with_epoch_one.weights}
+    assert weights[names[0]] == (0.0, f"clique with {names[1]}")
+    assert weights[names[1]] == (0.0, f"clique with {names[0]}")
+    assert [weights[a.name] for a in second.agents[2:]] == [(1.0, "")] * 3
+    alone = compose_ranking(second, written2, votes2, fabric, EloConfig(window_epochs=1))  # epoch 1 out of it
+    assert {w.voter_agent: w.weight for w in alone.weights} == dict.fromkeys([a.name for a in second.agents], 1.0)
+
+    # at epoch 3 a window of 2 holds epochs 2 and 3: epoch 1's flag has left it; a window of 3 still holds it
+    write_votes(fabric, second.epoch.epoch_id, votes2, [])
+    _commit(fabric, second, with_epoch_one, written2)
+    third = _open(fabric, 3)
+    written3 = _drafts(fabric, third, {})
+    votes3 = _votes(third, {a.name: q for a, q in zip(third.agents, QUALITY, strict=True)})
+    assert names[0] in [a.name for a in third.agents] and names[1] in [a.name for a in third.agents]
+    later = compose_ranking(third, written3, votes3, fabric, EloConfig(window_epochs=2))
+    assert {w.voter_agent for w in later.weights} >= {names[0], names[1]}
+    assert {w.weight for w in later.weights} == {1.0}  # every voter of epochs 2 and 3, the retired one too
+    wider = compose_ranking(third, written3, votes3, fabric, EloConfig(window_epochs=3))
+    assert {w.voter_agent: w.weight for w in wider.weights if w.weight < 1.0} == {names[0]: 0.0, names[1]: 0.0}
+
+
+def _sized_drafts(fabric, scope, tokens: dict[str, int], cut: str) -> list[DraftRow]:
+    """Drafts of the given lengths; `cut`'s hit the cap (truncated, the 5-point penalty)."""
+    rows = [DraftRow(a.instance_id, a.name, f"draft of {a.name}", 10, tokens[a.name],
+                     "length" if a.name == cut else "stop", a.name == cut, 0.1, penalty=5.0 if a.name == cut else 0.0)
+            for a in scope.agents]
+    fabric.write_drafts(scope.epoch.epoch_id, rows)
+    return fabric.drafts(scope.epoch.epoch_id)
+
+
+def test_the_lengths_of_the_windows_drafts_reach_the_elimination_rule(fabric):
+    """With a draft cut in the window, the rule weighs truncation as each writer's chance of the cap, read
+    from every draft's (completion tokens, truncated) of the window: the earlier epochs' as stored, this
+    epoch's as written."""
+    fabric.ensure_book(SpicaBook.load("space_time"))
+    first = _open(fabric, 1)
+    names = [a.name for a in first.agents]
+    tokens1 = dict(zip(names, [300, 420, 512, 150, 260], strict=True))  # names[2] hit the cap of 512
+    written = _sized_drafts(fabric, first, tokens1, cut=names[2])
+    votes = _votes(first, dict(zip(names, QUALITY, strict=True)))
+    write_votes(fabric, first.epoch.epoch_id, votes, [])
+    _commit(fabric, first, compose_ranking(first, written, votes, fabric, EloConfig()), written)
+
+    second = _open(fabric, 2)
+    roster = [a.name for a in second.agents]
+    tokens2 = dict(zip(roster, [310, 512, 480, 170, 230], strict=True))  # roster[1] hit it this time
+    written2 = _sized_drafts(fabric, second, tokens2, cut=roster[1])
+    votes2 = _votes(second, dict(zip(roster, [8, 6, 4, 2, 5], strict=True)))
+    ranked = compose_ranking(second, written2, votes2, fabric, EloConfig(window_epochs=2))
+    assert ranked.flags == []
+
+    recent = fabric.recent_votes("space_time", 1, 1) + [(2, v, 5.0 if v.target_agent == roster[1] else 0.0)
+                                                         for v in votes2]
+    lengths = {(1, n): (tokens1[n], n == names[2]) for n in names} | {(2, n): (tokens2[n], n == roster[1])
+                                                                     for n in roster}
+    judged = judge_window(window_frame(recent), roster, ranked.newcomers, [], lengths=lengths)
+    rows = {r.agent_name: r for r in ranked.rows}
+    assert {n: rows[n].elimination_score for n in roster} == pytest.approx(
+        {n: judged.estimates[n].shrunk for n in roster})
+    assert {n: rows[n].window_mean for n in roster} == pytest.approx({n: judged.estimates[n].mean for n in roster})
+    # the four who wrote in both epochs have two epochs in the window, the newcomer one
+    assert {n: rows[n].window_epochs for n in roster} == {n: 1 if n in ranked.newcomers else 2 for n in roster}
+    assert len(ranked.newcomers) == 1
+    assert ranked.loser == judged.loser
+    # the lengths matter: without them (or with this epoch's alone) the rule says something else
+    for other in (None, {k: v for k, v in lengths.items() if k[0] == 2}):
+        apart = judge_window(window_frame(recent), roster, ranked.newcomers, [], lengths=other)
+        assert {n: judged.estimates[n].shrunk for n in roster} != pytest.approx(
+            {n: apart.estimates[n].shrunk for n in roster})
+
+    # at epoch 3 a window of 2 holds epochs 2 and 3: epoch 1's lengths (its cut draft) have left it
+    write_votes(fabric, second.epoch.epoch_id, votes2, [])
+    _commit(fabric, second, ranked, written2)
+    third = _open(fabric, 3)
+    cast3 = [a.name for a in third.agents]
+    tokens3 = dict(zip(cast3, [280, 390, 505, 160, 240], strict=True))  # nobody cut
+    written3 = _sized_drafts(fabric, third, tokens3, cut="")
+    votes3 = _votes(third, dict(zip(cast3, [3, 9, 5, 7, 1], strict=True)))
+    later = compose_ranking(third, written3, votes3, fabric, EloConfig(window_epochs=2))
+    recent3 = fabric.recent_votes("space_time", 2, 1) + [(3, v, 0.0) for v in votes3]
+    lengths3 = {(2, n): tokens for (e, n), tokens in lengths.items() if e == 2} | {(3, n): (tokens3[n], False)
+                                                                                for n in cast3}
+    judged3 = judge_window(window_frame(recent3), cast3, later.newcomers, [], lengths=lengths3)
+    with_epoch_one = judge_window(window_frame(recent3), cast3, later.newcomers, [], lengths=lengths3 | {
+        (1, n): (tokens1[n], n == names[2]) for n in names})
+    assert {n: judged3.estimates[n].shrunk for n in cast3} != pytest.approx(
+        {n: with_epoch_one.estimates[n].shrunk for n in cast3})
+    assert {r.agent_name: r.elimination_score for r in later.rows} == pytest.approx(
+        {n: judged3.estimates[n].shrunk for n in cast3})
+
+
+def test_a_voters_position_effect_is_removed_and_kept_with_its_weight(fabric):
+    """A voter who scores the draft it reads first 3 points low, three epochs running (and wobbles by a point
+    on the second, so its spread is not nil): with the three in the window the effect is significant, taken
+    out of its scores and kept with its ballots' weight."""
+    fabric.ensure_book(SpicaBook.load("space_time"))
+    biased = None
+    history = []
+    for number, wobble in ((1, 1), (2, -1), (3, 0)):
+        scope = _open(fabric, number)
+        biased = biased or scope.agents[2].name
+        written = _drafts(fabric, scope, {})
+        votes = _votes(scope, {a.name: q for a, q in zip(scope.agents, QUALITY, strict=True)}, biased=biased,
+                       wobble=wobble)
+        ranking = compose_ranking(scope, written, votes, fabric, EloConfig(window_epochs=3))
+        history += [(number, v, 0.0) for v in votes]
+        if number < 3:
+            write_votes(fabric, scope.epoch.epoch_id, votes, [])
+            _commit(fabric, scope, ranking, written)
+    corrections = {w.voter_agent: dict(w.position_correction) for w in ranking.weights}
+    assert set(corrections[biased]) == {0} and corrections[biased][0] < -2.0
+    assert [c for v, c in corrections.items() if v != biased] == [{}] * (len(corrections) - 1)
+    flags = [(f.kind, f.voter_agent, f.partner, f.strength) for f in ranking.flags]  # no clique: none sticks
+    judged = judge_window(window_frame(history), [a.name for a in scope.agents], ranking.newcomers, flags)
+    assert corrections[biased] == pytest.approx(judged.weights[biased].position_correction)
