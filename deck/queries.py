@@ -493,20 +493,25 @@ def mode_changes(conn: psycopg.Connection, limit: int = 20) -> pd.DataFrame:
 
 def timing_summary(conn: psycopg.Connection, book: str) -> dict[str, Any] | None:
     """Epoch durations and dead time between consecutive epochs over the whole book, with the downtime (the
-    loop stopped) apart."""
+    loop stopped) apart.
+
+    The committed epochs' figures are the rows the Reaper wrote in each commit (`epoch_timing`,
+    sql/018_epoch_timing.sql); only the open epochs (a handful) are split live, by the same function, so a
+    render reads one narrow row per epoch instead of splitting every gap of the book again."""
     return _row(
         conn,
-        sql.SQL("WITH ep AS (SELECT epoch_id, extract(epoch FROM end_time - start_time)::float8 AS duration_s,"
-        "   start_time, lag(end_time) OVER (ORDER BY epoch_number) AS prev_end"
-        "   FROM simulation_epochs WHERE book = %(book)s),"
-        " gap AS ({gap})"
+        "WITH t AS (SELECT duration_s, dead_time_s, downtime_s FROM epoch_timing WHERE book = %(book)s"
+        "  UNION ALL"
+        "  SELECT r.duration_s, r.dead_time_s, r.downtime_s FROM simulation_epochs e"
+        "  CROSS JOIN LATERAL epoch_timing_rows(e.book, e.epoch_number, e.epoch_number) r"
+        "  WHERE e.book = %(book)s AND e.status <> 'committed')"
         " SELECT count(duration_s) AS finished, avg(duration_s) AS mean_duration_s,"
         " percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_s) AS p95_duration_s,"
         " avg(dead_time_s) AS mean_dead_s,"
         " percentile_cont(0.95) WITHIN GROUP (ORDER BY dead_time_s) AS p95_dead_s,"
         " coalesce(sum(greatest(dead_time_s, 0)), 0) AS total_dead_s,"
         " coalesce(sum(downtime_s), 0) AS total_downtime_s, count(*) FILTER (WHERE downtime_s > 0) AS restarts"
-        " FROM ep JOIN gap USING (epoch_id)").format(gap=_GAP_SPLIT),
+        " FROM t",
         {"book": book},
     )
 
