@@ -227,14 +227,30 @@ def rating_history(
 
     The agents are picked by their lifespans (`joined_epoch`..`retired_epoch`, written by the Reaper in
     the commit: an agent is rated in every epoch it is alive), so only the picked agents' ratings are
-    read, through their index: a render costs the same at 100,000 epochs as at 100."""
+    read, through their index. The pick itself reads only its candidates, each set through an index
+    (sql/018_epoch_timing.sql): the agents alive at the window's end (they come first), the longest-lived
+    agents inside the window (`agents_book_span_idx`, in order of lifespan) and the agents alive at its
+    start. Only the count of the window's agents still reads them all, on a window as wide as the book."""
     bucket = max(1, -(-(last - first + 1) // max_points))
     return _frame(
         conn,
-        "WITH span AS (SELECT agent_id, greatest(joined_epoch, %(first)s) AS lo,"
-        "   least(coalesce(retired_epoch, %(last)s), %(last)s) AS hi FROM agents"
-        "   WHERE book = %(book)s AND joined_epoch <= %(last)s AND coalesce(retired_epoch, %(last)s) >= %(first)s),"
-        " picked AS (SELECT agent_id, count(*) OVER () AS agents_in_window FROM span"
+        "WITH cand AS ("
+        "   (SELECT agent_id, joined_epoch, retired_epoch FROM agents WHERE book = %(book)s"
+        "     AND joined_epoch <= %(last)s AND retired_epoch IS NULL)"
+        "   UNION ALL (SELECT agent_id, joined_epoch, retired_epoch FROM agents WHERE book = %(book)s"
+        "     AND joined_epoch <= %(last)s AND retired_epoch >= %(last)s)"
+        "   UNION ALL (SELECT agent_id, joined_epoch, retired_epoch FROM agents WHERE book = %(book)s"
+        "     AND joined_epoch BETWEEN %(first)s AND %(last)s AND retired_epoch >= %(first)s"
+        "     AND retired_epoch < %(last)s"
+        "     ORDER BY retired_epoch - joined_epoch DESC, retired_epoch DESC LIMIT %(max_agents)s)"
+        "   UNION ALL (SELECT agent_id, joined_epoch, retired_epoch FROM agents WHERE book = %(book)s"
+        "     AND joined_epoch < %(first)s AND retired_epoch >= %(first)s AND retired_epoch < %(last)s"
+        "     ORDER BY retired_epoch DESC LIMIT %(max_agents)s)),"
+        " span AS (SELECT agent_id, greatest(joined_epoch, %(first)s) AS lo,"
+        "   least(coalesce(retired_epoch, %(last)s), %(last)s) AS hi FROM cand),"
+        " picked AS (SELECT agent_id, (SELECT count(*) FROM agents WHERE book = %(book)s"
+        "     AND joined_epoch <= %(last)s AND (retired_epoch IS NULL OR retired_epoch >= %(first)s))"
+        "   AS agents_in_window FROM span"
         "   ORDER BY hi = %(last)s DESC, hi - lo DESC, hi DESC LIMIT %(max_agents)s)"
         " SELECT r.agent_name AS agent, min(e.epoch_number) AS epoch, avg(r.rating_after) AS elo,"
         " avg(r.bt_rating) AS bt, min(r.bt_lower) AS bt_lower, max(r.bt_upper) AS bt_upper,"

@@ -43,6 +43,13 @@ CREATE INDEX IF NOT EXISTS epoch_timing_start_idx ON epoch_timing (start_time);
 CREATE INDEX IF NOT EXISTS simulation_epochs_uncommitted_idx ON simulation_epochs (book, epoch_number)
     WHERE status <> 'committed';
 
+-- the deck's ratings over time pick the agents with the most epochs in a window (deck/queries.py,
+-- `rating_history`): the longest-lived in order of lifespan, and those retired inside the window, through
+-- an index each instead of a sort of every agent of the book (130 ms over the whole book at 100,000 epochs)
+CREATE INDEX IF NOT EXISTS agents_book_span_idx ON agents (book, (retired_epoch - joined_epoch) DESC,
+    retired_epoch DESC) WHERE retired_epoch IS NOT NULL;
+CREATE INDEX IF NOT EXISTS agents_book_retired_idx ON agents (book, retired_epoch);
+
 -- (re)write the timing rows of the committed epochs `p_first..p_last` of a book; returns how many
 CREATE OR REPLACE FUNCTION record_epoch_timings(p_book TEXT, p_first INT, p_last INT) RETURNS INT
 LANGUAGE plpgsql AS $$
