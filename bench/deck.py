@@ -211,13 +211,12 @@ def view_renders(book: str) -> dict[str, Callable[[psycopg.Connection], int]]:
     def lineage(offset_of: Callable[[int], int]) -> Callable[[psycopg.Connection], int]:
         def render(conn) -> int:
             app(conn)
-            total = queries.agent_count(conn, book)
-            queries.lineage_summary(conn, book)
+            total = int(queries.lineage_summary(conn, book)["agents"].sum())
             queries.lineage_shares(conn, book)
-            queries.lineage(conn, book, offset_of(total), 25)
+            queries.lineage(conn, book, offset_of(total), 25, total=total)
             names = queries.agent_names(conn, book, "")
             queries.ancestry(conn, book, names[0])
-            return 7
+            return 6
         return render
 
     def telemetry(window: int) -> Callable[[psycopg.Connection], int]:

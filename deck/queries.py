@@ -361,25 +361,28 @@ def ballot_weights(conn: psycopg.Connection, epoch_id: uuid.UUID) -> pd.DataFram
     )
 
 
-def lineage(conn: psycopg.Connection, book: str, offset: int = 0, limit: int = 25) -> pd.DataFrame:
-    """Agents, the latest arrivals first: whom each replaced, and the parent of a mutation."""
+def lineage(conn: psycopg.Connection, book: str, offset: int = 0, limit: int = 25, *,
+            total: int | None = None) -> pd.DataFrame:
+    """Agents, the latest arrivals first: whom each replaced, and the parent of a mutation.
+
+    With `total` (the book's agents), a page in the older half is read from the oldest end of the
+    arrivals index, so no page walks past more than half the book's agents (the last page, none)."""
+    order = sql.SQL("joined_epoch DESC, name")
+    if total is not None and offset > total // 2:  # the same page, counted from the other end
+        order, offset, limit = (sql.SQL("joined_epoch, name DESC"), max(0, total - offset - limit),
+                                max(0, min(limit, total - offset)))
     return _frame(
         conn,
-        "WITH page AS (SELECT agent_id FROM agents WHERE book = %(book)s"
-        "   ORDER BY joined_epoch DESC, name OFFSET %(offset)s LIMIT %(limit)s)"
+        sql.SQL("WITH page AS (SELECT agent_id FROM agents WHERE book = %(book)s"
+        "   ORDER BY {order} OFFSET %(offset)s LIMIT %(limit)s)"
         " SELECT a.name AS agent, a.origin, a.generation, a.joined_epoch, a.retired_epoch, a.alive,"
         " r.name AS replaced, p.name AS parent, left(a.persona, 160) AS persona"
         " FROM page JOIN agents a ON a.agent_id = page.agent_id"
         " LEFT JOIN agents r ON r.agent_id = a.replaced_agent_id"
         " LEFT JOIN agents p ON p.agent_id = a.parent_agent_id"
-        " ORDER BY a.joined_epoch DESC, a.name",
+        " ORDER BY a.joined_epoch DESC, a.name").format(order=order),
         {"book": book, "offset": offset, "limit": limit},
     )
-
-
-def agent_count(conn: psycopg.Connection, book: str) -> int:
-    row = _row(conn, "SELECT count(*) AS n FROM agents WHERE book = %(book)s", {"book": book})
-    return int(row["n"]) if row else 0
 
 
 def ancestry(conn: psycopg.Connection, book: str, agent: str, depth: int = 12) -> pd.DataFrame:

@@ -178,6 +178,23 @@ def test_ratings_pick_the_agents_with_most_epochs_in_the_window(fabric, database
     assert set(history["agents_in_window"]) == {in_window}
 
 
+def test_lineage_pages_read_from_either_end_are_the_same(fabric, database_url):
+    """A page in the older half is read from the oldest end of the arrivals (no walk past the newer half)."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute("INSERT INTO domains (domain_id, instance_id, kind, manifest)"
+                     " VALUES ('space_time', gen_random_uuid(), 'book', '{}')")
+        for name, (joined, retired) in LIFESPANS.items():
+            conn.execute("INSERT INTO agents (agent_id, book, name, persona, manifest, origin, joined_epoch,"
+                         " retired_epoch, alive) VALUES (gen_random_uuid(), 'space_time', %s, '', '{}', 'cast', %s,"
+                         " %s, %s)", (name, joined, retired, retired is None))
+    with queries.connect(deck_url(database_url)) as conn:
+        pages = [list(queries.lineage(conn, "space_time", offset, 3, total=7)["agent"]) for offset in range(0, 9, 3)]
+        assert pages == [["F", "E", "D"], ["G", "C", "A"], ["B"]]  # the latest arrivals first; ties by name
+        for offset in range(9):
+            assert (list(queries.lineage(conn, "space_time", offset, 2, total=7)["agent"])
+                    == list(queries.lineage(conn, "space_time", offset, 2)["agent"]))
+
+
 @pytest.fixture(scope="module")
 def filled(database_url: str, engine_url: str) -> dict:
     """Epochs 1–2 committed and epoch 3 voted but not committed, through Dagster against the offline
