@@ -10,14 +10,17 @@ Each view's queries are then run exactly as the deck runs them for one render, a
 `dream_reader` role on one open connection, repeated; the table shows p50/p95/max per view, and the
 RESULT line's `p95_query_ms` is the slowest view's p95.
 
-Run: python -m bench.deck [--full] [--epochs N] [--repeats N]
+Run: python -m bench.deck [--full] [--epochs N] [--repeats N] [--reuse]
 (fast: 10,000 epochs, 15 renders per view; --full: 100,000 epochs, 60 renders per view; the RESULT's
-`p95_query_ms_100k` is the slowest view's p95 on 100,000 epochs or more, null on fewer)
+`p95_query_ms_100k` is the slowest view's p95 on 100,000 epochs or more, null on fewer). `--reuse`
+measures the scratch database an earlier run filled, as it is (after applying any new migration), instead
+of filling it again: the 100,000-epoch fill takes 25–35 minutes.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -27,8 +30,11 @@ from psycopg import sql
 
 from bench.common import print_result, print_table, scratch_fabric
 from deck import queries
+from resources import embedded_postgres
+from resources.fabric import StateFabric
 
 BOOK = "space_time"
+SCRATCH = "dream_bench_deck"
 ROSTER = 6
 RESERVE = 9
 DIMS = 256
@@ -101,6 +107,8 @@ FILL = [
     " FROM generate_series(1::bigint, %(n)s::bigint) AS e, generate_series(e, e + %(roster)s - 1) AS k,"
     "  (VALUES ('draft'), ('ballot'), ('embedding')) AS p(purpose)"
     " WHERE p.purpose <> 'embedding' OR k = e",
+    # what the Reaper writes in each commit (sql/018_epoch_timing.sql): the deck's timing summary reads it
+    "SELECT record_epoch_timings('space_time', 1, %(n)s)",
 ]
 
 
@@ -116,7 +124,7 @@ def fill(url: str, epochs: int) -> dict[str, float]:
         for name, _ in hnsw:
             conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
         for statement in FILL:
-            table = statement.split()[2]
+            table = statement.split()[2] if statement.startswith("INSERT") else "epoch_timing"
             started = time.perf_counter()
             conn.execute(statement, params)
             timings[table] = time.perf_counter() - started
@@ -129,6 +137,28 @@ def fill(url: str, epochs: int) -> dict[str, float]:
         conn.autocommit = True
         conn.execute("ANALYZE")
     return timings
+
+
+def reused_fabric(name: str) -> StateFabric:
+    """The scratch database `name` as an earlier run left it (or DREAM_BENCH_DATABASE_URL), never recreated."""
+    explicit = os.environ.get("DREAM_BENCH_DATABASE_URL")
+    return StateFabric(database_url=explicit or embedded_postgres.server_url(name))
+
+
+def reuse(fabric: StateFabric) -> int:
+    """Apply the migrations not yet in the filled database (a new one backfills what it adds), refresh the
+    planner's statistics, and return how many epochs the book has; refuse an empty database."""
+    try:
+        applied = fabric.migrate()
+    except psycopg.OperationalError as exc:
+        raise SystemExit(f"bench.deck --reuse: no filled database to reuse ({exc}); run without --reuse first") from None
+    with psycopg.connect(fabric.url(), autocommit=True) as conn:
+        conn.execute("ANALYZE")
+        epochs = conn.execute("SELECT count(*) FROM simulation_epochs WHERE book = %s", (BOOK,)).fetchone()[0]
+    if not epochs:
+        raise SystemExit("bench.deck --reuse: the scratch database has no epochs; run without --reuse first") from None
+    print(f"reusing {epochs:,} filled epochs" + (f" (applied {', '.join(applied)})" if applied else ""))
+    return epochs
 
 
 def view_renders(book: str) -> dict[str, Callable[[psycopg.Connection], int]]:
@@ -181,13 +211,12 @@ def view_renders(book: str) -> dict[str, Callable[[psycopg.Connection], int]]:
     def lineage(offset_of: Callable[[int], int]) -> Callable[[psycopg.Connection], int]:
         def render(conn) -> int:
             app(conn)
-            total = queries.agent_count(conn, book)
-            queries.lineage_summary(conn, book)
+            total = int(queries.lineage_summary(conn, book)["agents"].sum())
             queries.lineage_shares(conn, book)
-            queries.lineage(conn, book, offset_of(total), 25)
+            queries.lineage(conn, book, offset_of(total), 25, total=total)
             names = queries.agent_names(conn, book, "")
             queries.ancestry(conn, book, names[0])
-            return 7
+            return 6
         return render
 
     def telemetry(window: int) -> Callable[[psycopg.Connection], int]:
@@ -237,16 +266,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--full", action="store_true", help="100,000 epochs, more renders per view")
     parser.add_argument("--epochs", type=int, default=None, help="default 10,000 (--full: 100,000)")
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--reuse", action="store_true",
+                        help="measure the database an earlier run filled (migrated first), without refilling it")
     args = parser.parse_args(argv)
     repeats = args.repeats or (60 if args.full else 15)
-    args.epochs = args.epochs or (100_000 if args.full else 10_000)
 
-    fabric = scratch_fabric("dream_bench_deck")
-    fabric.migrate()
-    started = time.perf_counter()
-    fill_times = fill(fabric.url(), args.epochs)
-    fill_s = time.perf_counter() - started
-    print(f"filled {args.epochs:,} epochs in {fill_s:.1f} s ({', '.join(f'{t} {s:.1f} s' for t, s in fill_times.items())})")
+    if args.reuse:
+        fabric = reused_fabric(SCRATCH)
+        args.epochs, fill_s = reuse(fabric), None
+    else:
+        args.epochs = args.epochs or (100_000 if args.full else 10_000)
+        fabric = scratch_fabric(SCRATCH)
+        fabric.migrate()
+        started = time.perf_counter()
+        fill_times = fill(fabric.url(), args.epochs)
+        fill_s = round(time.perf_counter() - started, 1)
+        print(f"filled {args.epochs:,} epochs in {fill_s:.1f} s"
+              f" ({', '.join(f'{t} {s:.1f} s' for t, s in fill_times.items())})")
 
     url = queries.reader_url(fabric.url())
     connects = []
@@ -282,7 +318,8 @@ def main(argv: list[str] | None = None) -> None:
         "renders_per_view": repeats,
         "per_view_p95_ms": {k: round(v, 2) for k, v in p95s.items()},
         "connect_p50_ms": round(statistics.median(connects), 2),
-        "fill_s": round(fill_s, 1),
+        "fill_s": fill_s,
+        "reused": args.reuse,
     })
 
 

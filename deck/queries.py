@@ -227,14 +227,30 @@ def rating_history(
 
     The agents are picked by their lifespans (`joined_epoch`..`retired_epoch`, written by the Reaper in
     the commit: an agent is rated in every epoch it is alive), so only the picked agents' ratings are
-    read, through their index: a render costs the same at 100,000 epochs as at 100."""
+    read, through their index. The pick itself reads only its candidates, each set through an index
+    (sql/018_epoch_timing.sql): the agents alive at the window's end (they come first), the longest-lived
+    agents inside the window (`agents_book_span_idx`, in order of lifespan) and the agents alive at its
+    start. Only the count of the window's agents still reads them all, on a window as wide as the book."""
     bucket = max(1, -(-(last - first + 1) // max_points))
     return _frame(
         conn,
-        "WITH span AS (SELECT agent_id, greatest(joined_epoch, %(first)s) AS lo,"
-        "   least(coalesce(retired_epoch, %(last)s), %(last)s) AS hi FROM agents"
-        "   WHERE book = %(book)s AND joined_epoch <= %(last)s AND coalesce(retired_epoch, %(last)s) >= %(first)s),"
-        " picked AS (SELECT agent_id, count(*) OVER () AS agents_in_window FROM span"
+        "WITH cand AS ("
+        "   (SELECT agent_id, joined_epoch, retired_epoch FROM agents WHERE book = %(book)s"
+        "     AND joined_epoch <= %(last)s AND retired_epoch IS NULL)"
+        "   UNION ALL (SELECT agent_id, joined_epoch, retired_epoch FROM agents WHERE book = %(book)s"
+        "     AND joined_epoch <= %(last)s AND retired_epoch >= %(last)s)"
+        "   UNION ALL (SELECT agent_id, joined_epoch, retired_epoch FROM agents WHERE book = %(book)s"
+        "     AND joined_epoch BETWEEN %(first)s AND %(last)s AND retired_epoch >= %(first)s"
+        "     AND retired_epoch < %(last)s"
+        "     ORDER BY retired_epoch - joined_epoch DESC, retired_epoch DESC LIMIT %(max_agents)s)"
+        "   UNION ALL (SELECT agent_id, joined_epoch, retired_epoch FROM agents WHERE book = %(book)s"
+        "     AND joined_epoch < %(first)s AND retired_epoch >= %(first)s AND retired_epoch < %(last)s"
+        "     ORDER BY retired_epoch DESC LIMIT %(max_agents)s)),"
+        " span AS (SELECT agent_id, greatest(joined_epoch, %(first)s) AS lo,"
+        "   least(coalesce(retired_epoch, %(last)s), %(last)s) AS hi FROM cand),"
+        " picked AS (SELECT agent_id, (SELECT count(*) FROM agents WHERE book = %(book)s"
+        "     AND joined_epoch <= %(last)s AND (retired_epoch IS NULL OR retired_epoch >= %(first)s))"
+        "   AS agents_in_window FROM span"
         "   ORDER BY hi = %(last)s DESC, hi - lo DESC, hi DESC LIMIT %(max_agents)s)"
         " SELECT r.agent_name AS agent, min(e.epoch_number) AS epoch, avg(r.rating_after) AS elo,"
         " avg(r.bt_rating) AS bt, min(r.bt_lower) AS bt_lower, max(r.bt_upper) AS bt_upper,"
@@ -345,25 +361,28 @@ def ballot_weights(conn: psycopg.Connection, epoch_id: uuid.UUID) -> pd.DataFram
     )
 
 
-def lineage(conn: psycopg.Connection, book: str, offset: int = 0, limit: int = 25) -> pd.DataFrame:
-    """Agents, the latest arrivals first: whom each replaced, and the parent of a mutation."""
+def lineage(conn: psycopg.Connection, book: str, offset: int = 0, limit: int = 25, *,
+            total: int | None = None) -> pd.DataFrame:
+    """Agents, the latest arrivals first: whom each replaced, and the parent of a mutation.
+
+    With `total` (the book's agents), a page in the older half is read from the oldest end of the
+    arrivals index, so no page walks past more than half the book's agents (the last page, none)."""
+    order = sql.SQL("joined_epoch DESC, name")
+    if total is not None and offset > total // 2:  # the same page, counted from the other end
+        order, offset, limit = (sql.SQL("joined_epoch, name DESC"), max(0, total - offset - limit),
+                                max(0, min(limit, total - offset)))
     return _frame(
         conn,
-        "WITH page AS (SELECT agent_id FROM agents WHERE book = %(book)s"
-        "   ORDER BY joined_epoch DESC, name OFFSET %(offset)s LIMIT %(limit)s)"
+        sql.SQL("WITH page AS (SELECT agent_id FROM agents WHERE book = %(book)s"
+        "   ORDER BY {order} OFFSET %(offset)s LIMIT %(limit)s)"
         " SELECT a.name AS agent, a.origin, a.generation, a.joined_epoch, a.retired_epoch, a.alive,"
         " r.name AS replaced, p.name AS parent, left(a.persona, 160) AS persona"
         " FROM page JOIN agents a ON a.agent_id = page.agent_id"
         " LEFT JOIN agents r ON r.agent_id = a.replaced_agent_id"
         " LEFT JOIN agents p ON p.agent_id = a.parent_agent_id"
-        " ORDER BY a.joined_epoch DESC, a.name",
+        " ORDER BY a.joined_epoch DESC, a.name").format(order=order),
         {"book": book, "offset": offset, "limit": limit},
     )
-
-
-def agent_count(conn: psycopg.Connection, book: str) -> int:
-    row = _row(conn, "SELECT count(*) AS n FROM agents WHERE book = %(book)s", {"book": book})
-    return int(row["n"]) if row else 0
 
 
 def ancestry(conn: psycopg.Connection, book: str, agent: str, depth: int = 12) -> pd.DataFrame:
@@ -493,20 +512,25 @@ def mode_changes(conn: psycopg.Connection, limit: int = 20) -> pd.DataFrame:
 
 def timing_summary(conn: psycopg.Connection, book: str) -> dict[str, Any] | None:
     """Epoch durations and dead time between consecutive epochs over the whole book, with the downtime (the
-    loop stopped) apart."""
+    loop stopped) apart.
+
+    The committed epochs' figures are the rows the Reaper wrote in each commit (`epoch_timing`,
+    sql/018_epoch_timing.sql); only the open epochs (a handful) are split live, by the same function, so a
+    render reads one narrow row per epoch instead of splitting every gap of the book again."""
     return _row(
         conn,
-        sql.SQL("WITH ep AS (SELECT epoch_id, extract(epoch FROM end_time - start_time)::float8 AS duration_s,"
-        "   start_time, lag(end_time) OVER (ORDER BY epoch_number) AS prev_end"
-        "   FROM simulation_epochs WHERE book = %(book)s),"
-        " gap AS ({gap})"
+        "WITH t AS (SELECT duration_s, dead_time_s, downtime_s FROM epoch_timing WHERE book = %(book)s"
+        "  UNION ALL"
+        "  SELECT r.duration_s, r.dead_time_s, r.downtime_s FROM simulation_epochs e"
+        "  CROSS JOIN LATERAL epoch_timing_rows(e.book, e.epoch_number, e.epoch_number) r"
+        "  WHERE e.book = %(book)s AND e.status <> 'committed')"
         " SELECT count(duration_s) AS finished, avg(duration_s) AS mean_duration_s,"
         " percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_s) AS p95_duration_s,"
         " avg(dead_time_s) AS mean_dead_s,"
         " percentile_cont(0.95) WITHIN GROUP (ORDER BY dead_time_s) AS p95_dead_s,"
         " coalesce(sum(greatest(dead_time_s, 0)), 0) AS total_dead_s,"
         " coalesce(sum(downtime_s), 0) AS total_downtime_s, count(*) FILTER (WHERE downtime_s > 0) AS restarts"
-        " FROM ep JOIN gap USING (epoch_id)").format(gap=_GAP_SPLIT),
+        " FROM t",
         {"book": book},
     )
 

@@ -144,6 +144,57 @@ def test_the_reader_migration_is_idempotent(fabric, database_url):
 # ---- a fabric filled by real epochs -------------------------------------------------------------
 
 
+# (joined_epoch, retired_epoch) of the agents of a 30-epoch book; each is rated in every epoch it is alive
+LIFESPANS = {"A": (1, None), "B": (1, 10), "C": (5, 25), "D": (12, 14), "E": (20, 30), "F": (26, None),
+             "G": (8, 18)}
+
+
+@pytest.mark.parametrize(("first", "last", "max_agents", "picked", "in_window"), [
+    (1, 30, 5, {"A", "E", "F", "C", "G"}, 7),  # alive at the end (A, E, F), then the longest lived: C 20, G 10
+    (1, 30, 3, {"A", "E", "F"}, 7),
+    (11, 20, 4, {"A", "C", "E", "G"}, 5),      # G alive at the start: 8 epochs in the window, D only 3
+    (11, 20, 5, {"A", "C", "E", "G", "D"}, 5),
+    (15, 24, 2, {"A", "C"}, 4),                 # E is alive at the end too, but joined at 20
+    (26, 30, 12, {"A", "E", "F"}, 3),
+])
+def test_ratings_pick_the_agents_with_most_epochs_in_the_window(fabric, database_url, first, last, max_agents,
+                                                                 picked, in_window):
+    with psycopg.connect(database_url) as conn:
+        conn.execute("INSERT INTO domains (domain_id, instance_id, kind, manifest)"
+                     " VALUES ('space_time', gen_random_uuid(), 'book', '{}')")
+        conn.execute("INSERT INTO simulation_epochs (epoch_key, book, epoch_number, active_agent_ids, status)"
+                     " SELECT 'space_time-' || n, 'space_time', n, '{}', 'committed' FROM generate_series(1, 30) n")
+        for name, (joined, retired) in LIFESPANS.items():
+            conn.execute("INSERT INTO agents (agent_id, book, name, persona, manifest, origin, joined_epoch,"
+                         " retired_epoch, alive) VALUES (gen_random_uuid(), 'space_time', %s, '', '{}', 'cast', %s,"
+                         " %s, %s)",
+                         (name, joined, retired, retired is None))
+        conn.execute("INSERT INTO elo_ratings (epoch_id, agent_id, agent_name, rating_before, rating_after, rank)"
+                     " SELECT e.epoch_id, a.agent_id, a.name, 1000, 1000, 1 FROM simulation_epochs e JOIN agents a"
+                     " ON e.epoch_number BETWEEN a.joined_epoch AND coalesce(a.retired_epoch, 30)")
+    with queries.connect(deck_url(database_url)) as conn:
+        history = queries.rating_history(conn, "space_time", first, last, max_agents=max_agents)
+    assert set(history["agent"]) == picked
+    assert set(history["agents_in_window"]) == {in_window}
+
+
+def test_lineage_pages_read_from_either_end_are_the_same(fabric, database_url):
+    """A page in the older half is read from the oldest end of the arrivals (no walk past the newer half)."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute("INSERT INTO domains (domain_id, instance_id, kind, manifest)"
+                     " VALUES ('space_time', gen_random_uuid(), 'book', '{}')")
+        for name, (joined, retired) in LIFESPANS.items():
+            conn.execute("INSERT INTO agents (agent_id, book, name, persona, manifest, origin, joined_epoch,"
+                         " retired_epoch, alive) VALUES (gen_random_uuid(), 'space_time', %s, '', '{}', 'cast', %s,"
+                         " %s, %s)", (name, joined, retired, retired is None))
+    with queries.connect(deck_url(database_url)) as conn:
+        pages = [list(queries.lineage(conn, "space_time", offset, 3, total=7)["agent"]) for offset in range(0, 9, 3)]
+        assert pages == [["F", "E", "D"], ["G", "C", "A"], ["B"]]  # the latest arrivals first; ties by name
+        for offset in range(9):
+            assert (list(queries.lineage(conn, "space_time", offset, 2, total=7)["agent"])
+                    == list(queries.lineage(conn, "space_time", offset, 2)["agent"]))
+
+
 @pytest.fixture(scope="module")
 def filled(database_url: str, engine_url: str) -> dict:
     """Epochs 1–2 committed and epoch 3 voted but not committed, through Dagster against the offline

@@ -20,6 +20,7 @@ from dream_pipeline.tournament import Vote, epoch_scores
 from resources import embedded_postgres
 from resources import fabric as fabric_module
 from resources.fabric import CanonLocked, ChapterRow, DraftRow, EmbeddingDimensionError, StateFabric
+from resources.fabric.rows import as_list
 from resources.llm import LLMEngine
 from spica import SpicaBook
 from tests.engine_text import embed_texts, persona_prose
@@ -91,6 +92,37 @@ def test_the_novelty_rule_penalizes_a_copied_chapter(planted, fabric: StateFabri
     scores = epoch_scores(votes, {"Copy": novelty_penalty(copied_sim), "Fresh": novelty_penalty(fresh_sim)},
                           ["Copy", "Fresh"])
     assert scores["Copy"] <= 8 - NOVELTY_PENALTY_MAX + 1e-2 < scores["Fresh"]
+
+
+def test_canon_similarity_is_the_exact_nearest_chapters_similarity(planted, fabric: StateFabric, llm: LLMEngine):
+    """One statement for all the drafts gives, bit for bit, what an exact nearest-neighbour scan per draft
+    gave (the statement it replaced): the novelty penalty of a replayed epoch must not move."""
+    from resources.fabric.memory import CHAPTERS_NEAR
+
+    vectors = embed_texts(llm, [planted[6], *persona_prose(llm, 16)[13:], LIGHTHOUSE.format(n=20)])
+    given = [vectors[0], None, *vectors[1:]]
+    for before in (1, 2, 5, 13, 99):
+        with fabric.connection() as conn:
+            scanned = [None if v is None else next(
+                (r["similarity"] for r in fabric._nearest(conn, CHAPTERS_NEAR, v, [BOOK, before], 1, "exact")), None)
+                for v in given]
+        assert fabric.canon_similarity(BOOK, before, given) == scanned
+    assert fabric.canon_similarity(BOOK, 1, given) == [None] * 6  # no chapter before chapter 1
+    assert fabric.canon_similarity(BOOK, 13, [None, None]) == [None, None]
+    assert fabric.canon_similarity(BOOK, 13, []) == []
+    assert fabric.canon_similarity(BOOK, 13, given)[0] == pytest.approx(1.0, abs=1e-4)  # chapter 7's own text
+
+
+def test_book_memory_outlines_and_retrieves_by_the_last_chapter(planted, fabric: StateFabric):
+    """The outline is the latest chapters in order; retrieval queries with the last chapter's vector."""
+    with fabric.connection() as conn:
+        last_vector = conn.execute("SELECT embedding FROM chapters WHERE book = %s AND chapter_number = 12",
+                                   (BOOK,)).fetchone()["embedding"]
+    memory = fabric.book_memory(BOOK, 13, top_k=3)
+    assert [c.chapter_number for c in memory.outline] == list(range(1, 13))
+    assert memory.last.chapter_number == 12
+    by_last = fabric.nearest_chapters(BOOK, as_list(last_vector), 3, before_number=12, scan="exact")
+    assert [c.chapter_number for c, _ in memory.related] == [c.chapter_number for c, _ in by_last]
 
 
 def test_search_prints_the_nearest_chapters_and_drafts(planted, fabric, engine_url, monkeypatch, capsys):

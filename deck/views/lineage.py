@@ -16,10 +16,10 @@ AGENTS_PER_PAGE = 25
 
 def body(page: Page) -> None:
     conn, book = page.conn, page.book
-    total = queries.agent_count(conn, book)
+    summary = queries.lineage_summary(conn, book)  # per origin: its agents add up to the book's
+    total = int(summary["agents"].sum()) if not summary.empty else 0
     if total == 0:
         return page.nothing_yet("no agent yet")
-    summary = queries.lineage_summary(conn, book)
     shares = queries.lineage_shares(conn, book)
     c = st.columns(len(summary) + 1)
     c[0].metric("Agents", f"{total:,}")
@@ -33,7 +33,7 @@ def body(page: Page) -> None:
         st.caption("Living cast by lineage: " + ", ".join(
             f"{md_escape(r.lineage)} {r.share:.0%}" for r in shares.itertuples()))
     number = pick_page(total, AGENTS_PER_PAGE, "Page of arrivals (of {pages}; the latest first)", "lineage_page")
-    frame = queries.lineage(conn, book, (number - 1) * AGENTS_PER_PAGE, AGENTS_PER_PAGE)
+    frame = queries.lineage(conn, book, (number - 1) * AGENTS_PER_PAGE, AGENTS_PER_PAGE, total=total)
     st.caption("Solid arrow: replaced (the newcomer took the eliminated agent's seat); dashed: mutation of "
                "a parent persona. Grey: retired.")
     st.graphviz_chart(lineage_dot(frame))

@@ -65,8 +65,9 @@ class CanonMixin:
     ) -> ReapOutcome:
         """Retire the loser, seat its replacement and commit the epoch, in one transaction.
 
-        The NOTIFY on `dream_epochs` is sent by the same transaction, so whoever waits on it sees the
-        whole committed state. Running it again for a committed epoch changes nothing.
+        The NOTIFY on `dream_epochs` is sent by the same transaction, with the epoch's row in
+        `epoch_timing` (what the deck's timing summary reads), so whoever waits on it sees the whole
+        committed state. Running it again for a committed epoch changes nothing.
         """
         with self.connection() as conn:
             row = conn.execute(
@@ -96,7 +97,12 @@ class CanonMixin:
                 " fingerprint_sections = %s WHERE epoch_id = %s",
                 (fingerprint.fingerprint(digests), Jsonb(digests), epoch.epoch_id),
             )
-            conn.execute("SELECT pg_notify(%s, %s)", (EPOCH_CHANNEL, epoch.epoch_key))
+            # the epoch's timing row (sql/018_epoch_timing.sql; the next epoch's too, should it have
+            # committed first) and the notification: one statement, in the commit's transaction
+            conn.execute(
+                "SELECT record_epoch_timings(%s, %s, %s), pg_notify(%s, %s)",
+                (epoch.book, epoch.epoch_number, epoch.epoch_number + 1, EPOCH_CHANNEL, epoch.epoch_key),
+            )
             return ReapOutcome(retired, seated, already_done=False)
 
     def chapters(self, book: str, *, limit: int | None = None, before_number: int | None = None) -> list[ChapterRow]:

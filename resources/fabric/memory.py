@@ -175,15 +175,30 @@ class MemoryMixin:
     def canon_similarity(
         self, book: str, before_number: int, vectors: Sequence[Sequence[float] | None]
     ) -> list[float | None]:
-        """For each vector, its highest cosine similarity to a chapter before `before_number` (None: no canon)."""
-        out: list[float | None] = []
+        """For each vector, its highest cosine similarity to a chapter before `before_number` (None: no canon).
+
+        One statement for all the vectors, exact by construction (an aggregate, which no index serves),
+        like the prompt's retrieval: a decision must come out the same in a replay. `1 - min(distance)` is
+        the similarity of the nearest chapter, the same float an exact nearest-neighbour scan returns."""
+        given = [(i, v) for i, v in enumerate(vectors) if v is not None]
+        out: list[float | None] = [None] * len(vectors)
+        if not given:
+            return out
+        self.check_dimensions([v for _, v in given], "query embeddings")
+        dim = sql.Literal(self.embedding_dim)
+        query = sql.SQL(
+            "SELECT q.i, (SELECT 1 - min(c.embedding::vector({dim}) <=> q.v::vector({dim})) FROM chapters c"
+            "  WHERE c.book = %(book)s AND c.chapter_number < %(before)s AND vector_dims(c.embedding) = {dim})"
+            "  AS similarity"
+            " FROM unnest(%(ids)s::int[], %(vectors)s::vector[]) AS q(i, v)"
+        ).format(dim=dim)
         with self.connection() as conn:
-            for vector in vectors:
-                # exact, like the prompt's retrieval: a decision must come out the same in a replay
-                rows = [] if vector is None else self._nearest(
-                    conn, CHAPTERS_NEAR, vector, [book, before_number], 1, "exact"
-                )
-                out.append(float(rows[0]["similarity"]) if rows else None)
+            rows = conn.execute(query, {
+                "book": book, "before": before_number, "ids": [i for i, _ in given],
+                "vectors": [as_vector(v) for _, v in given],
+            }).fetchall()
+        for r in rows:
+            out[r["i"]] = None if r["similarity"] is None else float(r["similarity"])
         return out
 
     def book_memory(self, book: str, chapter_number: int, *, top_k: int, outline: int = 12,
@@ -199,11 +214,15 @@ class MemoryMixin:
         the prompt is the same however the index has changed since. `scan` as in `_nearest`.
         """
         with self.connection() as conn:
+            # the outline's chapters without their embeddings: only the last one's is a query vector
             latest = conn.execute(
-                "SELECT c.*, a.name AS author, e.epoch_key FROM chapters c JOIN agents a USING (agent_id)"
-                " JOIN simulation_epochs e USING (epoch_id) WHERE c.book = %s AND c.chapter_number < %s"
-                " ORDER BY c.chapter_number DESC LIMIT %s",
-                (book, chapter_number, max(outline, 1)),
+                "SELECT c.chapter_number, c.draft_id, c.agent_id, c.title, c.text, c.epoch_score, c.margin,"
+                " a.name AS author, e.epoch_key, CASE WHEN c.chapter_number = (SELECT max(chapter_number)"
+                "  FROM chapters WHERE book = %(book)s AND chapter_number < %(n)s) THEN c.embedding END AS embedding"
+                " FROM chapters c JOIN agents a USING (agent_id)"
+                " JOIN simulation_epochs e USING (epoch_id) WHERE c.book = %(book)s AND c.chapter_number < %(n)s"
+                " ORDER BY c.chapter_number DESC LIMIT %(limit)s",
+                {"book": book, "n": chapter_number, "limit": max(outline, 1)},
             ).fetchall()
             summary = conn.execute(
                 "SELECT chapter_number, summary, tokens FROM book_summaries"

@@ -123,7 +123,7 @@ class WorldsMixin:
             conn.execute("UPDATE llm_calls SET epoch_key = %s WHERE epoch_key = %s", (superseded_key, epoch_key))
             conn.execute("UPDATE llm_calls SET epoch_key = %s WHERE epoch_key = %s", (epoch_key, world["world_key"]))
             for table in ("chapters", "book_summaries", "peer_votes", "vote_abstentions", "review_assignments",
-                          "elo_ratings", "voter_flags", "ballot_weights", "drafts"):
+                          "elo_ratings", "voter_flags", "ballot_weights", "drafts", "epoch_timing"):
                 conn.execute(sql.SQL("DELETE FROM {} WHERE epoch_id = %s").format(sql.Identifier(table)),
                              (epoch["epoch_id"],))
             conn.execute(
