@@ -545,5 +545,61 @@ def test_crossed_traits_counts_and_voices():
     assert len(crossed_traits({}, {"obsessions": ["x", "y"]}, 3)["obsessions"]) == 1
     assert crossed_traits({"obsessions": ["a", "b"]}, {"obsessions": ["a"]}, 3)["obsessions"] in (["a"], ["b"])
     assert crossed_traits({"voice": "dry"}, {}, 0) == {"obsessions": [], "voice": "dry"}
+    assert crossed_traits({"voice": "dry as a TAX"}, {}, 0)["voice"] == "dry as a TAX"  # only "; " is trimmed
     assert crossed_traits({}, {"voice": "calm, kind"}, 0)["voice"] == "with a streak of the calm"
     assert crossed_traits({}, {}, 0) == {"obsessions": [], "voice": ""}
+
+
+def _reference_fit(drafts):
+    """The length model of verbosity.py's docstring, fitted apart from its code: the textbook moments of
+    a normal truncated below at the cut (phi/Q from ``math.erfc``), the M-step's updates with the priors
+    0.3^2 x 10 drafts and 0.15^2 x 4 writers, iterated from a crude start until nothing moves."""
+    by_agent = {}
+    for (_, agent), (tokens, cut) in drafts.items():
+        by_agent.setdefault(agent, []).append((math.log(tokens), cut))
+    total = sum(len(v) for v in by_agent.values())
+    mu = dict.fromkeys(by_agent, 6.0)
+    var = dict.fromkeys(by_agent, 0.0)
+    sigma2, m, s2 = 0.5, 6.0, 0.5
+    for _ in range(5000):
+        sd = math.sqrt(sigma2)
+        moments = {}
+        for a, ys in by_agent.items():
+            rows = []
+            for y, cut in ys:
+                if cut:
+                    alpha = (y - mu[a]) / sd
+                    lam = math.exp(-alpha * alpha / 2) / math.sqrt(2 * math.pi) / (0.5 * math.erfc(alpha / math.sqrt(2)))
+                    mean = mu[a] + sd * lam
+                    rows.append((mean, sigma2 * (1 + alpha * lam - lam * lam) + mean * mean))
+                else:
+                    rows.append((y, y * y))
+            moments[a] = rows
+        mu = {a: (sum(e for e, _ in rows) / sigma2 + m / s2) / (len(rows) / sigma2 + 1 / s2) for a, rows in moments.items()}
+        var = {a: 1 / (len(rows) / sigma2 + 1 / s2) for a, rows in moments.items()}
+        sigma2 = (sum(e2 - 2 * e * mu[a] + mu[a] ** 2 + var[a] for a, rows in moments.items() for e, e2 in rows)
+                  + 10 * 0.09) / (total + 10)
+        m = sum(mu.values()) / len(mu)
+        s2 = (sum((x - m) ** 2 + var[a] for a, x in mu.items()) + 4 * 0.0225) / (len(mu) + 4)
+    return mu, var, sigma2, m, s2
+
+
+def test_the_censored_length_fit_matches_the_model_fitted_apart():
+    drafts = {(1, "Ada"): (400, False), (2, "Ada"): (900, True), (3, "Ada"): (700, False), (4, "Ada"): (900, True),
+              (1, "Bo"): (300, False), (2, "Bo"): (350, False), (3, "Bo"): (420, False),
+              (1, "Cy"): (600, False), (2, "Cy"): (900, True)}
+    mu, var, sigma2, m, s2 = _reference_fit(drafts)
+    fit = fit_lengths(drafts)
+    assert fit.sigma2 == approx(sigma2, rel=1e-6) and fit.m == approx(m, rel=1e-6) and fit.s2 == approx(s2, rel=1e-6)
+    for agent in mu:
+        assert fit.mu[agent] == approx(mu[agent], rel=1e-6) and fit.var[agent] == approx(var[agent], rel=1e-6)
+    chances = truncation_chances(drafts)
+    for agent in mu:  # the posterior predictive tail at the cap those drafts hit
+        z = (math.log(900) - mu[agent]) / math.sqrt(sigma2 + var[agent])
+        assert chances[agent] == approx(0.5 * math.erfc(z / math.sqrt(2)), rel=1e-5)
+    assert chances["Ada"] > chances["Cy"] > chances["Bo"]
+
+
+def test_a_one_token_draft_is_a_length():
+    fit = fit_lengths({(1, "Ada"): (1, False)})
+    assert fit is not None and fit.mu["Ada"] == approx(0.0, abs=1e-12)
