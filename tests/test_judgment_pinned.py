@@ -225,10 +225,41 @@ def test_judge_window_without_lengths_pinned():
     assert ada.mean == approx(4.0) and bo.mean == approx(6.5)
     assert ada.shrunk == approx(6.75 - shrink - 23 / 14) and bo.shrunk == approx(6.75 + shrink - 19 / 14)
     assert ada.latest == 8.0 and bo.latest == 6.0
+    assert (ada.agent, ada.epochs, bo.agent, bo.epochs) == ("Ada", 2, "Bo", 2)
     assert judged.loser == "Ada" and judged.truncation == {} and judged.cut_gap == 0.0
     # lengths in which no draft was cut cannot give a cap: the same judgment as without them
     whole = {k: (n, False) for k, (n, _) in LENGTHS.items()}
     assert judge_window(_two_epochs(), ["Ada", "Bo"], lengths=whole).estimates == judged.estimates
+
+
+def test_a_silenced_voter_first_in_the_frame_shifts_nothing():
+    # a clique member's rows come first: the rest of the frame keeps its own index, and the cut flags
+    # and position corrections must line up with those rows, not with 0..n
+    votes = _two_epochs()
+    noise = pd.DataFrame([(1, "Z", "Ada", 1, 0.0), (1, "Z", "Bo", 10, 0.0), (2, "Z", "Ada", 1, 0.0)], columns=COLUMNS)
+    both = pd.concat([noise, votes], ignore_index=True)
+    flags = [("clique", "Z", "", 1.0)]
+    judged = judge_window(both, ["Ada", "Bo"], flags=flags, lengths=LENGTHS, chances={"Ada": 0.5, "Bo": 0.25})
+    assert judged.estimates["Ada"].shrunk == approx(7.75 - 4 - 3 / 14)
+    assert judged.estimates["Bo"].shrunk == approx(7.25 - 2 - 4 / 14)
+    positional = _positional()
+    lead = pd.DataFrame([(e, "Z", "T", 1.0, 0, 0.0) for e in range(1, 4)], columns=positional.columns)
+    judged = judge_window(pd.concat([lead, positional], ignore_index=True), ["T"], flags=flags)
+    assert judged.estimates["T"].mean == approx(62 / 12)
+    assert dict(judged.weights["V"].position_correction) == {0: approx(8 / 3)}
+
+
+def test_a_silenced_voter_takes_no_part_in_the_position_consensus():
+    # V silenced: only W's votes are left, one per draft, so there is no consensus and no effect,
+    # not even V's own; V's weight and reason stand
+    judged = judge_window(_positional(), ["T"], flags=[("clique", "V", "Zed", 1.0)])
+    assert judged.weights["V"].position_correction == {} and judged.weights["V"].weight == 0.0
+    assert judged.estimates["T"].mean == 5.0
+    # with effects, every voter keeps its name and its reasons
+    judged = judge_window(_positional(), ["T"], flags=[("outlier", "W", "", 2.0)])
+    assert judged.weights["V"].voter == "V" and judged.weights["V"].reason == ""
+    assert judged.weights["W"].voter == "W" and judged.weights["W"].reason == "outlier (2.00x the median disagreement)"
+    assert judged.weights["W"].weight == 0.25
 
 
 def test_judge_window_reads_the_chances_from_the_lengths():
@@ -417,6 +448,8 @@ def test_fit_lengths_leaves_out_failed_calls_and_needs_a_whole_draft():
     assert fit_lengths({(1, "Ada"): (900, True), (2, "Bo"): (900, True)}) is None
     fit = fit_lengths({(1, "Ada"): (500, False), (2, "Ada"): (0, False), (1, "Bo"): (0, True)})
     assert set(fit.mu) == {"Ada"}
+    fit = fit_lengths({(1, "Ada"): (0, False), (2, "Ada"): (500, False), (2, "Bo"): (400, False)})
+    assert set(fit.mu) == {"Ada", "Bo"}  # a failed call is skipped, not the end of the window
 
 
 def test_truncation_chances_edges():
@@ -432,6 +465,9 @@ def test_truncation_chances_edges():
     # the cap is the longest cut draft's length
     assert truncation_chances({**drafts, (2, "Bo"): (800, True)}) == truncation_chances({**drafts, (2, "Bo"): (800, True)}, 900)
     assert chances["Ada"] > chances["Bo"]
+    # a cap of one token is still a cap (a cut draft of 1 token sets it)
+    tiny = {(1, "Ada"): (1, True), (2, "Ada"): (1, False)}
+    assert truncation_chances(tiny) == truncation_chances(tiny, 1) and set(truncation_chances(tiny, 1)) == {"Ada"}
 
 
 def test_a_cut_draft_counts_longer_than_the_cap():
@@ -452,6 +488,7 @@ def test_identity_terms_pinned():
                             "Dame Quill", {"name": "Al"}, {"name": "Ada"}, {"role": "O'Brien-Smith"}])
     assert terms == ("o'brien-smith", "dame quill", "physician", "quill", "dame", "ada")
     assert identity_terms([]) == ()
+    assert "physicist" in identity_terms([{"name": "Dr Ada Voss", "base_name": "Physicist"}])
     assert identity_terms(["MIX Vic"]) == ("vic",)  # an upper-case word of numeral letters is a numeral
 
 
@@ -487,6 +524,7 @@ def test_leaked_terms_lists_each_term_once():
         "dame quill", "physician", "quill"]
     assert leaked_terms("nobody here", terms) == []
     assert leaked_terms("Al was here", ["al"]) == []
+    assert leaked_terms("Ada was here", ["ada"]) == ["ada"]  # three letters are enough
 
 
 # ---------------------------------------------------------------- diversity
@@ -547,6 +585,7 @@ def test_crossed_traits_counts_and_voices():
     assert crossed_traits({"voice": "dry"}, {}, 0) == {"obsessions": [], "voice": "dry"}
     assert crossed_traits({"voice": "dry as a TAX"}, {}, 0)["voice"] == "dry as a TAX"  # only "; " is trimmed
     assert crossed_traits({}, {"voice": "calm, kind"}, 0)["voice"] == "with a streak of the calm"
+    assert crossed_traits({}, {"voice": "calm; kind, slow"}, 0)["voice"] == "with a streak of the calm"
     assert crossed_traits({}, {}, 0) == {"obsessions": [], "voice": ""}
 
 
