@@ -80,6 +80,9 @@ def test_draft_scores_of_two_equal_weights_and_of_a_near_single_vote():
     # weights 1 and 0.5 of the same score: the spread is 0, never negative
     assert draft_scores(votes_frame([(1, "Ada", 0.1, 1.0), (1, "Ada", 0.1, 0.5)]))[(1, "Ada")][1] == 0.0
     assert draft_scores(votes_frame([])) == {}
+    # a draft nobody's vote counts for is skipped, and the drafts after it are still read
+    out = draft_scores(votes_frame([(1, "Cy", 9, 0.0), (1, "Ada", 4, 1.0), (1, "Ada", 8, 1.0)]))
+    assert out == {(1, "Ada"): (6.0, 4.0)}
 
 
 # ---------------------------------------------------------------- shrunk_scores
@@ -104,6 +107,14 @@ def test_one_epoch_each_cannot_decide_and_shrinks_to_the_floor():
     assert est["Ada"].shrunk == approx(4 - 0.002 / 8.001, rel=1e-12)
     assert est["Bo"].shrunk == approx(4 + 0.002 / 8.001, rel=1e-12)
     assert est["Ada"].epochs == 1 and est["Ada"].latest == 2.0
+
+
+def test_three_single_epochs_take_the_spread_over_n_minus_one():
+    # scores 1, 2, 6: mean 3, squares 4 + 1 + 9 = 14 over 2 -> noise 7 each; the means spread as much:
+    # tau2 = the floor 0.001, shrunk = 3 + (m - 3) * 0.001/7.001
+    est = shrunk_scores({(1, "Ada"): 1.0, (1, "Bo"): 2.0, (1, "Cy"): 6.0})
+    assert est["Ada"].shrunk == approx(3 - 2 * 0.001 / 7.001, rel=1e-12)
+    assert est["Cy"].shrunk == approx(3 + 3 * 0.001 / 7.001, rel=1e-12)
 
 
 def test_sampling_variances_set_the_noise_before_luck_can_be_measured():
@@ -203,7 +214,9 @@ def test_judge_window_with_chances_pinned():
     # 1/4, shrunk Ada (0 + 3)/14, Bo (1 + 3)/14. Expected cost chance * (5 + 3).
     judged = judge_window(_two_epochs(), ["Ada", "Bo"], lengths=LENGTHS, chances={"Ada": 0.5, "Bo": 0.25})
     assert judged.cut_gap == 3.0 and judged.truncation == {"Ada": 0.5, "Bo": 0.25}
+    assert set(judged.weights) == {"X", "Y"} and judged.weights["X"].weight == 1.0
     ada, bo = judged.estimates["Ada"], judged.estimates["Bo"]
+    assert (ada.agent, bo.agent, bo.epochs) == ("Ada", "Bo", 2)
     assert (ada.mean, ada.epochs, bo.mean) == (4.0, 2, 6.5)  # raw mean adjusted: (0 + 8)/2, (7 + 6)/2
     assert ada.shrunk == approx(7.75 - 4 - 3 / 14) and ada.latest == approx(8 - 0 - 4)
     assert bo.shrunk == approx(7.25 - 2 - 4 / 14) and bo.latest == approx(7 - 1 - 2)
@@ -260,6 +273,17 @@ def test_a_silenced_voter_takes_no_part_in_the_position_consensus():
     assert judged.weights["V"].voter == "V" and judged.weights["V"].reason == ""
     assert judged.weights["W"].voter == "W" and judged.weights["W"].reason == "outlier (2.00x the median disagreement)"
     assert judged.weights["W"].weight == 0.25
+
+
+def test_equal_shrunk_scores_are_decided_by_the_latest_epoch():
+    # Ada 5 then 7, Bo 7 then 5, every vote alike: no variance, no luck yet, so each keeps its mean 6;
+    # the tie goes against the lower latest score (Bo), not the first name
+    rows = [(e, v, t, s, 0.0) for v in ("X", "Y") for e, t, s in
+            [(1, "Ada", 5), (2, "Ada", 7), (1, "Bo", 7), (2, "Bo", 5)]]
+    judged = judge_window(pd.DataFrame(rows, columns=COLUMNS), ["Ada", "Bo"])
+    assert judged.estimates["Ada"].shrunk == judged.estimates["Bo"].shrunk
+    assert (judged.estimates["Ada"].latest, judged.estimates["Bo"].latest) == (7.0, 5.0)
+    assert judged.loser == "Bo"
 
 
 def test_judge_window_reads_the_chances_from_the_lengths():
@@ -320,6 +344,9 @@ def test_position_statistics_floor_minimum_votes_and_lone_votes():
     # a draft with a single vote has no consensus to deviate from: it is left out
     lone = pd.concat([_positional(), pd.DataFrame([(7, "V", "T", 10, 0, 0.0)], columns=frame.columns)])
     assert position_statistics(lone)["n"].tolist() == [3, 3, 6]
+    # rows by voter name, whatever order the votes come in
+    reordered = _positional().iloc[::-1]
+    assert position_statistics(reordered)["voter"].tolist() == ["V", "V", "W"]
     empty = position_statistics(_positional().iloc[:0])
     assert empty.empty and list(empty.columns) == ["voter", "position", "n", "effect", "z"]
 
@@ -328,6 +355,8 @@ def test_position_effects_peel_and_judge_window_removes_them():
     effects = position_effects(_positional())
     assert effects == {"V": {0: approx(8 / 3)}}  # once taken out, position 1 is no longer apart
     assert position_effects(_positional(), z=4.01) == {}
+    exactly = abs(position_statistics(_positional())["z"].iloc[0])
+    assert position_effects(_positional(), z=exactly) == {"V": {0: approx(8 / 3)}}  # at the threshold: taken
     assert position_effects(_positional(), z=3.99) == {"V": {0: approx(8 / 3)}}
     judged = judge_window(_positional(), ["T"])
     assert dict(judged.weights["V"].position_correction) == {0: approx(8 / 3)}
@@ -398,6 +427,11 @@ def test_ballot_weights_keep_the_lowest_and_every_reason_once():
     assert weights["Cy"].reason == "clique with Bo" and weights["Cy"].weight == 0.0
     assert weights["Di"].weight == 0.0 and weights["Di"].reason == "clique with "  # no partner named
     assert ballot_weights([], []) == {}
+    assert weights["Ada"].voter == "Ada" and weights["Cy"].voter == "Cy"
+    # a clique flag with no first member still silences the partner; an outlier's partner is untouched
+    weights = ballot_weights(["Bo", "Cy"], [("clique", "", "Bo", 3.0), ("outlier", "Cy", "Bo", 2.0)])
+    assert weights["Bo"].weight == 0.0 and weights["Bo"].reason == "clique with "
+    assert weights["Cy"].weight == 0.25 and "" not in weights
     with pytest.raises(ValueError, match=r"^unknown flag kind 'grudge'$"):
         ballot_weights(["Ada"], [("grudge", "Ada", "", 1.0)])
 
