@@ -6,7 +6,7 @@ scope is the rules users rely on: the pure tournament rules (with the bounded re
 token estimates), the Bradley–Terry fit and the voter statistics, the loop's plan and the PHASE
 window, the canon's facts and diffs, selection and grace where the ranking asset applies them, the
 Reaper's transaction, the LLM resource's replay path, the replay verification and the judgment
-rules of issue 15 (elimination, reliability, de-identification, diversity). Each module runs
+rules of issue 15 (elimination, reliability, de-identification, diversity, verbosity). Each module runs
 apart, in `.mutation/<module>/` (its own `mutants/` copy and a pyproject whose [tool.mutmut] is the
 project's with this module's files and tests), so a mutant of a pure rule never waits for a
 database test.
@@ -59,7 +59,7 @@ def _functions(module: str, *names: str) -> tuple[str, ...]:
 
 
 _RULES = ("anonymize", "ballots", "elo", "scoring", "selection", "sanitize", "review_design", "token_budget")
-_JUDGMENT = ("elimination", "reliability", "deidentify", "diversity")
+_JUDGMENT = ("elimination", "reliability", "deidentify", "diversity", "verbosity")
 MODULES = (
     Module("tournament_rules", tuple(f"dream_pipeline/tournament/{m}.py" for m in _RULES),
            tuple(f"dream_pipeline.tournament.{m}.*" for m in _RULES),
@@ -100,9 +100,11 @@ MODULES = (
     # the judgment rules of issue 15 (pure, but their tests simulate tournaments: seconds per mutant)
     Module("judgment_rules", tuple(f"dream_pipeline/tournament/{m}.py" for m in _JUDGMENT),
            tuple(f"dream_pipeline.tournament.{m}.*" for m in _JUDGMENT),
-           ("tests/test_judgment_rules.py",
+           ("tests/test_judgment_rules.py", "tests/test_judgment_pinned.py", "tests/test_verbosity_rule.py",
             *(f"tests/test_deidentify.py::{name}" for name in (
                 "test_identity_terms_cover_names_roles_and_words", "test_scrub_masks_forms_and_records_counts",
+                "test_only_an_upper_case_numeral_goes_with_the_name",
+                "test_a_plural_possessive_in_es_keeps_no_stray_apostrophe",
                 "test_no_review_prompt_contains_an_agent_name_or_role"))),
            fast=False),
     Module("ranking_asset", ("dream_pipeline/epoch/rank.py",),
