@@ -298,9 +298,11 @@ def test_judge_window_weights_and_silenced_voters():
     assert judged.weights["X"].weight == 0.25 and judged.weights["Y"].weight == 1.0
     # Ada's epoch 1: (0.25 * 4 + 6)/1.25 = 5.6; epoch 2: 8 -> mean 6.8, less the mean penalty 2.5
     assert judged.estimates["Ada"].mean == approx(6.8 - 2.5)
-    # every voter silenced: no estimate, every candidate counts as lowest, the first name loses
+    # every voter silenced: no estimate, and no one heard, so no one is eliminated
     silenced = judge_window(votes, ["Bo", "Ada"], flags=[("clique", "X", "Y", 5.0)])
-    assert silenced.estimates == {} and silenced.loser == "Ada"
+    assert silenced.estimates == {} and silenced.loser is None
+    # a candidate without a draft in the window (it forfeited) still counts as lowest
+    assert judge_window(votes, ["Bo", "Ada", "Cy"], flags=[("outlier", "X", "", 2.0)]).loser == "Cy"
 
 
 def _positional() -> pd.DataFrame:

@@ -217,3 +217,19 @@ def test_a_clique_stays_silenced_while_its_ballots_are_in_the_window():
     merged = sticky_flags(current, earlier)
     assert merged == [("outlier", "Ada", "", 1.8), ("clique", "Bo", "Di", 6.0)]  # old outliers are not kept
     assert ballot_weights(["Ada", "Bo", "Cy", "Di"], merged)["Di"].weight == 0.0
+
+
+def test_a_writer_only_the_clique_reviewed_is_not_eliminated_by_it():
+    # a cast of three: Bo and Di are a clique, so Al's draft is reviewed only by silenced voters
+    rows = [(1, "Bo", "Al", 1), (1, "Di", "Al", 1), (1, "Al", "Bo", 6), (1, "Al", "Di", 4),
+            (1, "Bo", "Di", 10), (1, "Di", "Bo", 10)]
+    votes = pd.DataFrame(rows, columns=["epoch", "voter", "target", "insight_score"]).assign(penalty=0.0)
+    flags = [("clique", "Bo", "Di", 5.0)]
+    judged = judge_window(votes, ["Al", "Bo", "Di"], (), flags)
+    assert judged.loser == "Di"  # Al's one honest ballot: Bo 6, Di 4
+    assert "Al" not in judged.estimates
+    # the same with Bo in grace leaves Di; with both in grace, no one is eliminated
+    assert judge_window(votes, ["Al", "Bo", "Di"], ("Bo",), flags).loser == "Di"
+    assert judge_window(votes, ["Al", "Bo", "Di"], ("Bo", "Di"), flags).loser is None
+    # unflagged, the clique's ones do put Al last
+    assert judge_window(votes, ["Al", "Bo", "Di"]).loser == "Al"

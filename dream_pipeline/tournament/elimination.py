@@ -224,12 +224,19 @@ def judge_window(
     chance read from the lengths (``verbosity.truncation_chances``) unless ``chances`` gives it (a
     benchmark's bound: the true verbosity); without them (or when no draft of the window was cut), as
     the agent's mean penalty per draft pulled toward the window's (``shrunk_penalties``).
+
+    A candidate whose drafts only silenced voters reviewed has no say against it: it is left out of
+    the choice (no one is eliminated if that leaves no candidate out of grace).
     """
     voters = sorted(set(votes["voter"]))
     weights = ballot_weights(voters, flags)
     # a ballot that weighs nothing has no say at all, not even in the consensus behind position effects
     silenced = {v for v, w in weights.items() if w.weight <= 0}
     frame = votes[~votes["voter"].isin(silenced)].copy()
+    # a writer whom only silenced voters reviewed in the whole window is unheard, not bad: it is not a
+    # candidate this time (in a cast of three, a clique of two would otherwise eliminate the third)
+    unheard = set(votes["target"]) - set(frame["target"])
+    candidates = [a for a in candidates if a not in unheard]
     effects = position_effects(frame) if correct_positions and "position" in frame.columns and len(frame) else {}
     if effects:
         weights = {
