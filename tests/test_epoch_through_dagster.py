@@ -70,6 +70,12 @@ def test_one_epoch_writes_the_whole_record(run_epoch, fabric):
     assert calls >= 5 + 5 + 1  # drafts, ballots, one embedding batch
     assert _count(fabric, "SELECT count(*) AS n FROM telemetry WHERE epoch_key = %s", epoch.epoch_key) >= 10
 
+    # the asset checks run after the Reaper's commit, so they never hold up the epoch or the next one
+    steps = [e.step_key for e in result.all_events if e.event_type_value == "STEP_START"]
+    assert steps[:6] == ["roster", "drafts", "peer_votes", "elo_rankings", "chapter.commit_chapter", "chapter.reaper"]
+    assert sorted(steps[6:]) == ["chapter_one_chapter_per_epoch", "drafts_every_agent_drafted",
+                                 "peer_votes_ballots_complete"]
+
     chapter_md = _materialization(result, "chapter").metadata["chapter"].value
     assert chapter.title in chapter_md and chapter.text[:200] in chapter_md
     # where the epoch's time went (bench/epoch.py): the engine's critical path lies inside the epoch's wall
