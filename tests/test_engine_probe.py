@@ -18,6 +18,7 @@ from resources.engine_probe import (
     measure_concurrency,
     probe_engine,
 )
+from resources.llm import LLMEngine
 
 
 def _probe(url: str, **kwargs) -> EngineCapabilities:
@@ -118,3 +119,16 @@ def test_faults_during_the_probe_do_not_downgrade_the_mode():
     with running_engine(config) as url:
         caps = _probe(url)
     assert caps.vote_mode == "json_schema" and caps.modes_refused == {}
+
+
+def test_known_capabilities_are_answered_without_a_client_or_an_event_loop(llm, fabric):
+    probed = llm.probe_now()  # probed once and stored in the fabric
+    # a new process's resource (a staged run) finds them in the fabric; asked from inside a running
+    # event loop, as a session's code would, it must not start a loop or build a client of its own
+    fresh = LLMEngine(base_url=llm.base_url, fabric=fabric)
+
+    async def inside_a_loop() -> EngineCapabilities:
+        return fresh.probe_now()
+
+    assert asyncio.run(inside_a_loop()) == probed
+    assert fresh.memory_mode(None) == "vectors" and fresh.served_context() == probed.served_context

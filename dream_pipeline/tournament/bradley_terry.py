@@ -60,6 +60,25 @@ def _tables(battles: pd.DataFrame, agents: Sequence[str]) -> tuple[np.ndarray, n
     return games, wins
 
 
+def _outcome_tables(outcomes: Sequence[tuple[str, str, float]], agents: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """`_tables` of battles given as (a, b, score of a) tuples, without a frame (the bootstrap builds one
+    per ballot, and a frame's column lookups cost more than the fits)."""
+    index = {a: i for i, a in enumerate(agents)}
+    n = len(agents)
+    games, wins = np.zeros((n, n)), np.zeros(n)
+    for a, b, s in outcomes:
+        if s not in _WINNER:
+            raise ValueError(f"outcome {s!r} is not 0, 0.5 or 1")
+        i, j = index[a], index[b]
+        if i == j:
+            raise ValueError("an agent cannot battle itself")
+        games[i, j] += 1.0
+        games[j, i] += 1.0
+        wins[i] += s
+        wins[j] += 1.0 - s
+    return games, wins
+
+
 def _log_likelihood(theta: np.ndarray, games: np.ndarray, wins: np.ndarray, prior: float) -> float:
     pair = np.logaddexp(theta[:, None], theta[None, :])
     return float(
@@ -81,6 +100,7 @@ def _fit_strengths(
     n = len(wins)
     theta = np.zeros(n)
     target = wins + prior / 2.0
+    current = _log_likelihood(theta, games, wins, prior)
     for _ in range(max_iter):
         sig = 1.0 / (1.0 + np.exp(theta[None, :] - theta[:, None]))  # P(i beats j)
         sig_ref = 1.0 / (1.0 + np.exp(-theta))
@@ -88,11 +108,13 @@ def _fit_strengths(
         weight = games * sig * sig.T
         hess = weight - np.diag(weight.sum(axis=1) + prior * sig_ref * (1.0 - sig_ref))
         step = np.linalg.lstsq(hess, -grad, rcond=None)[0]
-        current = _log_likelihood(theta, games, wins, prior)
         t = 1.0
-        while t > 1e-8 and _log_likelihood(theta + t * step, games, wins, prior) < current - 1e-12:
+        while True:  # halve the step until the likelihood does not fall (the last trial's is the next current)
+            trial = _log_likelihood(theta + t * step, games, wins, prior)
+            if not (t > 1e-8 and trial < current - 1e-12):
+                break
             t /= 2.0
-        theta = theta + t * step
+        theta, current = theta + t * step, trial
         if np.max(np.abs(t * step)) < tol:
             break
     return theta
@@ -172,20 +194,23 @@ def bootstrap_ballots(
     """
     if rounds < 1:
         raise ValueError("rounds must be >= 1")
-    frames = [battles_frame(list(b)) for b in ballots]
-    frames = [f for f in frames if not f.empty]
-    if not frames:
+    ballots = [list(b) for b in ballots if b]
+    if not ballots:
         return pd.DataFrame(columns=["rating", "lower", "upper", "mle"], dtype=float)
-    everything = pd.concat(frames, ignore_index=True)
-    agents = sorted(set(everything["model_a"]) | set(everything["model_b"]))
-    full = compute_mle_elo(everything, scale, base, init, prior=prior)
-    tables = [_tables(f, agents) for f in frames]
+    agents = sorted({x for b in ballots for a, c, _ in b for x in (a, c)})
+    # each ballot's tables, stacked: a round's tables are the sums over its picks (the counts are
+    # multiples of 0.5, so any order of summing gives the same numbers)
+    stacked = [_outcome_tables(b, agents) for b in ballots]
+    games_by_ballot = np.stack([g for g, _ in stacked])
+    wins_by_ballot = np.stack([w for _, w in stacked])
+    full = _ratings(_fit_strengths(games_by_ballot.sum(axis=0), wins_by_ballot.sum(axis=0), prior, 1e-9, 100),
+                    agents, scale, base, init)
     rng = np.random.default_rng(seed)
     samples = np.full((rounds, len(agents)), np.nan)
     for r in range(rounds):
-        picks = rng.integers(0, len(tables), size=len(tables))
-        games = sum(tables[i][0] for i in picks)
-        wins = sum(tables[i][1] for i in picks)
+        picks = rng.integers(0, len(ballots), size=len(ballots))
+        games = games_by_ballot[picks].sum(axis=0)
+        wins = wins_by_ballot[picks].sum(axis=0)
         present = games.sum(axis=1) > 0
         theta = _fit_strengths(games[np.ix_(present, present)], wins[present], prior, 1e-9, 100)
         samples[r, present] = _centred(theta, scale, base, init)
