@@ -55,7 +55,9 @@ def roster(context: dg.AssetExecutionContext, config: RosterConfig, fabric: Stat
         # PHASE gates the loop's own new epochs; an epoch a person asks for (`dream run`, a backfill) just runs
         if existing is not None or not config.phase_gate or not loop_run:
             return True
-        return not phase_window_from_env().blocks(datetime.now(UTC), last_phase_success(instance))
+        window, now = phase_window_from_env(), datetime.now(UTC)
+        # Dagster's run history is read only inside the window (did PHASE already finish tonight?)
+        return not window.contains(now) or not window.blocks(now, last_phase_success(instance))
 
     if existing is not None and existing.status == "committed":
         epoch = existing  # a replay: no barrier, nothing opened
