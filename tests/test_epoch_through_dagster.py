@@ -82,7 +82,9 @@ def test_one_epoch_writes_the_whole_record(run_epoch, fabric):
     profile = {k: v.value for k, v in _materialization(result, "chapter").metadata.items()}
     assert profile["epoch_wall_s"] >= profile["engine_critical_path_s"] > 0
     assert abs(profile["epoch_overhead_s"] - (profile["epoch_wall_s"] - profile["engine_critical_path_s"])) < 0.002
-    assert profile["fabric_round_trips"] > 10 and profile["fabric_connects"] <= 2  # the pool's connections
+    # the pool's connections: a cold pool opens one per concurrent user (ballots are written from worker
+    # threads as they arrive, so how many overlap is a matter of timing), never one per round trip
+    assert profile["fabric_round_trips"] > 10 and profile["fabric_connects"] <= 8
     matrix = _materialization(result, "peer_votes").metadata["vote_matrix"].value
     assert all(name in matrix for name in voters)
     rankings = _materialization(result, "elo_rankings").metadata
