@@ -10,7 +10,8 @@ path (slowest draft + slowest ballot), median over epochs.
 
 The staged scenario also prints where each epoch's time goes (bench/epoch.py: per epoch and per step,
 engine critical path, step transitions, Dagster events, fabric connects and round trips, embeddings,
-CPU); `epoch_overhead_s` is the median of an epoch's wall time minus its engine critical path (slowest
+CPU), the dead time before each epoch in its parts (to the release, the roster's rest, the step
+transition, the drafts step up to its first engine call) and the engine's probed concurrency; `epoch_overhead_s` is the median of an epoch's wall time minus its engine critical path (slowest
 draft + slowest draft embedding + slowest ballot + the summary), `burst_over_slowest_draft` the median
 of the burst's wall time (first draft request to last draft reply) over its slowest single draft.
 
@@ -91,8 +92,14 @@ def run_scenario(name: str, staged: bool, epochs: int, seed: int, books: int = 1
                 if path:
                     ratios.append((row["end_time"] - row["released_at"]).total_seconds() / path)
         per_epoch, per_step = epoch_profile.profile(loop.fabric, committed, stats_dir)
+        parts = epoch_profile.dead_time_profile(loop.fabric, committed, stats_dir)
+        engine = loop.fabric.latest_engine_capabilities() or {}
     print_table(f"{name}: where each epoch's time goes (seconds; barrier release to commit)", per_epoch)
     print_table(f"{name}: per step (median over epochs; fabric figures from the run's own process)", per_step)
+    print_table(f"{name}: the dead time before each epoch in its parts (seconds; fabric and CPU from the release"
+                " to the first engine call)", parts)
+    # the probe's figure caps the calls in flight, drafts included (resources/engine_probe.py)
+    print(f"{name}: the engine's probed concurrency: {engine.get('concurrency') or 'no limit seen'}")
     ordered = sorted(gaps)
     return {
         **epoch_profile.summary(per_epoch),
@@ -105,6 +112,7 @@ def run_scenario(name: str, staged: bool, epochs: int, seed: int, books: int = 1
         "dead_max_s": max(gaps),
         "to_barrier_median_s": statistics.median(barrier_gaps),
         "epoch_over_critical_path": statistics.median(ratios) if ratios else float("nan"),
+        "engine_concurrency": engine.get("concurrency"),
     }
 
 
@@ -135,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         "epoch_over_critical_path": round(staged["epoch_over_critical_path"], 2) if staged else None,
         "epoch_overhead_s": round(staged["epoch_overhead_s"], 3) if staged else None,
         "burst_over_slowest_draft": round(staged["burst_over_slowest_draft"], 3) if staged else None,
+        "engine_concurrency": staged["engine_concurrency"] if staged else None,  # None: no limit seen
         "default_dead_time_median_s": round(default["dead_median_s"], 3) if default else None,
         "default_dead_time_p95_s": round(default["dead_p95_s"], 3) if default else None,
     })

@@ -9,7 +9,9 @@ by its `dream/worker` tag).
 Per epoch: wall (barrier release to commit), the engine critical path (slowest draft + slowest
 draft-embedding batch + slowest ballot + the summary), overhead (wall minus critical path), the
 burst's wall over its slowest draft, step transitions (one step's end to the next one's start),
-Dagster events, fabric connects and round trips, embeddings, the run process's CPU time.
+Dagster events, fabric connects and round trips, embeddings, the run process's CPU time. And the dead
+time before each epoch in its parts: the previous commit to the barrier's release, the roster's rest,
+the step transition, the drafts step up to its first engine call (`dead_time_parts`).
 
 Run: python -m bench.epoch [--epochs N]   (the staged loop of bench.dead_time, with the profile)
 """
@@ -135,6 +137,46 @@ def _in(trace: list, start: datetime, end: datetime) -> dict[str, float]:
         "query_s": sum(t[1] for t in inside if t[2] == "query"),
         "cpu_s": cpu,
     }
+
+
+def dead_time_parts(previous_end: datetime, row: dict, run_steps: list[dict], trace: list) -> dict | None:
+    """Epoch `row`'s dead time (the previous commit to its first engine call) in its parts: to its barrier
+    release (the NOTIFY, the LISTEN wake-up, the claim), the roster's rest after the release, the step
+    transition to the drafts, the drafts step up to its first engine call (context, session); with the
+    fabric round trips and the run's CPU between the release and the first call."""
+    steps = {s["step"]: s for s in run_steps}
+    first_call = row.get("first_call_at")
+    if "roster" not in steps or "drafts" not in steps or not first_call or not row["released_at"]:
+        return None
+    roster_end, drafts_start = steps["roster"]["end"], steps["drafts"]["start"]
+    fabric = _in(trace, row["released_at"], first_call)
+    return {
+        "epoch": row["epoch_key"],
+        "dead_s": (first_call - previous_end).total_seconds(),
+        "to_release_s": (row["released_at"] - previous_end).total_seconds(),
+        "roster_after_release_s": (roster_end - row["released_at"]).total_seconds(),
+        "roster_to_drafts_s": (drafts_start - roster_end).total_seconds(),
+        "drafts_to_first_call_s": (first_call - drafts_start).total_seconds(),
+        "round_trips": fabric["queries"],
+        "round_trip_s": fabric["query_s"],
+        "cpu_s": fabric["cpu_s"],
+    }
+
+
+def dead_time_profile(fabric, committed: list[dict], stats_dir: Path) -> list[dict]:
+    """`dead_time_parts` of each committed epoch after the first, and a last row of their medians."""
+    run_ids = [r["run_id"] for r in committed[1:] if r["run_id"]]
+    steps, _, pids = dagster_steps(dagster_url(fabric.url()), run_ids)
+    stats = read_stats(stats_dir)
+    rows = []
+    for previous, row in zip(committed, committed[1:], strict=False):
+        trace = stats.get(pids.get(row["run_id"], -1), {}).get("trace", [])
+        parts = dead_time_parts(previous["end_time"], row, steps.get(row["run_id"], []), trace)
+        if parts is not None:
+            rows.append(parts)
+    if rows:
+        rows.append({"epoch": "median", **{k: statistics.median(r[k] for r in rows) for k in rows[0] if k != "epoch"}})
+    return rows
 
 
 def profile(fabric, committed: list[dict], stats_dir: Path) -> tuple[list[dict], list[dict]]:

@@ -47,6 +47,7 @@ OLLAMA_DEFAULT_NUM_CTX = 2048  # what Ollama runs a model with unless num_ctx is
 OVERFLOW_PROBE_WORDS = 4096  # each word is at least one token, so this is over a 4,096-token context
 PARALLEL_PROBE = 4  # requests sent at once to measure concurrency; this many or more means "no limit seen"
 NO_LIMIT_OVERLAP = 2.5  # more overlap than this among PARALLEL_PROBE requests: no limit worth applying
+PARALLEL_BATCHES = 3  # batches of PARALLEL_PROBE tried while they show a limit; the fastest one counts
 MEASURABLE_LATENCY_S = 0.05  # a request faster than this cannot show whether requests overlap
 PROBE_MAX_TOKENS = 256
 PROBE_TRIES = 3  # a probe request that fails by chance (a fault, a stray reply) is asked again
@@ -278,7 +279,21 @@ async def _embeddings(client: openai.AsyncOpenAI, model: str) -> tuple[bool, str
     return True, f"{len(response.data[0].embedding)} dimensions"
 
 
-async def _concurrency(client: openai.AsyncOpenAI, model: str) -> int | None:
+def concurrency_from(single_s: float, together_s: list[float]) -> int | None:
+    """How many of PARALLEL_PROBE requests sent at once ran at the same time, from one request's latency
+    and the wall time of each batch: None when they all did (no limit worth applying) or a request is too
+    fast to tell. A busy machine (the client's CPU, the server's) only ever lengthens a batch, so the
+    fastest batch is the one that says most about the server."""
+    if single_s < MEASURABLE_LATENCY_S or not together_s:
+        return None
+    overlap = PARALLEL_PROBE * single_s / min(together_s)  # about how many of them ran at the same time
+    return None if overlap > NO_LIMIT_OVERLAP else max(1, round(overlap))
+
+
+async def measure_concurrency(client: openai.AsyncOpenAI, model: str) -> int | None:
+    """One request, then PARALLEL_PROBE together, up to PARALLEL_BATCHES times until a batch shows no
+    limit: a server measured on a loaded machine once runs its epochs' drafts with the figure for ever,
+    and one slow batch must not cap a server that runs them all at once (`concurrency_from`)."""
     async def one() -> float:
         started = time.perf_counter()
         await client.chat.completions.create(
@@ -286,18 +301,25 @@ async def _concurrency(client: openai.AsyncOpenAI, model: str) -> int | None:
         )
         return time.perf_counter() - started
 
-    try:
-        await one()  # the connection, and whatever the server does on a first request
-        single = await one()
-        if single < MEASURABLE_LATENCY_S:
-            return None
+    async def batch() -> float:
         started = time.perf_counter()
         await asyncio.gather(*(one() for _ in range(PARALLEL_PROBE)))
-        together = time.perf_counter() - started
+        return time.perf_counter() - started
+
+    try:
+        # the first request pays for the connection and whatever the server does first; a busy machine
+        # lengthens either, so the faster of the two is the request's own latency
+        single = min(await one(), await one())
+        if single < MEASURABLE_LATENCY_S:
+            return None
+        batches: list[float] = []
+        while len(batches) < PARALLEL_BATCHES:
+            batches.append(await batch())
+            if concurrency_from(single, batches) is None:
+                break
     except openai.OpenAIError:
         return None
-    overlap = PARALLEL_PROBE * single / together  # about how many of them ran at the same time
-    return None if overlap > NO_LIMIT_OVERLAP else max(1, round(overlap))
+    return concurrency_from(single, batches)
 
 
 async def probe_engine(
@@ -332,7 +354,7 @@ async def probe_engine(
             refused[candidate] = why
     context, source, truncates = await _context(client, base_url, api_key, model, configured_context)
     embeddings, note = await _embeddings(embedding_client or client, embedding_model or model)
-    concurrency = await _concurrency(client, model)
+    concurrency = await measure_concurrency(client, model)
     return EngineCapabilities(
         base_url=base_url, model=model, vote_mode=mode or "prompt_only", context_tokens=context,
         context_source=source, embeddings=embeddings, embedding_note=note, concurrency=concurrency,

@@ -67,23 +67,14 @@ class EpochBarrier:
 
     def _blocker(self, book: str, epoch_key: str, previous_key: str | None) -> str | None:
         """What this epoch waits for, or None when it may go. Raises when the wait would be forever."""
-        with self.fabric.connection() as conn:
-            previous = conn.execute(
-                "SELECT status FROM simulation_epochs WHERE epoch_key = %s", (previous_key,)
-            ).fetchone()
-            others = conn.execute(
-                "SELECT epoch_key FROM simulation_epochs"
-                " WHERE status IN ('running', 'collapsed') AND epoch_key <> %s AND book <> %s",
-                (epoch_key, book),
-            ).fetchall()
-        if previous_key is not None and (previous is None or previous["status"] != "committed"):
+        previous, others = self.fabric.barrier_state(book, epoch_key, previous_key)
+        if previous_key is not None and previous != "committed":
             if not self.epoch_has_live_run(previous_key) and not self._committed(previous_key):
-                state = previous["status"] if previous else "not started"
-                raise PredecessorLost(f"{previous_key} is {state} and no live run can commit it")
+                raise PredecessorLost(f"{previous_key} is {previous or 'not started'} and no live run can commit it")
             return f"{previous_key} to commit"
-        for row in others:
-            if self.epoch_has_live_run(row["epoch_key"]):
-                return f"{row['epoch_key']} (another book) to commit"
+        for other in others:
+            if self.epoch_has_live_run(other):
+                return f"{other} (another book) to commit"
         return None
 
     def _committed(self, epoch_key: str) -> bool:

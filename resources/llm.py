@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import importlib
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -32,6 +35,15 @@ from resources.fabric import EpochRecord, LlmCallRow, StateFabric, request_hash
 from resources.locations import state_dir
 
 OFFLINE_API_KEY = "offline-engine"  # the offline engine accepts any key; real servers get DREAM_LLM_API_KEY
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The process's one TLS context for every engine client: building one loads the CA bundle (about
+    0.06 s), and an epoch builds several clients (each step's session, the probe). Made by the HTTP
+    library under `openai` (httpx2, httpx before it), so the trust is the library's default."""
+    base = next(c for c in openai.DefaultAsyncHttpxClient.__mro__ if c.__name__ == "AsyncClient")
+    return importlib.import_module(base.__module__.split(".")[0]).create_ssl_context()
 
 
 @dataclass(frozen=True)
@@ -273,12 +285,15 @@ class LLMEngine(dg.ConfigurableResource):
         """
         if self.fabric is None or epoch_key is None:
             return None, False, None
-        epoch = self.fabric.find_epoch(epoch_key)
-        if epoch is None:
+        return self._recorded(self.fabric.find_epoch(epoch_key))
+
+    def _recorded(self, epoch: EpochRecord | None) -> tuple[dict[str, LlmCallRow] | None, bool, int | None]:
+        """`recorded_calls` of an epoch already read."""
+        if self.fabric is None or epoch is None:
             return None, False, None
         if self.replay == "off":
             return None, False, epoch.world_seed
-        return self.fabric.recorded_calls(epoch_key), epoch.status == "committed", epoch.world_seed
+        return self.fabric.recorded_calls(epoch.epoch_key), epoch.status == "committed", epoch.world_seed
 
     def resolved_base_url(self) -> str:
         if self.base_url:
@@ -297,8 +312,8 @@ class LLMEngine(dg.ConfigurableResource):
         The session asks ballots in the epoch's vote mode: the one it recorded (a rerun or replay sends the
         same request shapes, so their recorded answers are found), else `vote_format` if set, else the best
         mode the engine was probed to honour. A committed epoch's replay probes nothing."""
-        recorded, strict, world_seed = self.recorded_calls(epoch_key)
         epoch = self.fabric.find_epoch(epoch_key) if self.fabric is not None and epoch_key else None
+        recorded, strict, world_seed = self._recorded(epoch)
         modes = dict(epoch.engine_modes or {}) if epoch is not None else {}
         client = self._spare_client
         self._spare_client = None
@@ -350,32 +365,43 @@ class LLMEngine(dg.ConfigurableResource):
             if embedding_client is not None:
                 await embedding_client.close()
 
+    def known_capabilities(self, base_url: str) -> EngineCapabilities | None:
+        """What the engine was already found to do: this process's memory, else the fabric's record."""
+        key = (base_url.rstrip("/"), self.model)
+        known = self._capabilities.get(key)
+        if known is None and self.fabric is not None:
+            stored = self.fabric.engine_capabilities(*key)
+            if stored is not None:
+                known = self._capabilities[key] = EngineCapabilities.from_json(stored)
+        return known
+
     async def capabilities(self, client: openai.AsyncOpenAI, base_url: str,
                            embedding_client: openai.AsyncOpenAI | None = None) -> EngineCapabilities:
         """What the engine can do: from this process's memory, else the fabric, else a probe (stored)."""
-        key = (base_url.rstrip("/"), self.model)
-        known = self._capabilities.get(key)
+        known = self.known_capabilities(base_url)
         if known is not None:
             return known
-        stored = self.fabric.engine_capabilities(*key) if self.fabric is not None else None
-        if stored is not None:
-            known = EngineCapabilities.from_json(stored)
-        else:
-            known = await probe_engine(
-                client.with_options(max_retries=0), base_url=key[0], model=self.model, api_key=self.api_key,
-                embedding_client=embedding_client.with_options(max_retries=0) if embedding_client else None,
-                embedding_model=self.embedding_model, configured_context=self.context_window,
-                forced_mode=None if self.vote_format == "auto" else self.vote_format,
-            )
-            if self.fabric is not None:
-                self.fabric.save_engine_capabilities(*key, known.as_json())
+        key = (base_url.rstrip("/"), self.model)
+        known = await probe_engine(
+            client.with_options(max_retries=0), base_url=key[0], model=self.model, api_key=self.api_key,
+            embedding_client=embedding_client.with_options(max_retries=0) if embedding_client else None,
+            embedding_model=self.embedding_model, configured_context=self.context_window,
+            forced_mode=None if self.vote_format == "auto" else self.vote_format,
+        )
+        if self.fabric is not None:
+            self.fabric.save_engine_capabilities(*key, known.as_json())
         self._capabilities[key] = known
         return known
 
     def probe_now(self) -> EngineCapabilities:
-        """Probe (or read the stored capabilities of) the configured engine, outside any epoch: preflight."""
+        """Probe (or read the known capabilities of) the configured engine, outside any epoch: preflight,
+        and the drafts' memory mode and context window. Known capabilities need no client and no event loop."""
+        base_url = self.resolved_base_url()
+        known = self.known_capabilities(base_url)
+        if known is not None:
+            return known
+
         async def probe() -> EngineCapabilities:
-            base_url = self.resolved_base_url()
             client = self._client(base_url)
             embedding_client = self._client(self.embedding_base_url, self.embedding_api_key) \
                 if self.embedding_base_url else None
@@ -420,8 +446,8 @@ class LLMEngine(dg.ConfigurableResource):
     def warm_up(self) -> None:
         """Build the next session's client now. A staged epoch run does this before it waits at the
         barrier, so its first draft goes out as soon as the predecessor commits instead of paying
-        for the client first (its HTTP transport's imports and TLS context: about 0.15 s in a fresh
-        process). The client opens no connection until that session uses it."""
+        for the client first (its HTTP transport's imports and the process's TLS context: about 0.15 s in
+        a fresh process). The client opens no connection until that session uses it."""
         self._spare_client = self._client(self.resolved_base_url())
 
     def _client(self, base_url: str, api_key: str | None = None) -> openai.AsyncOpenAI:
@@ -430,4 +456,5 @@ class LLMEngine(dg.ConfigurableResource):
             api_key=api_key or self.api_key or OFFLINE_API_KEY,
             timeout=self.timeout_s,
             max_retries=self.max_retries,
+            http_client=openai.DefaultAsyncHttpxClient(verify=tls_context()),  # openai's defaults, one TLS context
         )

@@ -107,6 +107,25 @@ def test_a_committed_epochs_rows_cannot_be_rewritten_by_a_step(two_epochs, fabri
     assert fabric.chapter_for_epoch(two_epochs.epoch_id) is not None
 
 
+def test_the_vote_steps_writes_refuse_a_committed_epoch_and_change_nothing(two_epochs, fabric):
+    # each of them locks, refuses and clears in one statement: the refusal must come before any change
+    epoch_id = two_epochs.epoch_id
+    votes = fabric.votes(epoch_id)
+    voter = votes[0].voter_agent
+    before = fabric.canon_snapshot()
+    writes = {
+        "clear_votes": lambda: fabric.clear_votes(epoch_id),
+        "write_review_design": lambda: fabric.write_review_design(epoch_id, []),
+        "write_ballot": lambda: fabric.write_ballot(epoch_id, [v for v in votes if v.voter_agent == voter], None),
+        "write_masked_terms": lambda: fabric.write_masked_terms(epoch_id, {}),
+    }
+    for name, write in writes.items():
+        with pytest.raises(CanonLocked, match="space_time-00002 is committed"):
+            write()
+        assert fabric.canon_snapshot() == before, name
+    assert len(fabric.review_assignments(epoch_id)) == 20 and fabric.votes(epoch_id) == votes
+
+
 def test_rewriting_an_open_epochs_drafts_drops_its_uncommitted_chapter_in_one_transaction(run_epoch, fabric):
     assert run_epoch(1).success
     epoch = fabric.epoch(epoch_key("space_time", 1))

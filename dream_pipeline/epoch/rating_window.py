@@ -52,8 +52,9 @@ def window_statistics(recent: Sequence[tuple[int, VoteRow, float]], seed: int) -
     )
     flags: list[VoterFlag] = []
     if not frame.empty:
-        for (a, b), excess in sorted(flag_cliques(frame).items()):
+        cliques = flag_cliques(frame)
+        for (a, b), excess in sorted(cliques.items()):
             flags.append(VoterFlag("clique", a, b, float(excess)))
-        for voter, ratio in sorted(flag_outlier_voters(frame).items()):
+        for voter, ratio in sorted(flag_outlier_voters(frame, cliques=cliques).items()):  # judged without them
             flags.append(VoterFlag("outlier", voter, "", float(ratio)))
     return WindowStatistics(intervals, flags)

@@ -20,10 +20,54 @@ from dream_pipeline.records import (
 from resources.fabric.canon import refuse_committed
 from resources.fabric.rows import as_list, as_vector, vote_from_row
 
+# The vote step's writes each lock the epoch's row, refuse a committed epoch and clear what they replace in
+# one statement: the lock comes first (the other parts read it), and nothing is changed when the epoch is
+# committed; `_refuse_if_committed` then raises as `refuse_committed` does.
+_CLEAR_VOTES = (
+    "WITH epoch AS (SELECT status FROM simulation_epochs WHERE epoch_id = %(epoch)s FOR UPDATE),"
+    " writable AS (SELECT NOT EXISTS (SELECT 1 FROM epoch WHERE status = 'committed') AS ok),"
+    " votes AS (DELETE FROM peer_votes WHERE epoch_id = %(epoch)s AND (SELECT ok FROM writable)),"
+    " abstentions AS (DELETE FROM vote_abstentions WHERE epoch_id = %(epoch)s AND (SELECT ok FROM writable)),"
+    " design AS (DELETE FROM review_assignments WHERE epoch_id = %(epoch)s AND (SELECT ok FROM writable))"
+    " SELECT status FROM epoch"
+)
+_CLEAR_DESIGN = (
+    "WITH epoch AS (SELECT status FROM simulation_epochs WHERE epoch_id = %(epoch)s FOR UPDATE),"
+    " writable AS (SELECT NOT EXISTS (SELECT 1 FROM epoch WHERE status = 'committed') AS ok),"
+    " design AS (DELETE FROM review_assignments WHERE epoch_id = %(epoch)s AND (SELECT ok FROM writable))"
+    " SELECT status FROM epoch"
+)
+_CLEAR_BALLOT = (
+    "WITH epoch AS (SELECT status FROM simulation_epochs WHERE epoch_id = %(epoch)s FOR UPDATE),"
+    " writable AS (SELECT NOT EXISTS (SELECT 1 FROM epoch WHERE status = 'committed') AS ok),"
+    " votes AS (DELETE FROM peer_votes WHERE epoch_id = %(epoch)s AND voter_agent = %(voter)s"
+    "   AND (SELECT ok FROM writable)),"
+    " abstentions AS (DELETE FROM vote_abstentions WHERE epoch_id = %(epoch)s AND voter_agent = %(voter)s"
+    "   AND (SELECT ok FROM writable))"
+    " SELECT status FROM epoch"
+)
+_MASKED_TERMS = (  # every draft of the epoch at once: its agent's terms, else none
+    "WITH epoch AS (SELECT status FROM simulation_epochs WHERE epoch_id = %(epoch)s FOR UPDATE),"
+    " writable AS (SELECT NOT EXISTS (SELECT 1 FROM epoch WHERE status = 'committed') AS ok),"
+    " masked AS (UPDATE drafts SET masked_terms = coalesce(%(terms)s::jsonb -> agent_id::text, '{}'::jsonb)"
+    "   WHERE epoch_id = %(epoch)s AND (SELECT ok FROM writable))"
+    " SELECT status FROM epoch"
+)
+
+
+def _refuse_if_committed(conn: psycopg.Connection, epoch_id: uuid.UUID, row: Mapping | None) -> None:
+    """After a guarded statement (which changed nothing on a committed epoch): raise `CanonLocked`."""
+    if row is not None and row["status"] == "committed":
+        refuse_committed(conn, epoch_id)
+
 
 def insert_review_design(conn: psycopg.Connection, epoch_id: uuid.UUID,
                           assignments: Sequence[AssignmentRow]) -> None:
     conn.execute("DELETE FROM review_assignments WHERE epoch_id = %s", (epoch_id,))
+    _insert_design(conn, epoch_id, assignments)
+
+
+def _insert_design(conn: psycopg.Connection, epoch_id: uuid.UUID, assignments: Sequence[AssignmentRow]) -> None:
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO review_assignments (epoch_id, voter_agent, target_agent, voter_agent_id,"
@@ -38,23 +82,26 @@ def insert_review_design(conn: psycopg.Connection, epoch_id: uuid.UUID,
 
 def insert_ballots(conn: psycopg.Connection, epoch_id: uuid.UUID, votes: Sequence[VoteRow],
                     abstentions: Sequence[AbstentionRow]) -> None:
+    """Insert votes and abstentions (a ballot has one or the other: no statement is sent for none)."""
     with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO peer_votes (epoch_id, voter_agent, target_agent, insight_score,"
-            " latency_penalty, rationale, masked_label, position, voter_agent_id, target_agent_id)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            [
-                (
-                    epoch_id, v.voter_agent, v.target_agent, v.insight_score, v.latency_penalty,
-                    v.rationale, v.masked_label, v.position, v.voter_agent_id, v.target_agent_id,
-                )
-                for v in votes
-            ],
-        )
-        cur.executemany(
-            "INSERT INTO vote_abstentions (epoch_id, voter_agent, reason, raw_reply) VALUES (%s, %s, %s, %s)",
-            [(epoch_id, a.voter_agent, a.reason, a.raw_reply) for a in abstentions],
-        )
+        if votes:
+            cur.executemany(
+                "INSERT INTO peer_votes (epoch_id, voter_agent, target_agent, insight_score,"
+                " latency_penalty, rationale, masked_label, position, voter_agent_id, target_agent_id)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (
+                        epoch_id, v.voter_agent, v.target_agent, v.insight_score, v.latency_penalty,
+                        v.rationale, v.masked_label, v.position, v.voter_agent_id, v.target_agent_id,
+                    )
+                    for v in votes
+                ],
+            )
+        if abstentions:
+            cur.executemany(
+                "INSERT INTO vote_abstentions (epoch_id, voter_agent, reason, raw_reply) VALUES (%s, %s, %s, %s)",
+                [(epoch_id, a.voter_agent, a.reason, a.raw_reply) for a in abstentions],
+            )
 
 
 class BallotsMixin:
@@ -126,40 +173,33 @@ class BallotsMixin:
             return [r["name"] for r in rows]
 
     def write_masked_terms(self, epoch_id: uuid.UUID, masked: Mapping[uuid.UUID, Mapping[str, int]]) -> None:
-        """What de-identification masked in each draft (by agent id) before the voters read it; the
-        drafts' texts are untouched."""
+        """What de-identification masked in each draft (by agent id) before the voters read it, in one
+        statement; the drafts' texts are untouched."""
+        terms = Jsonb({str(agent_id): dict(t) for agent_id, t in masked.items()})
         with self.connection() as conn:
-            refuse_committed(conn, epoch_id)
-            conn.execute("UPDATE drafts SET masked_terms = '{}'::jsonb WHERE epoch_id = %s", (epoch_id,))
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "UPDATE drafts SET masked_terms = %s WHERE epoch_id = %s AND agent_id = %s",
-                    [(Jsonb(dict(terms)), epoch_id, agent_id) for agent_id, terms in masked.items()],
-                )
+            row = conn.execute(_MASKED_TERMS, {"epoch": epoch_id, "terms": terms}).fetchone()
+            _refuse_if_committed(conn, epoch_id, row)
 
     def clear_votes(self, epoch_id: uuid.UUID) -> None:
-        """Remove an open epoch's ballots and review design before its voters vote again (a rerun)."""
+        """Remove an open epoch's ballots and review design before its voters vote again (a rerun), in one
+        statement."""
         with self.connection() as conn:
-            refuse_committed(conn, epoch_id)
-            conn.execute("DELETE FROM peer_votes WHERE epoch_id = %s", (epoch_id,))
-            conn.execute("DELETE FROM vote_abstentions WHERE epoch_id = %s", (epoch_id,))
-            conn.execute("DELETE FROM review_assignments WHERE epoch_id = %s", (epoch_id,))
+            _refuse_if_committed(conn, epoch_id, conn.execute(_CLEAR_VOTES, {"epoch": epoch_id}).fetchone())
 
     def write_review_design(self, epoch_id: uuid.UUID, assignments: Sequence[AssignmentRow]) -> None:
         """The open epoch's review design (who reviews which draft, as shown), replaced in one transaction
         before the ballots are asked for, so the deck and the checks know what each voter owes."""
         with self.connection() as conn:
-            refuse_committed(conn, epoch_id)
-            insert_review_design(conn, epoch_id, assignments)
+            _refuse_if_committed(conn, epoch_id, conn.execute(_CLEAR_DESIGN, {"epoch": epoch_id}).fetchone())
+            _insert_design(conn, epoch_id, assignments)
 
     def write_ballot(self, epoch_id: uuid.UUID, votes: Sequence[VoteRow], abstention: AbstentionRow | None) -> None:
-        """One voter's ballot (its votes, or its abstention) as it arrives, in one transaction; writing
-        it again replaces it, so a rerun never duplicates a vote."""
+        """One voter's ballot (its votes, or its abstention) as it arrives, in one transaction of two
+        statements; writing it again replaces it, so a rerun never duplicates a vote."""
         voter = abstention.voter_agent if abstention else votes[0].voter_agent
         with self.connection() as conn:
-            refuse_committed(conn, epoch_id)
-            conn.execute("DELETE FROM peer_votes WHERE epoch_id = %s AND voter_agent = %s", (epoch_id, voter))
-            conn.execute("DELETE FROM vote_abstentions WHERE epoch_id = %s AND voter_agent = %s", (epoch_id, voter))
+            row = conn.execute(_CLEAR_BALLOT, {"epoch": epoch_id, "voter": voter}).fetchone()
+            _refuse_if_committed(conn, epoch_id, row)
             insert_ballots(conn, epoch_id, votes, [abstention] if abstention else [])
 
     def votes(self, epoch_id: uuid.UUID) -> list[VoteRow]:

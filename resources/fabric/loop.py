@@ -22,6 +22,18 @@ class LoopMixin:
             ).fetchall()
         return list(reversed(rows))
 
+    def barrier_state(self, book: str, epoch_key: str, previous_key: str | None) -> tuple[str | None, list[str]]:
+        """What the barrier reads, in one round trip: the status of the book's previous epoch (None when it
+        has not started), and the open (running or collapsed) epochs of other books."""
+        with self.connection() as conn:
+            row = conn.execute(
+                "SELECT (SELECT status FROM simulation_epochs WHERE epoch_key = %(previous)s) AS previous,"
+                " ARRAY(SELECT epoch_key FROM simulation_epochs WHERE status IN ('running', 'collapsed')"
+                "   AND epoch_key <> %(key)s AND book <> %(book)s ORDER BY epoch_key) AS others",
+                {"previous": previous_key, "key": epoch_key, "book": book},
+            ).fetchone()
+        return row["previous"], list(row["others"])
+
     def record_downtime(self, down_from: datetime, down_until: datetime, resumed_by: str) -> None:
         """Note that the loop was not running from `down_from` to `down_until` (dream_pipeline/defs/loop/downtime.py);
         the same start noted twice keeps the later end."""

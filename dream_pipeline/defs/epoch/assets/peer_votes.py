@@ -52,14 +52,17 @@ def peer_votes(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLME
         raise dg.Failure(f"{scope.key}: no voter returned a valid ballot: {why}")
     fabric.write_masked_terms(scope.epoch.epoch_id,
                               {scope.agent(a).instance_id: dict(s.masked) for a, s in review.masked.items()})
+    events = []
     for ballot in ballots:
         voter = scope.agent(ballot.voter)
         voter.record_telemetry(
             "ballot", epoch_key=scope.key, attempts=ballot.attempts, abstained=ballot.abstention_reason is not None
         )
-        fabric.record_telemetry(voter.drain_telemetry())
+        events.extend(voter.drain_telemetry())
+    fabric.record_telemetry(events)  # every voter's in one write
 
-    capabilities = fabric.engine_capabilities(llm.resolved_base_url().rstrip("/"), llm.model)
+    known = llm.known_capabilities(llm.resolved_base_url())  # the session's, in this process's memory
+    capabilities = known.as_json() if known is not None else None
     return dg.MaterializeResult(
         metadata={
             **epoch_engine_metadata(fabric.epoch(scope.key).engine_modes, capabilities),

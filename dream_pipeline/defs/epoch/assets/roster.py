@@ -1,5 +1,6 @@
 """The roster: waits at the barrier, then opens the epoch with the agents alive at its start."""
 
+import weakref
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -23,6 +24,18 @@ from resources.fabric import StateFabric
 from resources.llm import LLMEngine
 
 OUTCOME_TAG = "dream/outcome"
+_HELD: weakref.WeakSet = weakref.WeakSet()  # instances whose storage already keeps its connection
+
+
+def hold_storage_connection(instance: dg.DagsterInstance) -> None:
+    """Let this process's Dagster storage keep a connection between events, as the webserver does: by
+    default (a NullPool) it opens one per event written or run read, about 5 ms each and some sixty an
+    epoch, most of them after the barrier's release. One is held (replaced after 5 minutes), up to four
+    more while busy; no statement timeout. A no-op on storage without a pool (SQLite)."""
+    if instance in _HELD:
+        return
+    instance.optimize_for_webserver(statement_timeout=0, pool_recycle=300, max_overflow=4)
+    _HELD.add(instance)
 
 
 class RosterConfig(dg.Config):
@@ -45,6 +58,7 @@ def roster(context: dg.AssetExecutionContext, config: RosterConfig, fabric: Stat
     if fabric.ensure_book(book, seats):
         context.log.info(f"new book {book.title!r}: seated {seats or len(book.initial_cast())} agents")
     instance = context.instance
+    hold_storage_connection(instance)  # before the barrier: the epoch's events then reuse it
     instance.add_run_tags(context.run_id, {WORKER_TAG: worker_identity()})  # lets the loop see a killed run
     barrier = EpochBarrier(fabric, lambda k: bool(live_runs(instance, k, exclude=context.run_id)))
     existing = fabric.find_epoch(key)
@@ -55,7 +69,9 @@ def roster(context: dg.AssetExecutionContext, config: RosterConfig, fabric: Stat
         # PHASE gates the loop's own new epochs; an epoch a person asks for (`dream run`, a backfill) just runs
         if existing is not None or not config.phase_gate or not loop_run:
             return True
-        return not phase_window_from_env().blocks(datetime.now(UTC), last_phase_success(instance))
+        window, now = phase_window_from_env(), datetime.now(UTC)
+        # Dagster's run history is read only inside the window (did PHASE already finish tonight?)
+        return not window.contains(now) or not window.blocks(now, last_phase_success(instance))
 
     if existing is not None and existing.status == "committed":
         epoch = existing  # a replay: no barrier, nothing opened
