@@ -6,6 +6,7 @@ Used by the benchmarks that need the real daemon (dead time, faults). Everything
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -16,6 +17,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import psutil
 
 from resources.fabric import StateFabric
 
@@ -51,12 +54,25 @@ class LoopHarness:
         )
 
     def stop_daemon(self) -> None:
+        """Stop the daemon's process group, then whatever it spawned in sessions of its own (Dagster's
+        code servers): listed before the daemon goes, since they are re-parented once it has."""
         if self.daemon is not None and self.daemon.poll() is None:
+            try:
+                spawned = psutil.Process(self.daemon.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                spawned = []
             os.killpg(self.daemon.pid, signal.SIGTERM)
             try:
                 self.daemon.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 os.killpg(self.daemon.pid, signal.SIGKILL)
+            for child in spawned:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.terminate()
+            _, alive = psutil.wait_procs(spawned, timeout=20)
+            for child in alive:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
             self._log.close()
         self.daemon = None
 
