@@ -6,16 +6,43 @@ connection and row writers, so the resource carries nothing the pipeline does no
 
 from __future__ import annotations
 
+import contextlib
+import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+
+import psycopg
+import pytest
+from psycopg import sql
 
 from dream_pipeline import fingerprint
 from dream_pipeline.records import AbstentionRow, AssignmentRow, VoteRow
+from resources import embedded_postgres
 from resources.fabric import StateFabric
 from resources.fabric.ballots import insert_ballots, insert_review_design
 from resources.fabric.canon import refuse_committed
 from resources.fabric.rows import agent_from_row
 from spica import SpicaAgent
+
+
+@contextlib.contextmanager
+def scratch_database(tag: str) -> Iterator[str]:
+    """The URL of an empty database of its own on the embedded server, dropped afterwards: for a test
+    that needs a fabric of its own (an old schema to migrate, a per-database setting). A name of its
+    own each time, since the fabric remembers a URL it has migrated."""
+    if os.environ.get("DREAM_TEST_DATABASE_URL"):
+        pytest.skip("needs the embedded server to create a scratch database")
+    name = f"dream_test_{os.getpid()}_{tag}_{uuid.uuid4().hex[:8]}"
+    server = embedded_postgres.server_url()
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(drop)
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield embedded_postgres.server_url(name)
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(drop)
 
 
 def applied_migrations(fabric: StateFabric) -> list[str]:

@@ -3,12 +3,9 @@ rolling summaries, bounded prompts, search, and the embedding dimension."""
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 import psycopg
 import pytest
-from psycopg import sql
 
 from dream_pipeline.defs.epoch.assets import epoch_assets
 from dream_pipeline.defs.epoch.assets.drafts import drafts as drafts_asset
@@ -17,13 +14,13 @@ from dream_pipeline.defs.epoch.partitions import epoch_key
 from dream_pipeline.domains.book.memory import NOVELTY_PENALTY_MAX, novelty_penalty
 from dream_pipeline.domains.book.prompts import draft_context
 from dream_pipeline.tournament import Vote, epoch_scores
-from resources import embedded_postgres
 from resources import fabric as fabric_module
 from resources.fabric import CanonLocked, ChapterRow, DraftRow, EmbeddingDimensionError, StateFabric
 from resources.fabric.rows import as_list
 from resources.llm import LLMEngine
 from spica import SpicaBook
 from tests.engine_text import embed_texts, persona_prose
+from tests.fabric_helpers import scratch_database
 
 BOOK = "space_time"
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
@@ -199,17 +196,8 @@ def test_epochs_keep_the_prompt_bounded_and_the_summary_rolling(fabric, engine_u
 @pytest.fixture
 def scratch_url():
     """A database of its own (the recorded embedding dimension is per database)."""
-    if os.environ.get("DREAM_TEST_DATABASE_URL"):
-        pytest.skip("needs the embedded server to create a scratch database")
-    name = f"dream_test_{os.getpid()}_dims"
-    server = embedded_postgres.server_url()
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(drop)
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield embedded_postgres.server_url(name)
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(drop)
+    with scratch_database("dims") as url:
+        yield url
 
 
 def test_a_dimension_mismatch_is_a_clear_error(fabric: StateFabric, scratch_url, engine_url, instance):

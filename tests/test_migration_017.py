@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-import os
 
 import psycopg
 import pytest
-from psycopg import sql
 
-from resources import embedded_postgres
 from resources.fabric import StateFabric
 from resources.locations import sql_dir
+from tests.fabric_helpers import scratch_database
 
 
 @pytest.fixture
 def old_fabric_url():
-    if os.environ.get("DREAM_TEST_DATABASE_URL"):
-        pytest.skip("needs the embedded server to create a scratch database")
-    name = f"dream_test_{os.getpid()}_m017"
-    server = embedded_postgres.server_url()
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(drop)
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield embedded_postgres.server_url(name)
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(drop)
+    with scratch_database("m017") as url:
+        yield url
 
 
 def test_017_applies_over_a_fabric_of_the_previous_main(old_fabric_url):

@@ -6,18 +6,15 @@ overlaps; the deck's timing summary reads the table."""
 from __future__ import annotations
 
 import hashlib
-import os
-import uuid
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from deck import queries
-from resources import embedded_postgres
 from resources.fabric import ChapterRow, DraftRow, StateFabric
 from resources.locations import sql_dir
 from spica import SpicaBook
+from tests.fabric_helpers import scratch_database
 
 BOOK = "space_time"
 TIMING = ("SELECT epoch_number, duration_s, dead_time_s, downtime_s FROM epoch_timing"
@@ -26,18 +23,8 @@ TIMING = ("SELECT epoch_number, duration_s, dead_time_s, downtime_s FROM epoch_t
 
 @pytest.fixture
 def scratch_url():
-    if os.environ.get("DREAM_TEST_DATABASE_URL"):
-        pytest.skip("needs the embedded server to create a scratch database")
-    # a name of its own per test: the fabric remembers a URL it migrated
-    name = f"dream_test_{os.getpid()}_m018_{uuid.uuid4().hex[:8]}"
-    server = embedded_postgres.server_url()
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(drop)
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield embedded_postgres.server_url(name)
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(drop)
+    with scratch_database("m018") as url:
+        yield url
 
 
 def _epoch(conn, number: int, start: str, end: str | None, status: str) -> None:
