@@ -6,7 +6,9 @@ these modules. Every literal was computed once outside the code under test: the 
 Zermelo's fixed-point iteration (Hunter's MM algorithm, a different method from the code's Newton
 steps) and the closed form ``R_A - R_B = 400 log10(p / (1 - p))`` of two agents; the bootstraps
 by drawing the same ballots (``numpy.random.default_rng(seed).integers``) and fitting each
-resample that way; the voter statistics with exact fractions in plain Python.
+resample that way; the voter statistics with exact fractions in plain Python. Beyond the literals,
+the bootstrap's every round (batched Newton steps under a prior, a fit per round without) is held
+to Zermelo's iteration run in the test itself on that round's resample, to 1e-8 rating points.
 """
 
 from __future__ import annotations
@@ -538,9 +540,9 @@ def test_every_bootstrap_round_is_the_fit_of_its_resample_alone(prior, cyclic):
 
 @pytest.mark.parametrize("prior", [1.0, 2.0, 8.0])
 def test_the_fit_is_zermelos_fixed_point(prior):
-    """compute_mle_elo against Zermelo's iteration on random tables of two to four agents (an agent
-    unbeaten, one winless, ties) and on two that need each Newton step's full length: two winners over
-    one loser, and a chain whose end agents played once (the prior weighs most in their curvature)."""
+    """compute_mle_elo against Zermelo's iteration on random tables (one to seven battles among two to
+    four agents) and on two that need each Newton step's full length: two winners over one loser, and
+    a chain whose end agents played once (the prior weighs most in their curvature)."""
     rng = random.Random(int(prior))
     tables = [[("D", "B", 1.0), ("A", "B", 1.0)], [("A", "B", 1.0), ("B", "C", 1.0), ("C", "D", 0.5)]]
     for _ in range(6):
@@ -562,8 +564,8 @@ def test_a_bootstrap_fitted_in_chunks_is_the_same(monkeypatch):
     pd.testing.assert_frame_equal(bootstrap_ballots(ballots, rounds=7, seed=4), whole, rtol=0, atol=1e-9)
     monkeypatch.setattr(bradley_terry, "BATCH_CELLS", 24)  # not one round's cells: a round at a time
     pd.testing.assert_frame_equal(bootstrap_ballots(ballots, rounds=7, seed=4), whole, rtol=0, atol=1e-9)
-    without = bootstrap_ballots(cast_ballots(5, 4, cyclic=True), rounds=7, seed=4, prior=0.0)
-    assert close(without, by_hand(cast_ballots(5, 4, cyclic=True), 7, 4, 0.0))
+    cyclic = cast_ballots(5, 4, cyclic=True)  # without a prior, a round at a time as well
+    assert close(bootstrap_ballots(cyclic, rounds=7, seed=4, prior=0.0), by_hand(cyclic, 7, 4, 0.0))
 
 
 def test_bootstrap_ballots_refuse_bad_battles_and_count_every_agents_games():
