@@ -92,6 +92,15 @@ def test_a_fit_stopped_after_one_step_is_not_the_optimum():
     assert ratings(loose) == ratings(one)  # a tolerance above the first step stops after it
 
 
+def test_six_newton_steps_reach_the_optimum():
+    """Newton's steps converge fast: six give the optimum that 100 allow (a fit that crept towards it
+    with shortened steps would still be on its way)."""
+    assert ratings(compute_mle_elo(battles_frame(THREE), max_iter=6)) == {
+        "A": 1086.589209, "B": 968.719512, "C": 944.691279}
+    assert ratings(compute_mle_elo(battles_frame(THREE), prior=0.0, max_iter=6)) == {
+        "A": 1100.674202, "B": 967.07544, "C": 932.250359}
+
+
 def test_a_loose_tolerance_stops_before_the_optimum_even_where_an_agent_does_not_move():
     """A beats B twice, B beats C twice: by symmetry B's first step is 0, the others' are not."""
     battles = battles_frame([("A", "B", 1.0)] * 2 + [("B", "C", 1.0)] * 2)
