@@ -6,11 +6,14 @@ these modules. Every literal was computed once outside the code under test: the 
 Zermelo's fixed-point iteration (Hunter's MM algorithm, a different method from the code's Newton
 steps) and the closed form ``R_A - R_B = 400 log10(p / (1 - p))`` of two agents; the bootstraps
 by drawing the same ballots (``numpy.random.default_rng(seed).integers``) and fitting each
-resample that way; the voter statistics with exact fractions in plain Python.
+resample that way; the voter statistics with exact fractions in plain Python. Beyond the literals,
+the bootstrap's every round (batched Newton steps under a prior, a fit per round without) is held
+to Zermelo's iteration run in the test itself on that round's resample, to 1e-8 rating points.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 
@@ -18,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dream_pipeline.tournament import Vote, pairwise_outcomes
+from dream_pipeline.tournament import Vote, bradley_terry, pairwise_outcomes
 from dream_pipeline.tournament.bradley_terry import (
     battles_frame,
     bootstrap_ballots,
@@ -87,6 +90,15 @@ def test_a_fit_stopped_after_one_step_is_not_the_optimum():
     assert ratings(one) != {"A": 1100.674202, "B": 967.07544, "C": 932.250359}
     loose = compute_mle_elo(battles_frame(THREE), prior=0.0, tol=10.0)
     assert ratings(loose) == ratings(one)  # a tolerance above the first step stops after it
+
+
+def test_six_newton_steps_reach_the_optimum():
+    """Newton's steps converge fast: six give the optimum that 100 allow (a fit that crept towards it
+    with shortened steps would still be on its way)."""
+    assert ratings(compute_mle_elo(battles_frame(THREE), max_iter=6)) == {
+        "A": 1086.589209, "B": 968.719512, "C": 944.691279}
+    assert ratings(compute_mle_elo(battles_frame(THREE), prior=0.0, max_iter=6)) == {
+        "A": 1100.674202, "B": 967.07544, "C": 932.250359}
 
 
 def test_a_loose_tolerance_stops_before_the_optimum_even_where_an_agent_does_not_move():
@@ -435,3 +447,141 @@ def test_an_outlier_exactly_at_both_margins_is_flagged():
     assert flag_outlier_voters(votes) == {"R3": 1.5, "X3": 1.5}
     assert flag_outlier_voters(votes, rel_gap=0.51) == {}
     assert flag_outlier_voters(votes, min_gap=0.51) == {}
+
+
+# --- the bootstrap's rounds against a fit of each resample alone ----------------------------------
+
+
+@functools.cache
+def zermelo(battles: tuple[tuple[str, str, float], ...], prior: float) -> dict[str, float]:
+    """Log-strengths by Zermelo's fixed point (Hunter's MM), one plain loop per agent: the prior is
+    ``prior`` games against a reference of strength 1, half won; without it the strengths are scaled
+    to a geometric mean of 1 (the fit is free up to a factor)."""
+    names = sorted({x for a, b, _ in battles for x in (a, b)})
+    games = {(i, j): 0.0 for i in names for j in names}
+    won = dict.fromkeys(names, 0.0)
+    for a, b, s in battles:
+        games[a, b] += 1.0
+        games[b, a] += 1.0
+        won[a] += s
+        won[b] += 1.0 - s
+    p = dict.fromkeys(names, 1.0)
+    for _ in range(20_000):
+        new = {i: (won[i] + prior / 2) / (sum(games[i, j] / (p[i] + p[j]) for j in names if j != i)
+                                           + prior / (p[i] + 1.0)) for i in names}
+        if not prior:
+            mean = math.fsum(math.log(v) for v in new.values()) / len(new)
+            new = {i: v / math.exp(mean) for i, v in new.items()}
+        done = max(abs(math.log(new[i] / p[i])) for i in names) < 1e-14
+        p = new
+        if done:
+            break
+    else:
+        raise AssertionError("Zermelo's iteration did not settle")
+    return {i: math.log(v) for i, v in p.items()}
+
+
+def resamples(ballots, rounds: int, seed: int) -> list[list[tuple[str, str, float]]]:
+    """The bootstrap's draws made by hand: per round, as many ballots as there are, with replacement."""
+    rng = np.random.default_rng(seed)
+    return [[x for k in rng.integers(0, len(ballots), size=len(ballots)) for x in ballots[k]] for _ in range(rounds)]
+
+
+def centred(battles, prior, scale=400.0, base=10.0, init=1000.0) -> dict[str, float]:
+    theta = zermelo(tuple(battles), prior)
+    mean = math.fsum(theta.values()) / len(theta)
+    return {i: init + scale * (t - mean) / math.log(base) for i, t in theta.items()}
+
+
+def by_hand(ballots, rounds: int, seed: int, prior: float, **curve) -> pd.DataFrame:
+    """The bootstrap's table from each resample fitted alone: an agent without a battle in a round is
+    left out of it, the median and percentiles are taken over the rest; ``mle`` fits all ballots."""
+    agents = sorted({x for b in ballots for a, c, _ in b for x in (a, c)})
+    rows = pd.DataFrame([centred(r, prior, **curve) for r in resamples(ballots, rounds, seed)], columns=agents)
+    everything = centred([x for b in ballots for x in b], prior, **curve)
+    return pd.DataFrame({"rating": rows.median(), "lower": rows.quantile(0.025), "upper": rows.quantile(0.975),
+                         "mle": pd.Series(everything)})
+
+
+def close(got: pd.DataFrame, want: pd.DataFrame, tol: float = 1e-8) -> bool:
+    """The same agents and columns, every figure within ``tol`` rating points (blank where blank)."""
+    got = got.sort_index()
+    return (list(got.index) == list(want.index) and list(got.columns) == list(want.columns)
+            and bool(np.allclose(got.to_numpy(), want.to_numpy(), rtol=0, atol=tol, equal_nan=True)))
+
+
+def cast_ballots(seed: int, voters: int, cyclic: bool) -> list[list[tuple[str, str, float]]]:
+    """Ballots of three drafts out of five. ``cyclic``: every ballot holds A and goes round its three
+    drafts (each beats or ties the next), so any resample has a finite fit without a prior."""
+    rng = random.Random(seed)
+    ballots = []
+    for _ in range(voters):
+        if cyclic:
+            x, y, z = ["A", *rng.sample("BCDE", 2)]
+            battles = [(x, y, rng.choice((1.0, 0.5))), (y, z, rng.choice((1.0, 0.5))), (z, x, rng.choice((1.0, 0.5)))]
+        else:
+            x, y, z = rng.sample("ABCDE", 3)
+            battles = [(x, y, rng.choice((1.0, 0.5, 0.0))), (x, z, rng.choice((1.0, 0.0))), (y, z, rng.choice((1.0, 0.0)))]
+        ballots.append([(b, a, 1.0 - s) if rng.random() < 0.5 else (a, b, s) for a, b, s in battles])
+    return ballots
+
+
+@pytest.mark.parametrize(("prior", "cyclic"), [(1.0, False), (0.0, True)])
+def test_every_bootstrap_round_is_the_fit_of_its_resample_alone(prior, cyclic):
+    """The batched fit (a prior) and the per-round one (none) against Zermelo's iteration per resample:
+    with one round, a seed's ratings are that resample's fit; with four and six, every round enters
+    the median or a percentile. The draws hold rounds with an agent absent and, with a prior, rounds
+    where an agent wins every battle it plays."""
+    absent = unbeaten = 0
+    for seed in range(3):
+        ballots = cast_ballots(seed, 4, cyclic)
+        for rounds, draw in ((1, seed), (4, seed), (6, seed + 20)):
+            assert close(bootstrap_ballots(ballots, rounds=rounds, seed=draw, prior=prior),
+                         by_hand(ballots, rounds, draw, prior)), (seed, rounds, draw)
+            for battles in resamples(ballots, rounds, draw):
+                names = {x for a, b, _ in battles for x in (a, b)}
+                absent += len(names) < 5
+                lost = {b if s == 1.0 else a for a, b, s in battles if s != 0.5} | {x for a, b, s in battles
+                                                                                  if s == 0.5 for x in (a, b)}
+                unbeaten += bool(names - lost)
+    assert absent and (unbeaten > 0) == (prior > 0)
+
+
+@pytest.mark.parametrize("prior", [1.0, 2.0, 8.0])
+def test_the_fit_is_zermelos_fixed_point(prior):
+    """compute_mle_elo against Zermelo's iteration on random tables (one to seven battles among two to
+    four agents) and on two that need each Newton step's full length: two winners over one loser, and
+    a chain whose end agents played once (the prior weighs most in their curvature)."""
+    rng = random.Random(int(prior))
+    tables = [[("D", "B", 1.0), ("A", "B", 1.0)], [("A", "B", 1.0), ("B", "C", 1.0), ("C", "D", 0.5)]]
+    for _ in range(6):
+        names = "ABCD"[:rng.randint(2, 4)]
+        tables.append([(*rng.sample(names, 2), rng.choice((1.0, 0.5, 0.0))) for _ in range(rng.randint(1, 7))])
+    for battles in tables:
+        fit = compute_mle_elo(battles_frame(battles), prior=prior)
+        want = centred(battles, prior)
+        assert set(fit.index) == set(want) and all(abs(fit[i] - want[i]) < 1e-8 for i in want), battles
+
+
+def test_a_bootstrap_fitted_in_chunks_is_the_same(monkeypatch):
+    """Rounds are fitted BATCH_CELLS Hessian cells at a time; with room for two rounds of five agents,
+    seven rounds take four chunks (the last of one round), and each round keeps its own row."""
+    ballots = cast_ballots(5, 4, cyclic=False)
+    whole = bootstrap_ballots(ballots, rounds=7, seed=4)
+    assert close(whole, by_hand(ballots, 7, 4, 1.0))
+    monkeypatch.setattr(bradley_terry, "BATCH_CELLS", 2 * 5 * 5 + 1)
+    pd.testing.assert_frame_equal(bootstrap_ballots(ballots, rounds=7, seed=4), whole, rtol=0, atol=1e-9)
+    monkeypatch.setattr(bradley_terry, "BATCH_CELLS", 24)  # not one round's cells: a round at a time
+    pd.testing.assert_frame_equal(bootstrap_ballots(ballots, rounds=7, seed=4), whole, rtol=0, atol=1e-9)
+    cyclic = cast_ballots(5, 4, cyclic=True)  # without a prior, a round at a time as well
+    assert close(bootstrap_ballots(cyclic, rounds=7, seed=4, prior=0.0), by_hand(cyclic, 7, 4, 0.0))
+
+
+def test_bootstrap_ballots_refuse_bad_battles_and_count_every_agents_games():
+    with pytest.raises(ValueError, match=r"^outcome 0.3 is not 0, 0.5 or 1$"):
+        bootstrap_ballots([[("A", "B", 1.0)], [("A", "B", 0.3)]])
+    with pytest.raises(ValueError, match=r"^an agent cannot battle itself$"):
+        bootstrap_ballots([[("A", "B", 1.0)], [("B", "B", 1.0)]])
+    # C, last of the agents, is never anyone's opponent (model_b): its games are counted all the same
+    ballots = [[("B", "A", 1.0), ("C", "A", 0.5)], [("C", "B", 0.0)], [("C", "A", 1.0), ("B", "A", 0.5)]]
+    assert close(bootstrap_ballots(ballots, rounds=4, seed=1), by_hand(ballots, 4, 1, 1.0))
