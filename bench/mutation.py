@@ -58,11 +58,14 @@ def _functions(module: str, *names: str) -> tuple[str, ...]:
     return tuple(f"{module}.{name}__mutmut_*" for name in names)
 
 
-_RULES = ("anonymize", "ballots", "elo", "scoring", "selection", "sanitize", "review_design", "token_budget")
+_RULES = ("anonymize", "ballots", "elo", "scoring", "selection", "review_design", "token_budget")
 _JUDGMENT = ("elimination", "reliability", "deidentify", "diversity", "verbosity")
 MODULES = (
-    Module("tournament_rules", tuple(f"dream_pipeline/tournament/{m}.py" for m in _RULES),
-           tuple(f"dream_pipeline.tournament.{m}.*" for m in _RULES),
+    # the storable-text policy lives with the rows it protects (records.py, re-exported by sanitize.py)
+    Module("tournament_rules", (*(f"dream_pipeline/tournament/{m}.py" for m in _RULES), "dream_pipeline/records.py"),
+           (*(f"dream_pipeline.tournament.{m}.*" for m in _RULES),
+            *_functions("dream_pipeline.records", "x__join_pair", "x_storable_text", "x_unstorable_count",
+                        "x_storable_json")),
            ("tests/test_tournament_properties.py", "tests/test_rules_pinned.py", "tests/test_review_design.py",
             "tests/test_review_pinned.py",
             "tests/test_rankings_window.py::test_separation_needs_the_bottom_interval_below_every_other",
