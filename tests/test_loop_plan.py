@@ -43,16 +43,16 @@ def test_a_cold_start_resumes_the_first_uncommitted_epoch():
 
 
 def test_one_tick_fills_every_free_staging_slot_in_order():
-    decision = plan_loop(snapshot())  # depth 4, nothing live
+    decision = plan_loop(snapshot(depth=4))  # nothing live
     keys = [epoch_key("space_time", n) for n in (4, 5, 6, 7)]
     assert requested_all(decision) == keys
     assert [r.run_key for r in decision.run_requests] == [f"{k}#1" for k in keys]
     assert list(decision.dynamic_partitions_requests[0].partition_keys) == keys
     assert decision.cursor == keys[-1]
-    two_live = plan_loop(snapshot(active=("space_time-00004", "space_time-00005")))
+    two_live = plan_loop(snapshot(depth=4, active=("space_time-00004", "space_time-00005")))
     assert requested_all(two_live) == ["space_time-00006", "space_time-00007"]
     # an epoch in backoff holds back the ones behind it, not the ones before it
-    failed = snapshot(failures={"space_time-00006": (1, at(12) - timedelta(seconds=1))})
+    failed = snapshot(depth=4, failures={"space_time-00006": (1, at(12) - timedelta(seconds=1))})
     assert requested_all(plan_loop(failed)) == ["space_time-00004", "space_time-00005"]
 
 
@@ -186,7 +186,7 @@ def test_the_staging_depth_setting(monkeypatch):
     from dream_pipeline.defs.loop.sensors import staging_depth
 
     monkeypatch.delenv("DREAM_LOOP_STAGING_DEPTH", raising=False)
-    assert staging_depth() == 4
+    assert staging_depth() == 5
     for raw, depth in (("1", 1), ("2", 2), ("12", 12)):
         monkeypatch.setenv("DREAM_LOOP_STAGING_DEPTH", raw)
         assert staging_depth() == depth

@@ -71,10 +71,10 @@ def _left_run(instance, fabric, llm, key: str, status: dg.DagsterRunStatus, work
 
 def test_a_cold_start_stages_the_first_epochs_and_moves_the_cursor(instance, fabric):
     result = _tick(instance, fabric)
-    assert _requested(result) == [f"space_time-0000{n}" for n in (1, 2, 3, 4)]
+    assert _requested(result) == [f"space_time-0000{n}" for n in (1, 2, 3, 4, 5)]  # the default depth, 5
     assert [r.run_key for r in result.run_requests][0] == "space_time-00001#1"
     assert all(r.tags[LOOP_TAG] == "epoch" for r in result.run_requests)
-    assert result.cursor == "space_time-00004"
+    assert result.cursor == "space_time-00005"
     [add] = result.dynamic_partitions_requests
     assert list(add.partition_keys) == _requested(result)
 
@@ -82,11 +82,11 @@ def test_a_cold_start_stages_the_first_epochs_and_moves_the_cursor(instance, fab
 def test_the_sensor_reads_committed_epochs_live_runs_and_failures_from_the_instance(
         run_epoch, instance, fabric, llm):
     assert run_epoch(1).success
-    assert _requested(_tick(instance, fabric)) == [f"space_time-0000{n}" for n in (2, 3, 4, 5)]
+    assert _requested(_tick(instance, fabric)) == [f"space_time-0000{n}" for n in (2, 3, 4, 5, 6)]
     running = _left_run(instance, fabric, llm, "space_time-00002", dg.DagsterRunStatus.STARTED,
                         worker=f"{socket.gethostname()}:{os.getpid()}:{psutil.Process().create_time():.3f}")
     assert _requested(_tick(instance, fabric, cursor="space_time-00002")) == [
-        "space_time-00003", "space_time-00004", "space_time-00005"]
+        "space_time-00003", "space_time-00004", "space_time-00005", "space_time-00006"]
     instance.report_run_failed(running, "engine down")
     skip = _tick(instance, fabric)
     assert isinstance(skip, dg.SkipReason)

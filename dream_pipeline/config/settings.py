@@ -41,7 +41,7 @@ ENV_SETTINGS = {
     "DREAM_DAGSTER_YAML": "instance configuration installed into DAGSTER_HOME (default: deploy/dagster.yaml)",
     "DREAM_STATE_DIR": "where the embedded database, engine and Dagster home live (default: .dream/)",
     "DREAM_EXPERIMENTS": "the experiments file: books the loop runs in turn (default: experiments.yaml)",
-    "DREAM_LOOP_STAGING_DEPTH": "loop runs queued or running at once; 1 turns staging off (default: 4)",
+    "DREAM_LOOP_STAGING_DEPTH": "loop runs queued or running at once; 1 turns staging off (default: 5)",
     "DREAM_LOOP": "on or off: the loop sensor's default status (default: on; `dream ui` sets off unless --loop)",
     "DREAM_PHASE_START": "opening of the nightly PHASE window, HH:MM (default: 03:00)",
     "DREAM_PHASE_END": "end of the PHASE window, HH:MM (default: 07:00)",

@@ -35,8 +35,9 @@ from dream_pipeline.defs.loop.loop_state import (
 from dream_pipeline.defs.phase.window import PhaseWindow, phase_window_from_env
 from resources.fabric import StateFabric
 
-# one running, two waiting at the barrier, one queued behind the run queue's tag limit (3)
-STAGING_DEPTH = 4
+# one running, three waiting at the barrier, one queued behind the run queue's tag limit (4): the third
+# has two whole epochs to boot, so epochs of a second or two (the offline engine) still find it ready
+STAGING_DEPTH = 5
 BACKOFF_BASE = timedelta(seconds=10)
 BACKOFF_MAX = timedelta(minutes=10)
 

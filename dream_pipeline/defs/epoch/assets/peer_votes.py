@@ -10,6 +10,7 @@ from dream_pipeline.defs.epoch.assets.drafts import drafts
 from dream_pipeline.defs.epoch.partitions import epochs_partitions
 from dream_pipeline.defs.metadata import verify_replay
 from dream_pipeline.epoch.ballot_diagnosis import diagnose
+from dream_pipeline.epoch.candidate_tests import start_candidate_tests
 from dream_pipeline.epoch.engine_report import epoch_engine_metadata
 from dream_pipeline.epoch.replay import is_replay
 from dream_pipeline.epoch.scope import load_scope
@@ -28,9 +29,11 @@ def peer_votes(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLME
     epoch_id = scope.epoch.epoch_id
     if not replay:  # ballots are written as they arrive, one transaction each: the live matrix fills in
         fabric.clear_votes(epoch_id)
+    written = fabric.drafts(epoch_id)
+    start_candidate_tests(scope, written)  # a domain with tests: its sandbox runs overlap the ballots
     try:
         review = compose_votes(
-            scope, fabric.drafts(epoch_id), fabric, llm, session_key=scope.key,
+            scope, written, fabric, llm, session_key=scope.key,
             on_design=None if replay else lambda rows: fabric.write_review_design(epoch_id, rows),
             on_ballot=None if replay else lambda votes, abstention: fabric.write_ballot(epoch_id, votes, abstention),
         )
