@@ -15,7 +15,7 @@ transition, the drafts step up to its first engine call) and the engine's probed
 draft + slowest draft embedding + slowest ballot + the summary), `burst_over_slowest_draft` the median
 of the burst's wall time (first draft request to last draft reply) over its slowest single draft.
 
-Scenarios: `staged` (this project: staging depth 5, run queue dequeue every 1 s, tag limit 4) and
+Scenarios: `staged` (this project: the default staging depth, 5; run queue dequeue every 1 s, tag limit 4) and
 `default` (sensor chaining only: staging off, Dagster's default run coordinator settings).
 
 With `--books 2` the loop runs two books in turn (space_time and far_shore), one epoch at a time
@@ -34,6 +34,7 @@ from bench import epoch as epoch_profile
 from bench.common import print_result, print_table
 from bench.loop_harness import LoopHarness
 from dream_pipeline.cli.status import dead_times
+from dream_pipeline.defs.loop.sensors import STAGING_DEPTH
 
 DEFAULT_DAGSTER_YAML = """\
 storage:
@@ -59,7 +60,7 @@ def run_scenario(name: str, staged: bool, epochs: int, seed: int, books: int = 1
         "DREAM_ENGINE_SEED": str(seed),
         "DREAM_ENGINE_TTFT_S": "0.3",
         "DREAM_ENGINE_TOKENS_PER_S": "250",
-        "DREAM_LOOP_STAGING_DEPTH": "5" if staged else "1",
+        "DREAM_LOOP_STAGING_DEPTH": str(STAGING_DEPTH) if staged else "1",
     }
     with LoopHarness(name, env) as loop:
         stats_dir = loop.state / "fabric_stats"
