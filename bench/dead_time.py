@@ -10,8 +10,8 @@ path (slowest draft + slowest ballot), median over epochs.
 
 The staged scenario also prints where each epoch's time goes (bench/epoch.py: per epoch and per step,
 engine critical path, step transitions, Dagster events, fabric connects and round trips, embeddings,
-CPU), the dead time before each epoch in its parts (to the release, the roster's rest, the step
-transition, the drafts step up to its first engine call) and the engine's probed concurrency; `epoch_overhead_s` is the median of an epoch's wall time minus its engine critical path (slowest
+CPU), the dead time before each epoch in its parts (to the release, then the opening step, roster and
+drafts, up to its first engine call) and the engine's probed concurrency; `epoch_overhead_s` is the median of an epoch's wall time minus its engine critical path (slowest
 draft + slowest draft embedding + slowest ballot + the summary), `burst_over_slowest_draft` the median
 of the burst's wall time (first draft request to last draft reply) over its slowest single draft.
 

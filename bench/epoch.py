@@ -10,8 +10,8 @@ Per epoch: wall (barrier release to commit), the engine critical path (slowest d
 draft-embedding batch + slowest ballot + the summary), overhead (wall minus critical path), the
 burst's wall over its slowest draft, step transitions (one step's end to the next one's start),
 Dagster events, fabric connects and round trips, embeddings, the run process's CPU time. And the dead
-time before each epoch in its parts: the previous commit to the barrier's release, the roster's rest,
-the step transition, the drafts step up to its first engine call (`dead_time_parts`).
+time before each epoch in its parts: the previous commit to the barrier's release, then the opening step
+(roster and drafts) up to its first engine call (`dead_time_parts`).
 
 Run: python -m bench.epoch [--epochs N]   (the staged loop of bench.dead_time, with the profile)
 """
@@ -32,6 +32,7 @@ from psycopg.rows import dict_row
 from resources import embedded_postgres
 
 STEP_EVENTS = ("STEP_START", "STEP_SUCCESS", "STEP_FAILURE")
+OPENING_STEP = "roster_and_drafts"  # the step that waits at the barrier and sends the drafts
 
 
 def _engine_calls(fabric, epoch_key: str) -> list[dict]:
@@ -141,22 +142,19 @@ def _in(trace: list, start: datetime, end: datetime) -> dict[str, float]:
 
 def dead_time_parts(previous_end: datetime, row: dict, run_steps: list[dict], trace: list) -> dict | None:
     """Epoch `row`'s dead time (the previous commit to its first engine call) in its parts: to its barrier
-    release (the NOTIFY, the LISTEN wake-up, the claim), the roster's rest after the release, the step
-    transition to the drafts, the drafts step up to its first engine call (context, session); with the
-    fabric round trips and the run's CPU between the release and the first call."""
+    release (the NOTIFY, the LISTEN wake-up, the claim), then the opening step (roster and drafts, one
+    step) up to its first engine call (the claim, the agents, the context, the session); with the fabric
+    round trips and the run's CPU between the release and the first call."""
     steps = {s["step"]: s for s in run_steps}
     first_call = row.get("first_call_at")
-    if "roster" not in steps or "drafts" not in steps or not first_call or not row["released_at"]:
+    if OPENING_STEP not in steps or not first_call or not row["released_at"]:
         return None
-    roster_end, drafts_start = steps["roster"]["end"], steps["drafts"]["start"]
     fabric = _in(trace, row["released_at"], first_call)
     return {
         "epoch": row["epoch_key"],
         "dead_s": (first_call - previous_end).total_seconds(),
         "to_release_s": (row["released_at"] - previous_end).total_seconds(),
-        "roster_after_release_s": (roster_end - row["released_at"]).total_seconds(),
-        "roster_to_drafts_s": (drafts_start - roster_end).total_seconds(),
-        "drafts_to_first_call_s": (first_call - drafts_start).total_seconds(),
+        "release_to_first_call_s": (first_call - row["released_at"]).total_seconds(),
         "round_trips": fabric["queries"],
         "round_trip_s": fabric["query_s"],
         "cpu_s": fabric["cpu_s"],

@@ -8,6 +8,8 @@ import pytest
 from dream_pipeline.defs.epoch.partitions import epoch_key
 from tests.fabric_helpers import alive_agents
 
+MATERIALIZED = dg.DagsterEventType.ASSET_MATERIALIZATION
+
 
 def _count(fabric, query: str, *params) -> int:
     with fabric.connection() as conn:
@@ -20,7 +22,7 @@ def _materialization(result: dg.ExecuteInProcessResult, asset: str) -> dg.AssetM
     return events[0].materialization
 
 
-def test_one_epoch_writes_the_whole_record(run_epoch, fabric):
+def test_one_epoch_writes_the_whole_record(run_epoch, fabric, instance):
     result = run_epoch(1)
     assert result.success
 
@@ -72,9 +74,22 @@ def test_one_epoch_writes_the_whole_record(run_epoch, fabric):
 
     # the asset checks run after the Reaper's commit, so they never hold up the epoch or the next one
     steps = [e.step_key for e in result.all_events if e.event_type_value == "STEP_START"]
-    assert steps[:6] == ["roster", "drafts", "peer_votes", "elo_rankings", "chapter.commit_chapter", "chapter.reaper"]
-    assert sorted(steps[6:]) == ["chapter_one_chapter_per_epoch", "drafts_every_agent_drafted",
+    assert steps[:5] == ["roster_and_drafts", "peer_votes", "elo_rankings", "chapter.commit_chapter", "chapter.reaper"]
+    assert sorted(steps[5:]) == ["chapter_one_chapter_per_epoch", "drafts_every_agent_drafted",
                                  "peer_votes_ballots_complete"]
+    # one step opens the epoch and drafts: no step boundary before the first draft request; both assets
+    # are materialized by it, the roster first (Dagster's order), the drafts when they are all in
+    opening = [e.asset_key.path[-1] for e in result.all_events
+               if e.event_type_value == "ASSET_MATERIALIZATION" and e.step_key == "roster_and_drafts"]
+    assert opening == ["roster", "drafts"]
+    roster_written = next(e.timestamp for e in instance.all_logs(result.run_id, of_type=MATERIALIZED)
+                          if e.dagster_event.asset_key.path[-1] == "roster")
+    with fabric.connection() as conn:
+        first_draft = conn.execute("SELECT min(started_at) AS t FROM llm_calls WHERE epoch_key = %s"
+                                   " AND purpose = 'draft'", (epoch.epoch_key,)).fetchone()["t"]
+    assert first_draft.timestamp() < roster_written  # the roster's events wait until the drafts are out
+    roster_md = _materialization(result, "roster").metadata["roster"].value
+    assert all(name in roster_md for name in voters)
 
     chapter_md = _materialization(result, "chapter").metadata["chapter"].value
     assert chapter.title in chapter_md and chapter.text[:200] in chapter_md

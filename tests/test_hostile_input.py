@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dream_pipeline.defs.epoch.assets import chapter, drafts, elo_rankings, peer_votes, roster
+from dream_pipeline.defs.epoch.assets import chapter, elo_rankings, peer_votes, roster_and_drafts
 from dream_pipeline.defs.epoch.partitions import epoch_key
 from dream_pipeline.domains import load_domain
 from dream_pipeline.domains.book.prompts import ballot_messages
@@ -155,7 +155,7 @@ def test_ballot_rationales_with_nul_and_surrogate_escapes_are_stored_safely(engi
 
 
 def test_hostile_drafts_go_through_a_full_epoch_verbatim_and_the_ballots_keep_their_format(run_epoch, fabric):
-    assert run_epoch(1, selection=[roster, drafts]).success
+    assert run_epoch(1, selection=[roster_and_drafts]).success
     key = epoch_key("space_time", 1)
     epoch = fabric.epoch(key)
     written = fabric.drafts(epoch.epoch_id)

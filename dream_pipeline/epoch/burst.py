@@ -42,8 +42,10 @@ async def run_burst(
     agents: Sequence[SpicaAgent],
     messages_for: Callable[[SpicaAgent], list[dict[str, str]]],
     max_tokens: int,
+    on_sent: Callable[[], None] | None = None,
 ) -> list[DraftResult]:
     """Draft in parallel (`asyncio.gather`); an agent whose call fails forfeits, the others go on.
+    `on_sent` is called once every request is on its way (each task has run to its first wait).
 
     A draft enters the system here and only here: it is kept verbatim except for what PostgreSQL
     cannot hold (NUL, lone surrogates -> U+FFFD, `tournament/sanitize.py`); a replacement is
@@ -65,7 +67,11 @@ async def run_burst(
             return DraftResult(agent, None, forfeit_reason="empty completion")
         return DraftResult(agent, completion)
 
-    return list(await asyncio.gather(*(draft(agent) for agent in agents)))
+    tasks = [asyncio.ensure_future(draft(agent)) for agent in agents]
+    await asyncio.sleep(0)  # each task runs up to its first wait: its request is on its way
+    if on_sent is not None:
+        on_sent()
+    return list(await asyncio.gather(*tasks))
 
 
 @dataclass(frozen=True)
@@ -84,12 +90,12 @@ class Burst:
 
 
 def compose_drafts(scope: EpochScope, fabric: StateFabric, llm: LLMEngine, *, session_key: str,
-                   seed: int | None = None) -> Burst:
+                   seed: int | None = None, on_sent: Callable[[], None] | None = None) -> Burst:
     """Draft, embed and score novelty for every agent of `scope`, storing nothing but the engine calls.
 
     Shared by the `drafts` asset (the canon, `session_key` = the epoch) and a re-roll (an alternate
     world: its own key and seed). Raises EmbeddingDimensionError on a dimension mismatch, ContextTooSmall
-    when no draft prompt fits the epoch's context window.
+    when no draft prompt fits the epoch's context window. `on_sent`: see `run_burst`.
     """
     started = time.perf_counter()
     # a rerun, replay or re-roll reads the chapters the epoch's first run retrieved; an epoch committed
@@ -112,7 +118,7 @@ def compose_drafts(scope: EpochScope, fabric: StateFabric, llm: LLMEngine, *, se
     async def burst() -> tuple[list[DraftResult], list[list[float]] | None, str | None, list]:
         async with llm.session(session_key, seed=seed) as session:
             results = await run_burst(
-                session, scope.agents, lambda a: scope.book.burst_messages(a, prompt), max_tokens
+                session, scope.agents, lambda a: scope.book.burst_messages(a, prompt), max_tokens, on_sent
             )
             texts = [r.completion.text for r in results if r.completion]
             if not session.embeddings_available:  # no embedding engine: memory and novelty go by the text

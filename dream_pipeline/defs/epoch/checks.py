@@ -7,7 +7,7 @@ epoch never delays its commit or its successor."""
 import dagster as dg
 
 from dream_pipeline.defs.epoch.assets.chapter import chapter
-from dream_pipeline.defs.epoch.assets.drafts import drafts
+from dream_pipeline.defs.epoch.assets.drafts import DRAFTS
 from dream_pipeline.defs.epoch.assets.peer_votes import peer_votes
 from resources.fabric import StateFabric
 
@@ -18,7 +18,7 @@ def _epoch_id(fabric: StateFabric, context: dg.AssetCheckExecutionContext):
     return fabric.epoch(context.partition_key).epoch_id
 
 
-@dg.asset_check(asset=drafts, op_tags=AFTER_THE_REAPER, description="Every rostered agent drafted (a forfeit is recorded with its reason).")
+@dg.asset_check(asset=DRAFTS, op_tags=AFTER_THE_REAPER, description="Every rostered agent drafted (a forfeit is recorded with its reason).")
 def every_agent_drafted(context: dg.AssetCheckExecutionContext, fabric: StateFabric) -> dg.AssetCheckResult:
     missing = fabric.forfeits(_epoch_id(fabric, context))
     return dg.AssetCheckResult(

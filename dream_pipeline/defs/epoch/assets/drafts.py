@@ -1,4 +1,5 @@
-"""The Burst as an asset: parallel drafts under the token cap, with penalties and embeddings.
+"""The drafts' half of the opening step (`opening.py`), the Burst: parallel drafts under the token cap,
+with penalties and embeddings.
 
 Every agent gets the same bounded prompt built from the book's memory (summary, last chapter,
 related chapters: docs/memory.md); each draft's similarity to the canon costs points when it mostly
@@ -6,36 +7,38 @@ repeats it, and drafts of the epoch that nearly coincide are flagged.
 """
 
 
+from collections.abc import Callable
 
 import dagster as dg
 
 from dream_pipeline import fingerprint
-from dream_pipeline.defs.epoch.assets.roster import roster
-from dream_pipeline.defs.epoch.partitions import epochs_partitions
 from dream_pipeline.defs.metadata import markdown_table, verify_replay
 from dream_pipeline.epoch.burst import compose_drafts
 from dream_pipeline.epoch.candidate_tests import record_posed
 from dream_pipeline.epoch.replay import is_replay
-from dream_pipeline.epoch.scope import load_scope
+from dream_pipeline.epoch.scope import EpochScope
 from dream_pipeline.tournament.review_design import ContextTooSmall
 from resources.fabric import EmbeddingDimensionError, StateFabric
 from resources.llm import LLMEngine
 
+DRAFTS = dg.AssetKey("drafts")
 
-@dg.asset(partitions_def=epochs_partitions, group_name="epoch", deps=[roster], kinds={"openai", "postgres"})
-def drafts(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngine) -> dg.MaterializeResult:
-    """Every rostered agent's draft of the next chapter; truncated drafts carry the −5 penalty."""
-    scope = load_scope(fabric, context.partition_key)
+
+def draft_epoch(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngine, scope: EpochScope,
+                on_sent: Callable[[], None] | None = None) -> dg.MaterializeResult:
+    """Every rostered agent's draft of the next chapter; truncated drafts carry the −5 penalty.
+    `on_sent` is called once the draft requests are on their way."""
     if is_replay(scope.epoch):  # a committed epoch: recompute from the record and compare, write nothing
-        burst = compose_drafts(scope, fabric, llm, session_key=scope.key)
+        burst = compose_drafts(scope, fabric, llm, session_key=scope.key, on_sent=on_sent)
         for r in burst.results:
             if r.forfeit_reason:
                 context.log.warning(f"{r.agent.name} forfeits {scope.key}: {r.forfeit_reason}")
         return dg.MaterializeResult(
+            asset_key=DRAFTS,
             metadata=verify_replay(fabric, scope.epoch, {"drafts": fingerprint.draft_facts(burst.rows)})
         )
     try:
-        burst = compose_drafts(scope, fabric, llm, session_key=scope.key)
+        burst = compose_drafts(scope, fabric, llm, session_key=scope.key, on_sent=on_sent)
     except (EmbeddingDimensionError, ContextTooSmall) as exc:
         fabric.mark_epoch_failed(scope.key, str(exc))
         raise dg.Failure(str(exc)) from exc
@@ -70,6 +73,7 @@ def drafts(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngin
         for d in rows
     ]
     return dg.MaterializeResult(
+        asset_key=DRAFTS,
         metadata={
             "drafts": len(rows),
             "memory_mode": burst.memory_mode,

@@ -6,7 +6,7 @@ balanced review design that fits the context window: docs/tournament_rules.md, s
 import dagster as dg
 
 from dream_pipeline import fingerprint
-from dream_pipeline.defs.epoch.assets.drafts import drafts
+from dream_pipeline.defs.epoch.assets.drafts import DRAFTS
 from dream_pipeline.defs.epoch.partitions import epochs_partitions
 from dream_pipeline.defs.metadata import verify_replay
 from dream_pipeline.epoch.ballot_diagnosis import diagnose
@@ -21,7 +21,7 @@ from resources.fabric import StateFabric
 from resources.llm import LLMEngine
 
 
-@dg.asset(partitions_def=epochs_partitions, group_name="epoch", deps=[drafts], kinds={"openai", "postgres"})
+@dg.asset(partitions_def=epochs_partitions, group_name="epoch", deps=[DRAFTS], kinds={"openai", "postgres"})
 def peer_votes(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngine) -> dg.MaterializeResult:
     """Anonymized, reshuffled per voter, no self-votes; unparseable ballots become recorded abstentions."""
     scope = load_scope(fabric, context.partition_key)

@@ -1,12 +1,14 @@
-"""The roster: waits at the barrier, then opens the epoch with the agents alive at its start."""
+"""The roster's half of the opening step: wait at the barrier, open the epoch and claim it; the roster's
+materialization (the agents alive at the epoch's start). `opening.py` composes it with the drafts."""
 
 import weakref
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import dagster as dg
 
 from dream_pipeline.config.settings import cast_size
-from dream_pipeline.defs.epoch.partitions import epoch_key, epochs_partitions, parse_epoch_key
+from dream_pipeline.defs.epoch.partitions import epoch_key, parse_epoch_key
 from dream_pipeline.defs.loop.loop_state import (
     LOOP_TAG,
     WORKER_TAG,
@@ -20,10 +22,11 @@ from dream_pipeline.defs.phase.window import phase_window_from_env
 from dream_pipeline.domains import load_domain
 from dream_pipeline.epoch.replay import is_replay
 from resources.epoch_barrier import EpochBarrier, PredecessorLost
-from resources.fabric import StateFabric
+from resources.fabric import EpochRecord, StateFabric
 from resources.llm import LLMEngine
 
 OUTCOME_TAG = "dream/outcome"
+ROSTER = dg.AssetKey("roster")
 _HELD: weakref.WeakSet = weakref.WeakSet()  # instances whose storage already keeps its connection
 
 
@@ -43,14 +46,23 @@ class RosterConfig(dg.Config):
     phase_gate: bool = True  # a new epoch of the loop never starts inside the PHASE window
 
 
-@dg.asset(partitions_def=epochs_partitions, group_name="epoch", kinds={"postgres"}, output_required=False)
-def roster(context: dg.AssetExecutionContext, config: RosterConfig, fabric: StateFabric, llm: LLMEngine):
-    """The agents who compete in this epoch (the book's cast size, `DREAM_CAST_SIZE`); a rerun keeps the
-    roster the epoch started with.
+@dataclass(frozen=True)
+class OpenedEpoch:
+    """The epoch a run opened (or found committed, for a replay) and its barrier wait: the roster's
+    materialization is reported from it after the drafts are out (`roster_result`)."""
+
+    epoch: EpochRecord
+    replay: bool
+    waited: float
+
+
+def open_epoch(context: dg.AssetExecutionContext, config: RosterConfig, fabric: StateFabric,
+               llm: LLMEngine) -> OpenedEpoch | None:
+    """Wait at the barrier, then open (or find) the epoch and claim it for this run; None when the run
+    ends cleanly with nothing to do (PHASE is open, the predecessor was lost, another live run owns it).
 
     A run staged early waits here until the previous epoch has committed (LISTEN/NOTIFY in the
-    fabric), with its engine client warmed up first. It ends cleanly, materializing nothing, when
-    PHASE is open or when another live run already owns the epoch."""
+    fabric), with its engine client warmed up first."""
     key = context.partition_key
     book_name, number = parse_epoch_key(key)
     book = load_domain(book_name)  # from the SPICA registry only
@@ -87,17 +99,25 @@ def roster(context: dg.AssetExecutionContext, config: RosterConfig, fabric: Stat
             # a staged run whose predecessor died: end cleanly at once; the loop runs the predecessor again
             context.log.info(f"{lost}; ending this staged run")
             instance.add_run_tags(context.run_id, {OUTCOME_TAG: "predecessor-lost"})
-            return
+            return None
         if epoch is None:
             context.log.info(f"PHASE window is open: {key} will start after it; ending this run cleanly")
             instance.add_run_tags(context.run_id, {OUTCOME_TAG: "deferred-phase"})
-            return
+            return None
     replay = is_replay(epoch)  # a committed epoch is verified, never claimed or written
     owner = None if replay else barrier.claim(epoch.epoch_id, context.run_id, lambda run_id: run_is_live(instance, run_id))
     if owner is not None:
         context.log.info(f"{key} is already owned by live run {owner}; ending this run cleanly")
         instance.add_run_tags(context.run_id, {OUTCOME_TAG: "duplicate"})
-        return
+        return None
+    return OpenedEpoch(epoch, replay, waited)
+
+
+def roster_result(fabric: StateFabric, opened: OpenedEpoch) -> dg.MaterializeResult:
+    """The roster's materialization: the agents alive at the epoch's start, with their ratings before it."""
+    epoch = opened.epoch
+    book_name, number = parse_epoch_key(epoch.epoch_key)
+    book = load_domain(book_name)
     agents = fabric.agents(epoch.active_agent_ids)
     ratings = fabric.ratings_before(book.name, number, epoch.active_agent_ids)
     rows = [
@@ -109,14 +129,15 @@ def roster(context: dg.AssetExecutionContext, config: RosterConfig, fabric: Stat
         }
         for a in agents
     ]
-    yield dg.MaterializeResult(
+    return dg.MaterializeResult(
+        asset_key=ROSTER,
         metadata={
             "epoch_id": str(epoch.epoch_id),
             "epoch_number": number,
             "book": book.title,
             "agents": len(agents),
-            "barrier_wait_s": round(waited, 3),
-            "replay": "verifying the committed epoch (nothing is rewritten)" if replay else "no",
+            "barrier_wait_s": round(opened.waited, 3),
+            "replay": "verifying the committed epoch (nothing is rewritten)" if opened.replay else "no",
             "roster": dg.MetadataValue.md(markdown_table(rows)),
-        }
+        },
     )
