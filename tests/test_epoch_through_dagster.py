@@ -74,8 +74,8 @@ def test_one_epoch_writes_the_whole_record(run_epoch, fabric, instance):
 
     # the asset checks run after the Reaper's commit, so they never hold up the epoch or the next one
     steps = [e.step_key for e in result.all_events if e.event_type_value == "STEP_START"]
-    assert steps[:5] == ["roster_and_drafts", "peer_votes", "elo_rankings", "chapter.commit_chapter", "chapter.reaper"]
-    assert sorted(steps[5:]) == ["chapter_one_chapter_per_epoch", "drafts_every_agent_drafted",
+    assert steps[:4] == ["roster_and_drafts", "peer_votes", "elo_rankings", "chapter"]
+    assert sorted(steps[4:]) == ["chapter_one_chapter_per_epoch", "drafts_every_agent_drafted",
                                  "peer_votes_ballots_complete"]
     # one step opens the epoch and drafts: no step boundary before the first draft request; both assets
     # are materialized by it, the roster first (Dagster's order), the drafts when they are all in
@@ -88,6 +88,10 @@ def test_one_epoch_writes_the_whole_record(run_epoch, fabric, instance):
         first_draft = conn.execute("SELECT min(started_at) AS t FROM llm_calls WHERE epoch_key = %s"
                                    " AND purpose = 'draft'", (epoch.epoch_key,)).fetchone()["t"]
     assert first_draft.timestamp() < roster_written  # the roster's events wait until the drafts are out
+    with fabric.connection() as conn:  # the next epoch can only start from this chapter's summary
+        summary = conn.execute("SELECT s.created_at, e.end_time FROM book_summaries s JOIN simulation_epochs e"
+                               " USING (epoch_id) WHERE e.epoch_key = %s", (epoch.epoch_key,)).fetchone()
+    assert summary["created_at"] < summary["end_time"]  # written before the commit
     roster_md = _materialization(result, "roster").metadata["roster"].value
     assert all(name in roster_md for name in voters)
 

@@ -3,8 +3,8 @@
 `choose_replacement` is the rule (a fresh reserve persona drawn with the epoch's seed, else a mutation of the
 elite of the least-represented lineage, its traits crossed with another lineage's: tournament/diversity.py);
 `reap_epoch` applies it through `StateFabric.reap`, which retires, seats, commits and NOTIFYs `dream_epochs` in
-one transaction (a rerun is a no-op). The `reaper` op (defs/epoch/assets/chapter.py) runs it in the epoch's
-own run, after the chapter is committed.
+one transaction (a rerun is a no-op). The `chapter` asset (defs/epoch/assets/chapter.py) runs it in the
+epoch's own run, after the chapter is committed; the replacement is planned while the summary is written.
 """
 
 from __future__ import annotations
@@ -61,16 +61,25 @@ def choose_replacement(scope: EpochScope, loser: SpicaAgent, used_names: set[str
     return SpicaAgent(crossed, instance_id=child.instance_id, lineage=child.lineage)
 
 
-def reap_epoch(fabric: StateFabric, scope: EpochScope) -> Reaped:
-    """Retire the eliminated agent (record and lineage kept), seat its replacement, commit the epoch."""
+def plan_replacement(fabric: StateFabric, scope: EpochScope) -> SpicaAgent | None:
+    """Who replaces the epoch's eliminated agent (None: nobody is eliminated, or the epoch is committed).
+    Reads only rows the epoch's ranking already wrote, so it can run while the summary is being written."""
     loser = next((a for a in scope.agents if a.instance_id == scope.epoch.loser_agent_id), None)
-    replacement = None
-    if loser is not None and scope.epoch.status != "committed":
-        ratings = {r.agent_id: r.rating_after for r in fabric.ratings(scope.epoch.epoch_id)}
-        survivors = sorted(
-            (a for a in scope.agents if a is not loser), key=lambda a: -ratings.get(a.instance_id, -math.inf)
-        )
-        replacement = choose_replacement(scope, loser, fabric.persona_names_used(scope.book.name), survivors,
-                                         fabric.lineage_members(scope.book.name))
+    if loser is None or scope.epoch.status == "committed":
+        return None
+    ratings = {r.agent_id: r.rating_after for r in fabric.ratings(scope.epoch.epoch_id)}
+    survivors = sorted(
+        (a for a in scope.agents if a is not loser), key=lambda a: -ratings.get(a.instance_id, -math.inf)
+    )
+    return choose_replacement(scope, loser, fabric.persona_names_used(scope.book.name), survivors,
+                              fabric.lineage_members(scope.book.name))
+
+
+def reap_epoch(fabric: StateFabric, scope: EpochScope, replacement: SpicaAgent | None = None) -> Reaped:
+    """Retire the eliminated agent (record and lineage kept), seat its replacement (`plan_replacement`'s,
+    planned here when not given), commit the epoch."""
+    loser = next((a for a in scope.agents if a.instance_id == scope.epoch.loser_agent_id), None)
+    if replacement is None:
+        replacement = plan_replacement(fabric, scope)
     verified = verify_replay(fabric, scope.epoch, {}) if is_replay(scope.epoch) else {}
     return Reaped(fabric.reap(scope.epoch, loser, replacement), replacement, verified)

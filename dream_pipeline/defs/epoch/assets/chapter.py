@@ -1,10 +1,13 @@
-"""Collapse and Reap as Dagster ops: the winning draft becomes the next chapter (epoch/collapse.py), then the
-Reaper op replaces the loser (epoch/reaper.py).
+"""Collapse and Reap in one step: the winning draft becomes the next chapter (epoch/collapse.py), the
+Reaper replaces the loser (epoch/reaper.py) and the epoch commits.
 
-The chapter asset is a graph of two ops so that the replacement happens in the same run as the
-epoch (no run sits between two epochs) and so that the epoch's commit, the new roster and the
-`dream_epochs` notification land in one transaction (`StateFabric.reap`).
+One step, in the same run as the epoch (no run sits between two epochs): the epoch's commit, the new
+roster and the `dream_epochs` notification land in one transaction (`StateFabric.reap`), after the
+rolling summary is written, so the next epoch always reads this chapter's summary. The replacement is
+planned while the summary's engine call is out.
 """
+
+from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 
@@ -12,7 +15,7 @@ from dream_pipeline import fingerprint
 from dream_pipeline.defs.epoch.partitions import epochs_partitions
 from dream_pipeline.defs.metadata import chapter_metadata, replay_failure, verify_replay
 from dream_pipeline.epoch.collapse import NoWinnerYet, chapter_row, update_summary
-from dream_pipeline.epoch.reaper import reap_epoch
+from dream_pipeline.epoch.reaper import plan_replacement, reap_epoch
 from dream_pipeline.epoch.replay import ReplayMismatch, is_replay
 from dream_pipeline.epoch.scope import load_scope
 from resources.fabric import StateFabric
@@ -39,33 +42,35 @@ def epoch_profile(fabric: StateFabric, epoch_key: str) -> dict[str, float]:
     }
 
 
-@dg.op(ins={"ranked": dg.In(dg.Nothing)}, out=dg.Out(dg.Nothing))
-def commit_chapter(context: dg.OpExecutionContext, fabric: StateFabric, llm: LLMEngine) -> None:
-    """Collapse: write the epoch winner's draft to the canon (a rerun rewrites the same chapter), then
-    bring the book's rolling summary up to date with it (one recorded engine call)."""
+@dg.asset(partitions_def=epochs_partitions, group_name="epoch", deps=["elo_rankings"], kinds={"postgres"})
+def chapter(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngine) -> dg.MaterializeResult:
+    """The epoch's chapter in the canon, and the roster the next epoch starts with.
+
+    Collapse: write the epoch winner's draft to the canon (a rerun rewrites the same chapter) and bring
+    the book's rolling summary up to date with it (one recorded engine call). Reap: retire the eliminated
+    agent (record and lineage kept), seat its replacement, commit the epoch. A replay compares the
+    chapter with the canon and writes nothing."""
     scope = load_scope(fabric, context.partition_key)
     try:
         row = chapter_row(fabric, scope)
     except NoWinnerYet as exc:
         raise dg.Failure(str(exc)) from None
+    replacement = None
     if is_replay(scope.epoch):  # a committed epoch: compare with the canon, write nothing (summary included)
         verify_replay(fabric, scope.epoch, {"chapter": fingerprint.chapter_facts(row)})
         context.log.info(f"chapter {scope.number} verified against its commit")
-        return
-    fabric.commit_chapter(scope.epoch.epoch_id, scope.book.name, row)
-    author = next(a.name for a in scope.agents if a.instance_id == row.agent_id)
-    context.log.info(f"chapter {scope.number} committed: written by the {author}")
-    warning = update_summary(fabric, llm, scope)
-    if warning:
-        context.log.warning(warning)
-
-
-@dg.op(ins={"committed": dg.In(dg.Nothing)}, out=dg.Out(dg.Nothing))
-def reaper(context: dg.OpExecutionContext, fabric: StateFabric) -> None:
-    """Reap: retire the eliminated agent (record and lineage kept), seat its replacement, commit the epoch."""
-    scope = load_scope(fabric, context.partition_key)
+    else:
+        fabric.commit_chapter(scope.epoch.epoch_id, scope.book.name, row)
+        author = next(a.name for a in scope.agents if a.instance_id == row.agent_id)
+        context.log.info(f"chapter {scope.number} committed: written by the {author}")
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="summary") as pool:
+            summary = pool.submit(update_summary, fabric, llm, scope)
+            replacement = plan_replacement(fabric, scope)
+            warning = summary.result()
+        if warning:
+            context.log.warning(warning)
     try:
-        reaped = reap_epoch(fabric, scope)
+        reaped = reap_epoch(fabric, scope, replacement)
     except ReplayMismatch as mismatch:
         raise replay_failure(mismatch) from None
     outcome, replacement = reaped.outcome, reaped.replacement
@@ -73,30 +78,19 @@ def reaper(context: dg.OpExecutionContext, fabric: StateFabric) -> None:
         context.log.info(f"{scope.key} was already committed; nothing to reap")
     elif outcome.retired:
         context.log.info(f"the Reaper retired {outcome.retired}; {outcome.replacement} joins the tournament")
-    chapter = fabric.chapter_for_epoch(scope.epoch.epoch_id)
+    written = fabric.chapter_for_epoch(scope.epoch.epoch_id)
     lineage = (
         f"{replacement.name} ({replacement.lineage.origin}) replaces {outcome.retired}"
         if outcome.replacement and replacement else ""
     )
-    context.add_output_metadata(
-        {
-            **chapter_metadata(chapter, scope.book),
-            "words": len(chapter.text.split()),
-            "margin": chapter.margin,
+    return dg.MaterializeResult(
+        metadata={
+            **chapter_metadata(written, scope.book),
+            "words": len(written.text.split()),
+            "margin": written.margin,
             "eliminated": outcome.retired or "",
             "replacement": lineage,
             **reaped.verified,
             **({} if outcome.already_done else epoch_profile(fabric, scope.key)),
         }
     )
-
-
-@dg.graph_asset(
-    partitions_def=epochs_partitions,
-    group_name="epoch",
-    ins={"elo_rankings": dg.AssetIn("elo_rankings", dagster_type=dg.Nothing)},
-    kinds={"postgres"},
-)
-def chapter(elo_rankings):
-    """The epoch's chapter in the canon, and the roster the next epoch starts with."""
-    return reaper(commit_chapter(elo_rankings))
