@@ -61,7 +61,8 @@ def test_without_embeddings_the_loop_commits_and_memory_goes_by_full_text(fabric
     drafts = fabric.drafts(third.epoch_id)
     assert all(d.embedding is None and d.canon_similarity is not None for d in drafts)
     assert all(0.0 <= d.canon_similarity < 0.95 for d in drafts)  # fresh prose: no novelty penalty
-    metadata = result.asset_materializations_for_node("drafts")[0].metadata
+    metadata = next(m.metadata for m in result.asset_materializations_for_node("roster_and_drafts")
+                    if m.asset_key == dg.AssetKey("drafts"))
     assert metadata["memory_mode"].value == "full_text"
     with fabric.connection() as conn:
         embedding_calls = conn.execute("SELECT count(*) AS n FROM llm_calls WHERE purpose LIKE '%%embedding%%'"
