@@ -4,8 +4,9 @@ Everything between the predecessor's commit and this epoch's first engine call i
 step boundary there costs the executor's transition and four events written to Dagster's event log
 (the roster's output and success, the drafts' start, ~6 ms each on 2 cores). So the step that waits at
 the barrier goes straight on to the drafts, and the roster's materialization (its table of agents and
-ratings) is written while the draft requests are in flight. The asset graph is unchanged (roster → drafts), and either
-asset can still be selected alone (`can_subset`): the drafts alone read the epoch a roster opened before.
+ratings) is written once the draft requests are out. The asset graph is unchanged (roster → drafts),
+and either asset can still be selected alone (`can_subset`): the drafts alone read the epoch a roster
+opened before.
 """
 
 import threading
