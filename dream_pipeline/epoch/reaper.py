@@ -61,10 +61,15 @@ def choose_replacement(scope: EpochScope, loser: SpicaAgent, used_names: set[str
     return SpicaAgent(crossed, instance_id=child.instance_id, lineage=child.lineage)
 
 
+def eliminated(scope: EpochScope) -> SpicaAgent | None:
+    """The agent the epoch's ranking eliminated, if any."""
+    return next((a for a in scope.agents if a.instance_id == scope.epoch.loser_agent_id), None)
+
+
 def plan_replacement(fabric: StateFabric, scope: EpochScope) -> SpicaAgent | None:
     """Who replaces the epoch's eliminated agent (None: nobody is eliminated, or the epoch is committed).
     Reads only rows the epoch's ranking already wrote, so it can run while the summary is being written."""
-    loser = next((a for a in scope.agents if a.instance_id == scope.epoch.loser_agent_id), None)
+    loser = eliminated(scope)
     if loser is None or scope.epoch.status == "committed":
         return None
     ratings = {r.agent_id: r.rating_after for r in fabric.ratings(scope.epoch.epoch_id)}
@@ -75,11 +80,8 @@ def plan_replacement(fabric: StateFabric, scope: EpochScope) -> SpicaAgent | Non
                               fabric.lineage_members(scope.book.name))
 
 
-def reap_epoch(fabric: StateFabric, scope: EpochScope, replacement: SpicaAgent | None = None) -> Reaped:
-    """Retire the eliminated agent (record and lineage kept), seat its replacement (`plan_replacement`'s,
-    planned here when not given), commit the epoch."""
-    loser = next((a for a in scope.agents if a.instance_id == scope.epoch.loser_agent_id), None)
-    if replacement is None:
-        replacement = plan_replacement(fabric, scope)
+def reap_epoch(fabric: StateFabric, scope: EpochScope, replacement: SpicaAgent | None) -> Reaped:
+    """Retire the eliminated agent (record and lineage kept), seat its replacement (`plan_replacement`'s),
+    commit the epoch."""
     verified = verify_replay(fabric, scope.epoch, {}) if is_replay(scope.epoch) else {}
-    return Reaped(fabric.reap(scope.epoch, loser, replacement), replacement, verified)
+    return Reaped(fabric.reap(scope.epoch, eliminated(scope), replacement), replacement, verified)

@@ -33,8 +33,12 @@ class EpochScope:
 
 def load_scope(fabric: StateFabric, partition_key: str) -> EpochScope:
     """The opened epoch behind a partition key (the roster asset opens it)."""
-    book_name, _ = parse_epoch_key(partition_key)
-    epoch = fabric.epoch(partition_key)
+    return scope_for(fabric, fabric.epoch(partition_key))
+
+
+def scope_for(fabric: StateFabric, epoch: EpochRecord) -> EpochScope:
+    """The scope of an epoch already read (the opening step has it from the barrier): its agents are read."""
+    book_name, _ = parse_epoch_key(epoch.epoch_key)
     return EpochScope(load_domain(book_name), epoch, tuple(fabric.agents(epoch.active_agent_ids)))
 
 

@@ -17,9 +17,7 @@ import dagster as dg
 from dream_pipeline.defs.epoch.assets.drafts import DRAFTS, draft_epoch
 from dream_pipeline.defs.epoch.assets.roster import ROSTER, RosterConfig, open_epoch, roster_result
 from dream_pipeline.defs.epoch.partitions import epochs_partitions
-from dream_pipeline.domains import load_domain
-from dream_pipeline.epoch.keys import parse_epoch_key
-from dream_pipeline.epoch.scope import EpochScope, load_scope
+from dream_pipeline.epoch.scope import load_scope, scope_for
 from resources.fabric import StateFabric
 from resources.llm import LLMEngine
 
@@ -49,19 +47,16 @@ def roster_and_drafts(context: dg.AssetExecutionContext, config: RosterConfig, f
         opened = open_epoch(context, config, fabric, llm)
         if opened is None:  # nothing to do: the run ends cleanly, and the later steps are skipped
             return
+    # the epoch just opened is not read again, only its agents
+    scope = load_scope(fabric, context.partition_key) if opened is None else scope_for(fabric, opened.epoch)
     if DRAFTS not in selected:
-        yield roster_result(fabric, opened)
+        yield roster_result(fabric, opened, scope)
         return
-    if opened is None:
-        scope = load_scope(fabric, context.partition_key)
-    else:  # the epoch just opened: only its agents are read again
-        book_name, _ = parse_epoch_key(opened.epoch.epoch_key)
-        scope = EpochScope(load_domain(book_name), opened.epoch, tuple(fabric.agents(opened.epoch.active_agent_ids)))
     sent = threading.Event()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="drafts") as pool:
         drafting = pool.submit(draft_epoch, context, fabric, llm, scope, on_sent=sent.set)
         drafting.add_done_callback(lambda _: sent.set())  # a burst that never sent: do not wait for ever
         if opened is not None:
             sent.wait()  # the roster's events take no CPU from the prompt and the requests
-            yield roster_result(fabric, opened)  # also when the drafts then fail: who was on the roster
+            yield roster_result(fabric, opened, scope)  # also when the drafts then fail: who was on the roster
         yield drafting.result()

@@ -21,6 +21,7 @@ from dream_pipeline.defs.metadata import markdown_table
 from dream_pipeline.defs.phase.window import phase_window_from_env
 from dream_pipeline.domains import load_domain
 from dream_pipeline.epoch.replay import is_replay
+from dream_pipeline.epoch.scope import EpochScope
 from resources.epoch_barrier import EpochBarrier, PredecessorLost
 from resources.fabric import EpochRecord, StateFabric
 from resources.llm import LLMEngine
@@ -113,12 +114,10 @@ def open_epoch(context: dg.AssetExecutionContext, config: RosterConfig, fabric: 
     return OpenedEpoch(epoch, replay, waited)
 
 
-def roster_result(fabric: StateFabric, opened: OpenedEpoch) -> dg.MaterializeResult:
-    """The roster's materialization: the agents alive at the epoch's start, with their ratings before it."""
-    epoch = opened.epoch
-    book_name, number = parse_epoch_key(epoch.epoch_key)
-    book = load_domain(book_name)
-    agents = fabric.agents(epoch.active_agent_ids)
+def roster_result(fabric: StateFabric, opened: OpenedEpoch, scope: EpochScope) -> dg.MaterializeResult:
+    """The roster's materialization: the agents alive at the epoch's start (`scope`'s), with their ratings
+    before it."""
+    epoch, book, number, agents = scope.epoch, scope.book, scope.number, scope.agents
     ratings = fabric.ratings_before(book.name, number, epoch.active_agent_ids)
     rows = [
         {
