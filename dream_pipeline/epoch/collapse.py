@@ -1,7 +1,7 @@
 """Collapse: the epoch winner's draft becomes the next chapter of the canon, and the rolling summary follows it.
 
-`chapter_row` decides what is committed (pure over the epoch's stored drafts and ratings); the `commit_chapter`
-op (defs/epoch/assets/chapter.py) writes it, or on a replay compares it with the commit.
+`chapter_row` decides what is committed (pure over the epoch's stored drafts and ratings); the `chapter`
+asset (defs/epoch/assets/chapter.py) writes it, or on a replay compares it with the commit.
 """
 
 from __future__ import annotations

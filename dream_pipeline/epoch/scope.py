@@ -32,7 +32,7 @@ class EpochScope:
 
 
 def load_scope(fabric: StateFabric, partition_key: str) -> EpochScope:
-    """The opened epoch behind a partition key (the roster asset opens it)."""
+    """The opened epoch behind a partition key (the opening step opens it)."""
     return scope_for(fabric, fabric.epoch(partition_key))
 
 

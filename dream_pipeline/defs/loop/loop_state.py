@@ -75,7 +75,7 @@ DAEMON_ALIVE_S = 30.0  # a daemon heartbeat younger than this: another daemon se
 
 def run_process(instance: dg.DagsterInstance, run: dg.DagsterRun) -> tuple[str, int, str | None] | None:
     """The (host, pid, start time) of the process executing `run`: the `dream/worker` tag (set by the
-    roster step), else the pid Dagster's run worker reports when it starts (this host; no start time)."""
+    opening step), else the pid Dagster's run worker reports when it starts (this host; no start time)."""
     worker = run.tags.get(WORKER_TAG)
     if worker:
         host, pid, started = worker.rsplit(":", 2)

@@ -56,7 +56,7 @@ class CandidateScore:
 
 @dataclass(frozen=True)
 class RepairContext:
-    """What the burst poses: the task, and the figures the drafts step reports of every burst's prompt
+    """What the burst poses: the task, and the figures the opening step reports of every burst's prompt
     (a repair prompt recalls no chapters and trims nothing)."""
 
     task: RepairTask
