@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 
 from dream_pipeline.cli.status import domain_lines
-from dream_pipeline.defs.epoch.assets import chapter, elo_rankings, peer_votes, roster_and_drafts
+from dream_pipeline.defs.epoch.assets import peer_votes, rankings_and_chapter, roster_and_drafts
 from dream_pipeline.defs.epoch.checks import one_chapter_per_epoch
 from dream_pipeline.defs.epoch.partitions import epoch_key
 from dream_pipeline.domains import load_domain
@@ -97,7 +97,7 @@ def test_a_hostile_candidate_is_recorded_scores_zero_and_the_epoch_commits(insta
     loop = "```python\nwhile True:\n    pass\n\ndef " + task_for("code_repair", 1).function + "(*a):\n    return 0\n```"
     with fabric.connection() as conn:  # the candidate as a hostile engine would have written it
         conn.execute("UPDATE drafts SET text = %s WHERE draft_id = %s", (loop, hostile.draft_id))
-    result = dg.materialize([elo_rankings, chapter, one_chapter_per_epoch], instance=instance, partition_key=KEY, resources=resources)
+    result = dg.materialize([rankings_and_chapter, one_chapter_per_epoch], instance=instance, partition_key=KEY, resources=resources)
     assert_checks_hold(result)
     assert result.success and fabric.epoch(KEY).status == "committed"
     runs = {t["agent_name"]: t for t in fabric.candidate_tests(epoch.epoch_id)}

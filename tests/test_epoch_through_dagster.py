@@ -74,8 +74,8 @@ def test_one_epoch_writes_the_whole_record(run_epoch, fabric, instance):
 
     # the asset checks run after the Reaper's commit, so they never hold up the epoch or the next one
     steps = [e.step_key for e in result.all_events if e.event_type_value == "STEP_START"]
-    assert steps[:4] == ["roster_and_drafts", "peer_votes", "elo_rankings", "chapter"]
-    assert sorted(steps[4:]) == ["chapter_one_chapter_per_epoch", "drafts_every_agent_drafted",
+    assert steps[:3] == ["roster_and_drafts", "peer_votes", "rankings_and_chapter"]
+    assert sorted(steps[3:]) == ["chapter_one_chapter_per_epoch", "drafts_every_agent_drafted",
                                  "peer_votes_ballots_complete"]
     # one step opens the epoch and drafts: no step boundary before the first draft request; both assets
     # are materialized by it, the roster first (Dagster's order), the drafts when they are all in
@@ -92,6 +92,17 @@ def test_one_epoch_writes_the_whole_record(run_epoch, fabric, instance):
         summary = conn.execute("SELECT s.created_at, e.end_time FROM book_summaries s JOIN simulation_epochs e"
                                " USING (epoch_id) WHERE e.epoch_key = %s", (epoch.epoch_key,)).fetchone()
     assert summary["created_at"] < summary["end_time"]  # written before the commit
+    # one step ranks and closes the epoch; the summary's engine call goes out as soon as the winner is known,
+    # before the window's statistics are done and the ranking is stored
+    closing = [e.asset_key.path[-1] for e in result.all_events
+               if e.event_type_value == "ASSET_MATERIALIZATION" and e.step_key == "rankings_and_chapter"]
+    assert closing == ["elo_rankings", "chapter"]
+    ranked = next(e.timestamp for e in instance.all_logs(result.run_id, of_type=MATERIALIZED)
+                  if e.dagster_event.asset_key.path[-1] == "elo_rankings")
+    with fabric.connection() as conn:
+        summary_call = conn.execute("SELECT started_at FROM llm_calls WHERE epoch_key = %s AND purpose = 'summary'",
+                                    (epoch.epoch_key,)).fetchone()["started_at"]
+    assert summary_call.timestamp() < ranked
     roster_md = _materialization(result, "roster").metadata["roster"].value
     assert all(name in roster_md for name in voters)
 

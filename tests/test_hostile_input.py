@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dream_pipeline.defs.epoch.assets import chapter, elo_rankings, peer_votes, roster_and_drafts
+from dream_pipeline.defs.epoch.assets import peer_votes, rankings_and_chapter, roster_and_drafts
 from dream_pipeline.defs.epoch.partitions import epoch_key
 from dream_pipeline.domains import load_domain
 from dream_pipeline.domains.book.prompts import ballot_messages
@@ -172,7 +172,7 @@ def test_hostile_drafts_go_through_a_full_epoch_verbatim_and_the_ballots_keep_th
     fabric.write_drafts(epoch.epoch_id, planted)
     assert {d.agent_name: d.text for d in fabric.drafts(epoch.epoch_id)} == {d.agent_name: d.text for d in planted}
 
-    result = run_epoch(1, selection=[peer_votes, elo_rankings, chapter])
+    result = run_epoch(1, selection=[peer_votes, rankings_and_chapter])
     assert result.success
 
     # the stored drafts are unchanged, the tables the SQL fragment names are all there

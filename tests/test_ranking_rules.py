@@ -363,3 +363,21 @@ def test_a_voters_position_effect_is_removed_and_kept_with_its_weight(fabric):
     flags = [(f.kind, f.voter_agent, f.partner, f.strength) for f in ranking.flags]  # no clique: none sticks
     judged = judge_window(window_frame(history), [a.name for a in scope.agents], ranking.newcomers, flags)
     assert corrections[biased] == pytest.approx(judged.weights[biased].position_correction)
+
+
+def test_a_winner_decided_first_gives_the_same_ranking(fabric):
+    """The closing step decides the winner first (so the summary can go out) and hands that verdict to the
+    ranking: the result is the ranking decided in one go, winner, loser, rows and flags alike."""
+    from dream_pipeline.epoch.rank import decide_winner
+
+    fabric.ensure_book(SpicaBook.load("space_time"))
+    scope = _open(fabric, 1)
+    names = [a.name for a in scope.agents]
+    written = _drafts(fabric, scope, {names[0]: 5.0, names[3]: 0.4})
+    votes = _votes(scope, dict(zip(names, QUALITY, strict=True)), biased=names[1], wobble=2)
+    config = EloConfig(window_epochs=3)
+    verdict = decide_winner(scope, written, votes, fabric, config)
+    handed = compose_ranking(scope, written, votes, fabric, config, verdict)
+    alone = compose_ranking(scope, written, votes, fabric, config)
+    assert verdict.winner == alone.winner == names[1]  # the best quality lost 5 points to its truncation
+    assert handed == alone

@@ -33,7 +33,7 @@ from resources.fabric import BallotWeight, DraftRow, RatingRow, StateFabric, Vot
 
 
 class RankSettings(Protocol):
-    """The rank step's settings (the `elo_rankings` asset's `EloConfig`): the Elo K factor and how many
+    """The rank settings (`EloConfig`, the closing step's config): the Elo K factor and how many
     epochs the Bradley–Terry window and the elimination rule pool."""
 
     k: float
@@ -73,15 +73,33 @@ def window_frame(recent: Sequence[tuple[int, VoteRow, float]]) -> pd.DataFrame:
     )
 
 
-def compose_ranking(scope: EpochScope, written: Sequence[DraftRow], votes: Sequence[VoteRow], fabric: StateFabric,
-                    config: RankSettings) -> Ranking:
-    """Ratings after the epoch from its drafts and votes, storing nothing.
+@dataclass(frozen=True)
+class EpochRatings:
+    """What the epoch's own ballots give: the Elo update and each draft's epoch score."""
 
-    The Bradley–Terry window is the stored votes of the `window_epochs - 1` epochs before this one
-    plus `votes`, so a re-roll is rated against the same history as the canon was."""
+    before: dict[str, float]
+    after: dict[str, float]
+    scores: dict[str, float]
+    penalty: dict[str, float]
+    battles: int
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The epoch's ratings and its winner (the best epoch score, or in a domain with tests the fittest
+    candidate). The chapter needs only this, so its summary can be written while the window's statistics
+    are still being computed (the `rankings_and_chapter` step)."""
+
+    ratings: EpochRatings
+    winner: str
+    tests: TestedCandidates | None
+
+
+def rate_epoch(scope: EpochScope, written: Sequence[DraftRow], votes: Sequence[VoteRow], fabric: StateFabric,
+               config: RankSettings) -> EpochRatings:
+    """The epoch's Elo update and epoch scores from its drafts and votes, storing nothing."""
     penalty = {d.agent_name: d.penalty for d in written}
     ballots = [as_vote(v) for v in votes]
-    names = {a.instance_id: a.name for a in scope.agents}
     earlier = fabric.ratings_before(scope.book.name, scope.number, [a.instance_id for a in scope.agents])
     rated = [earlier[a.instance_id] for a in scope.agents if a.instance_id in earlier]
     start = sum(rated) / len(rated) if rated else INITIAL_RATING  # a newcomer starts at the roster mean
@@ -89,8 +107,34 @@ def compose_ranking(scope: EpochScope, written: Sequence[DraftRow], votes: Seque
     battles = pairwise_outcomes(ballots, penalty)
     after = elo_update(before, battles, k=config.k)
     scores = epoch_scores(ballots, penalty, [d.agent_name for d in written])
-    tests = test_candidates(scope, written, votes)  # the fittest candidate wins where tests know the answer
-    winner = tests.winner if tests is not None else pick_winner(scores, after)
+    return EpochRatings(before, after, scores, penalty, len(battles))
+
+
+def crown(scope: EpochScope, written: Sequence[DraftRow], votes: Sequence[VoteRow], ratings: EpochRatings) -> Verdict:
+    """The winner: the fittest candidate where tests know the answer (this waits for the candidates'
+    sandbox runs), else the best epoch score."""
+    tests = test_candidates(scope, written, votes)
+    winner = tests.winner if tests is not None else pick_winner(ratings.scores, ratings.after)
+    return Verdict(ratings, winner, tests)
+
+
+def decide_winner(scope: EpochScope, written: Sequence[DraftRow], votes: Sequence[VoteRow], fabric: StateFabric,
+                  config: RankSettings) -> Verdict:
+    """The epoch's ratings and winner, storing nothing."""
+    return crown(scope, written, votes, rate_epoch(scope, written, votes, fabric, config))
+
+
+def compose_ranking(scope: EpochScope, written: Sequence[DraftRow], votes: Sequence[VoteRow], fabric: StateFabric,
+                    config: RankSettings, verdict: Verdict | None = None) -> Ranking:
+    """Ratings after the epoch from its drafts and votes, storing nothing (`verdict`: `decide_winner`'s,
+    when the caller already has it; otherwise the winner is decided last, so that a domain's sandbox runs
+    finish while the window's statistics are computed).
+
+    The Bradley–Terry window is the stored votes of the `window_epochs - 1` epochs before this one
+    plus `votes`, so a re-roll is rated against the same history as the canon was."""
+    rated = verdict.ratings if verdict is not None else rate_epoch(scope, written, votes, fabric, config)
+    before, after, scores, penalty = rated.before, rated.after, rated.scores, rated.penalty
+    names = {a.instance_id: a.name for a in scope.agents}
     joined = fabric.joined_epochs(list(names))
     newcomers = [
         a.name for a in scope.agents
@@ -131,7 +175,9 @@ def compose_ranking(scope: EpochScope, written: Sequence[DraftRow], votes: Seque
         )
         for rank, a in enumerate(ranked, start=1)
     ]
-    return Ranking(rows, winner, loser, newcomers, separated, list(stats.flags), len(battles), weights, tests)
+    verdict = verdict or crown(scope, written, votes, rated)
+    return Ranking(rows, verdict.winner, loser, newcomers, separated, list(stats.flags), rated.battles, weights,
+                   verdict.tests)
 
 
 def _finite(value: float | None) -> float | None:

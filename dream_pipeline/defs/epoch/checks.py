@@ -6,7 +6,7 @@ epoch never delays its commit or its successor."""
 
 import dagster as dg
 
-from dream_pipeline.defs.epoch.assets.chapter import chapter
+from dream_pipeline.defs.epoch.assets.chapter import CHAPTER
 from dream_pipeline.defs.epoch.assets.drafts import DRAFTS
 from dream_pipeline.defs.epoch.assets.peer_votes import peer_votes
 from resources.fabric import StateFabric
@@ -34,7 +34,7 @@ def ballots_complete(context: dg.AssetCheckExecutionContext, fabric: StateFabric
     return dg.AssetCheckResult(passed=not any(bad.values()), metadata=bad)
 
 
-@dg.asset_check(asset=chapter, op_tags=AFTER_THE_REAPER, description="Exactly one chapter for the committed epoch.")
+@dg.asset_check(asset=CHAPTER, op_tags=AFTER_THE_REAPER, description="Exactly one chapter for the committed epoch.")
 def one_chapter_per_epoch(context: dg.AssetCheckExecutionContext, fabric: StateFabric) -> dg.AssetCheckResult:
     report = fabric.integrity(_epoch_id(fabric, context))
     bad = {k: report[k] for k in ("committed_without_chapter", "duplicate_chapters", "chapters_of_open_epochs")}

@@ -1,23 +1,23 @@
-"""Collapse and Reap in one step: the winning draft becomes the next chapter (epoch/collapse.py), the
-Reaper replaces the loser (epoch/reaper.py) and the epoch commits.
+"""Collapse and Reap: the winning draft becomes the next chapter (epoch/collapse.py), the Reaper
+replaces the loser (epoch/reaper.py) and the epoch commits.
 
-One step, in the same run as the epoch (no run sits between two epochs): the epoch's commit, the new
-roster and the `dream_epochs` notification land in one transaction (`StateFabric.reap`), after the
-rolling summary is written, so the next epoch always reads this chapter's summary. The replacement is
-planned while the summary's engine call is out.
+In the same run as the epoch (no run sits between two epochs), in the closing step with the ranking
+(`closing.py`): the epoch's commit, the new roster and the `dream_epochs` notification land in one
+transaction (`StateFabric.reap`), after the rolling summary is written, so the next epoch always reads
+this chapter's summary. The replacement is planned while the summary's engine call is out.
 """
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import dagster as dg
 
 from dream_pipeline import fingerprint
-from dream_pipeline.defs.epoch.partitions import epochs_partitions
+from dream_pipeline.defs.epoch.assets.elo_rankings import ELO_RANKINGS
 from dream_pipeline.defs.metadata import chapter_metadata, replay_failure, verify_replay
-from dream_pipeline.epoch.collapse import NoWinnerYet, chapter_row, update_summary
+from dream_pipeline.epoch.collapse import NoWinnerYet, Summary, chapter_row, summarize, write_summary
 from dream_pipeline.epoch.reaper import plan_replacement, reap_epoch
 from dream_pipeline.epoch.replay import ReplayMismatch, is_replay
-from dream_pipeline.epoch.scope import load_scope
+from dream_pipeline.epoch.scope import EpochScope
 from resources.fabric import StateFabric
 from resources.fabric.connections import FABRIC_STATS
 from resources.llm import LLMEngine
@@ -42,15 +42,23 @@ def epoch_profile(fabric: StateFabric, epoch_key: str) -> dict[str, float]:
     }
 
 
-@dg.asset(partitions_def=epochs_partitions, group_name="epoch", deps=["elo_rankings"], kinds={"postgres"})
-def chapter(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngine) -> dg.MaterializeResult:
-    """The epoch's chapter in the canon, and the roster the next epoch starts with.
+CHAPTER = dg.AssetKey("chapter")
+CHAPTER_SPEC = dg.AssetSpec(
+    CHAPTER, deps=[ELO_RANKINGS], group_name="epoch", kinds={"postgres"},
+    description="The epoch's chapter in the canon, and the roster the next epoch starts with. Collapse: the epoch "
+                "winner's draft written to the canon (a rerun rewrites the same chapter) and the book's rolling "
+                "summary brought up to date with it (one recorded engine call). Reap: the eliminated agent retired "
+                "(record and lineage kept), its replacement seated, the epoch committed. A replay compares the "
+                "chapter with the canon and writes nothing.",
+)
 
-    Collapse: write the epoch winner's draft to the canon (a rerun rewrites the same chapter) and bring
-    the book's rolling summary up to date with it (one recorded engine call). Reap: retire the eliminated
-    agent (record and lineage kept), seat its replacement, commit the epoch. A replay compares the
-    chapter with the canon and writes nothing."""
-    scope = load_scope(fabric, context.partition_key)
+
+def close_epoch(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngine, scope: EpochScope,
+                summary: Future[Summary] | None = None) -> dg.MaterializeResult:
+    """Commit the ranked epoch's chapter, write the summary, reap, commit. `scope` holds the epoch as its
+    ranking left it (winner and loser stored). `summary`: the summary's engine call, already out when the
+    caller started it as soon as the winner was known; otherwise it goes out here, once the chapter is
+    committed, while the Reaper plans the replacement."""
     try:
         row = chapter_row(fabric, scope)
     except NoWinnerYet as exc:
@@ -64,9 +72,11 @@ def chapter(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngi
         author = next(a.name for a in scope.agents if a.instance_id == row.agent_id)
         context.log.info(f"chapter {scope.number} committed: written by the {author}")
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="summary") as pool:
-            summary = pool.submit(update_summary, fabric, llm, scope)
+            if summary is None and scope.book.canon_memory:
+                committed = fabric.chapter_for_epoch(scope.epoch.epoch_id)
+                summary = pool.submit(summarize, fabric, llm, scope, committed)
             replacement = plan_replacement(fabric, scope)
-            warning = summary.result()
+            warning = write_summary(fabric, scope, summary.result(), row) if summary is not None else None
         if warning:
             context.log.warning(warning)
     try:
@@ -84,6 +94,7 @@ def chapter(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngi
         if outcome.replacement and replacement else ""
     )
     return dg.MaterializeResult(
+        asset_key=CHAPTER,
         metadata={
             **chapter_metadata(written, scope.book),
             "words": len(written.text.split()),

@@ -2,24 +2,23 @@
 
 The loser is chosen by `tournament.elimination.judge_window` over the recent window (shrunk mean
 adjusted score, ballots weighted by voter reliability, position effects removed); Elo is kept for
-display and continuity."""
+display and continuity. The `elo_rankings` asset is materialized by the closing step (`closing.py`),
+with the chapter."""
 
 import math
+from collections.abc import Sequence
 
 import dagster as dg
 
 from dream_pipeline import fingerprint
 from dream_pipeline.defs.epoch.assets.peer_votes import peer_votes
-from dream_pipeline.defs.epoch.partitions import epochs_partitions
 from dream_pipeline.defs.metadata import markdown_table, verify_replay
-from dream_pipeline.epoch.rank import compose_ranking
+from dream_pipeline.epoch.rank import Ranking
 from dream_pipeline.epoch.rating_window import WINDOW_EPOCHS
 from dream_pipeline.epoch.replay import is_replay
-from dream_pipeline.epoch.scope import load_scope
-from dream_pipeline.tournament import (
-    DEFAULT_K,
-)
-from resources.fabric import StateFabric
+from dream_pipeline.epoch.scope import EpochScope
+from dream_pipeline.tournament import DEFAULT_K
+from resources.fabric import DraftRow, StateFabric
 
 
 class EloConfig(dg.Config):
@@ -27,28 +26,34 @@ class EloConfig(dg.Config):
     window_epochs: int = WINDOW_EPOCHS
 
 
-@dg.asset(partitions_def=epochs_partitions, group_name="epoch", deps=[peer_votes], kinds={"pandas", "postgres"})
-def elo_rankings(context: dg.AssetExecutionContext, config: EloConfig, fabric: StateFabric) -> dg.MaterializeResult:
-    """Ratings after this epoch (online Elo, and Bradley–Terry with bootstrap intervals over recent
-    epochs), its winner (best epoch score), the agent to eliminate (lowest shrunk window score outside
-    grace), voter flags and the ballot weights they led to."""
-    scope = load_scope(fabric, context.partition_key)
-    ranking = compose_ranking(scope, fabric.drafts(scope.epoch.epoch_id), fabric.votes(scope.epoch.epoch_id),
-                              fabric, config)
+ELO_RANKINGS = dg.AssetKey("elo_rankings")
+ELO_RANKINGS_SPEC = dg.AssetSpec(
+    ELO_RANKINGS, deps=[peer_votes], group_name="epoch", kinds={"pandas", "postgres"},
+    description="Ratings after this epoch (online Elo, and Bradley–Terry with bootstrap intervals over recent "
+                "epochs), its winner (best epoch score), the agent to eliminate (lowest shrunk window score "
+                "outside grace), voter flags and the ballot weights they led to.",
+)
+
+
+def rank_epoch(context: dg.AssetExecutionContext, config: EloConfig, fabric: StateFabric, scope: EpochScope,
+               written: Sequence[DraftRow], ranking: Ranking) -> dg.MaterializeResult:
+    """Store the epoch's ranking (`compose_ranking`'s) and report it: standings, voter flags, ballot weights
+    and, in a domain with tests, each candidate's run. A replay compares it with the record, writing nothing."""
     rows, winner, loser, newcomers = ranking.rows, ranking.winner, ranking.loser, ranking.newcomers
     separated = ranking.separated
     by_name = {a.name: a.instance_id for a in scope.agents}
     if is_replay(scope.epoch):  # a committed epoch: compare with the record, write nothing
         replayed = {"ratings": fingerprint.rating_facts(rows),
                     "outcome": fingerprint.outcome_facts(by_name[winner], by_name[loser] if loser else None)}
-        return dg.MaterializeResult(metadata={**verify_replay(fabric, scope.epoch, replayed), "winner": winner})
+        return dg.MaterializeResult(asset_key=ELO_RANKINGS,
+                                    metadata={**verify_replay(fabric, scope.epoch, replayed), "winner": winner})
     fabric.write_ratings(
         scope.epoch.epoch_id, rows, by_name[winner], by_name[loser] if loser else None,
         bottom_separated=separated, flags=ranking.flags, weights=ranking.weights,
     )
     tests = ranking.tests
     if tests is not None:  # a domain with tests: each candidate's run and each voter's calibration
-        drafts_by_author = {d.agent_name: d.draft_id for d in fabric.drafts(scope.epoch.epoch_id)}
+        drafts_by_author = {d.agent_name: d.draft_id for d in written}
         fabric.write_candidate_tests(scope.epoch.epoch_id, drafts_by_author, tests.scores, tests.calibration)
     # seven narrow columns, so the table fits the Dagster UI's metadata panel without scrolling
     table = [
@@ -65,6 +70,7 @@ def elo_rankings(context: dg.AssetExecutionContext, config: EloConfig, fabric: S
                 "position_correction": ", ".join(f"{p}: {c:+.2f}" for p, c in sorted(w.position_correction.items()))}
                for w in ranking.weights]
     return dg.MaterializeResult(
+        asset_key=ELO_RANKINGS,
         metadata={
             "winner": winner,
             "eliminated": loser or "(nobody: all in grace)",
