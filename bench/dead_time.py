@@ -92,11 +92,12 @@ def run_scenario(name: str, staged: bool, epochs: int, seed: int, books: int = 1
                 ).fetchone()["s"]
                 if path:
                     ratios.append((row["end_time"] - row["released_at"]).total_seconds() / path)
-        per_epoch, per_step = epoch_profile.profile(loop.fabric, committed, stats_dir)
+        per_epoch, per_step, per_phase = epoch_profile.profile(loop.fabric, committed, stats_dir)
         parts = epoch_profile.dead_time_profile(loop.fabric, committed, stats_dir)
         engine = loop.fabric.latest_engine_capabilities() or {}
     print_table(f"{name}: where each epoch's time goes (seconds; barrier release to commit)", per_epoch)
     print_table(f"{name}: per step (median over epochs; fabric figures from the run's own process)", per_step)
+    print_table(f"{name}: gaps between the engine phases (seconds; median over each domain's epochs)", per_phase)
     print_table(f"{name}: the dead time before each epoch in its parts (seconds; fabric and CPU from the release"
                 " to the first engine call)", parts)
     # the probe's figure caps the calls in flight, drafts included (resources/engine_probe.py)

@@ -11,7 +11,9 @@ draft-embedding batch + slowest ballot + the summary), overhead (wall minus crit
 burst's wall over its slowest draft, step transitions (one step's end to the next one's start),
 Dagster events, fabric connects and round trips, embeddings, the run process's CPU time. And the dead
 time before each epoch in its parts: the previous commit to the barrier's release, then the opening step
-(roster and drafts) up to its first engine call (`dead_time_parts`).
+(roster and drafts) up to its first engine call (`dead_time_parts`). Per domain: the gaps between the
+epoch's engine phases, release → drafts → embedding → ballots → summary → commit (`phase_gaps`), where
+the overhead sits in the epoch's own time.
 
 Run: python -m bench.epoch [--epochs N]   (the staged loop of bench.dead_time, with the profile)
 """
@@ -79,6 +81,30 @@ def engine_figures(calls: list[dict]) -> dict[str, float]:
         "embedding_s": sum(c["latency_s"] for p in by if p.endswith("embedding") for c in by[p]),
         "engine_calls": len(calls),
     }
+
+
+ENGINE_PHASES = ("draft", "draft_embedding", "ballot", "summary")  # in the order an epoch calls the engine
+GAP_ORDER = [("release", "draft"), ("draft", "draft_embedding"), ("draft_embedding", "ballot"),
+             ("ballot", "summary"), ("summary", "commit"), ("ballot", "commit")]  # the table's columns
+
+
+def phase_gaps(calls: list[dict], released: datetime, committed: datetime) -> dict[str, float]:
+    """Where the epoch waits on no engine phase: the time from the release to its first draft request,
+    between one phase's last answer and the next phase's first request, and from the last answer to the
+    commit. A phase is every call of one purpose (the drafts, their embedding batch, the ballots, the
+    summary); a domain without a summary (CodeRepair) goes from its ballots to the commit. A gap is
+    negative when the next phase starts before the last one ends (the summary of a ranked epoch does not
+    wait for the window's statistics, but it does wait for the last ballot)."""
+    spans = {}
+    for purpose in ENGINE_PHASES:
+        mine = [c for c in calls if c["purpose"] == purpose]
+        if mine:
+            spans[purpose] = (min(c["started_at"] for c in mine),
+                              max(c["started_at"] + timedelta(seconds=c["latency_s"]) for c in mine))
+    points = [("release", released, released), *((p, *spans[p]) for p in ENGINE_PHASES if p in spans),
+              ("commit", committed, committed)]
+    return {f"{a}→{b}_s": (b_start - a_end).total_seconds()
+            for (a, _, a_end), (b, b_start, _) in zip(points, points[1:], strict=False)}
 
 
 def dagster_url(fabric_url: str) -> str:
@@ -177,18 +203,22 @@ def dead_time_profile(fabric, committed: list[dict], stats_dir: Path) -> list[di
     return rows
 
 
-def profile(fabric, committed: list[dict], stats_dir: Path) -> tuple[list[dict], list[dict]]:
-    """Rows per epoch and per step (steps: the median over epochs) for the committed epochs after the first."""
+def profile(fabric, committed: list[dict], stats_dir: Path) -> tuple[list[dict], list[dict], list[dict]]:
+    """Rows per epoch, per step (the median over epochs) and per domain (the median of each `phase_gaps`
+    gap over its epochs) for the committed epochs after the first."""
     epochs = committed[1:]
     run_ids = [r["run_id"] for r in epochs if r["run_id"]]
     steps, event_counts, pids = dagster_steps(dagster_url(fabric.url()), run_ids)
     stats = read_stats(stats_dir)
     per_epoch, per_step = [], defaultdict(lambda: defaultdict(list))
+    gaps: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row in epochs:
         run = row["run_id"]
         wall = (row["end_time"] - row["released_at"]).total_seconds()
         calls = _engine_calls(fabric, row["epoch_key"])
         engine = engine_figures(calls)
+        for gap, seconds in phase_gaps(calls, row["released_at"], row["end_time"]).items():
+            gaps[row["epoch_key"].rsplit("-", 1)[0]][gap].append(seconds)
         run_steps = steps.get(run, [])
         transitions = sum(max(0.0, (b["start"] - a["end"]).total_seconds())
                           for a, b in zip(run_steps, run_steps[1:], strict=False))
@@ -231,7 +261,11 @@ def profile(fabric, committed: list[dict], stats_dir: Path) -> tuple[list[dict],
     for name, bucket in per_step.items():
         step_rows.append({"step (median over epochs)": name,
                           **{k: statistics.median(v) for k, v in bucket.items()}})
-    return per_epoch, step_rows
+    columns = [f"{a}→{b}_s" for a, b in GAP_ORDER]
+    gap_rows = [{"domain (median over epochs)": domain, "epochs": len(g[columns[0]]),
+                 **{k: statistics.median(g[k]) if g.get(k) else None for k in columns}}
+                for domain, g in sorted(gaps.items())]
+    return per_epoch, step_rows, gap_rows
 
 
 def summary(per_epoch: list[dict]) -> dict[str, float]:
