@@ -25,7 +25,7 @@ from bench.loop_harness import LoopHarness
 from resources.locations import PROJECT_ROOT
 
 EPOCH_ASSETS = "roster,drafts,peer_votes,elo_rankings,chapter"
-KILL_STEPS = ["roster_and_drafts", "peer_votes", "rankings_and_chapter"]
+KILL_STEPS = ["roster_drafts_and_votes", "rankings_and_chapter"]
 
 
 def rows_changed(before: dict[str, list[str]], after: dict[str, list[str]]) -> int:

@@ -34,7 +34,7 @@ from offline_engine.profiles import PROFILE_NAMES
 from resources.llm import LLMEngine
 
 RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
-              "ops": {"roster_and_drafts": {"config": {"phase_gate": False}}}}
+              "ops": {"roster_drafts_and_votes": {"config": {"phase_gate": False}}}}
 
 
 def engine_stats(url: str) -> dict:

@@ -11,7 +11,7 @@ draft-embedding batch + slowest ballot + the summary), overhead (wall minus crit
 burst's wall over its slowest draft, step transitions (one step's end to the next one's start),
 Dagster events, fabric connects and round trips, embeddings, the run process's CPU time. And the dead
 time before each epoch in its parts: the previous commit to the barrier's release, then the opening step
-(roster and drafts) up to its first engine call (`dead_time_parts`). Per domain: the gaps between the
+(roster, drafts and votes) up to its first engine call (`dead_time_parts`). Per domain: the gaps between the
 epoch's engine phases, release → drafts → embedding → ballots → summary → commit (`phase_gaps`), where
 the overhead sits in the epoch's own time.
 
@@ -34,7 +34,7 @@ from psycopg.rows import dict_row
 from resources import embedded_postgres
 
 STEP_EVENTS = ("STEP_START", "STEP_SUCCESS", "STEP_FAILURE")
-OPENING_STEP = "roster_and_drafts"  # the step that waits at the barrier and sends the drafts
+OPENING_STEP = "roster_drafts_and_votes"  # the step that waits at the barrier and sends the drafts
 
 
 def _engine_calls(fabric, epoch_key: str) -> list[dict]:
@@ -168,7 +168,7 @@ def _in(trace: list, start: datetime, end: datetime) -> dict[str, float]:
 
 def dead_time_parts(previous_end: datetime, row: dict, run_steps: list[dict], trace: list) -> dict | None:
     """Epoch `row`'s dead time (the previous commit to its first engine call) in its parts: to its barrier
-    release (the NOTIFY, the LISTEN wake-up, the claim), then the opening step (roster and drafts, one
+    release (the NOTIFY, the LISTEN wake-up, the claim), then the opening step (roster, drafts and votes, one
     step) up to its first engine call (the claim, the agents, the context, the session); with the fabric
     round trips and the run's CPU between the release and the first call."""
     steps = {s["step"]: s for s in run_steps}

@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 
 from dream_pipeline.cli.status import domain_lines
-from dream_pipeline.defs.epoch.assets import peer_votes, rankings_and_chapter, roster_and_drafts
+from dream_pipeline.defs.epoch.assets import rankings_and_chapter, roster_drafts_and_votes
 from dream_pipeline.defs.epoch.checks import one_chapter_per_epoch
 from dream_pipeline.defs.epoch.partitions import epoch_key
 from dream_pipeline.domains import load_domain
@@ -89,7 +89,7 @@ def test_dream_run_picks_experiments_by_domain_or_book():
 def test_a_hostile_candidate_is_recorded_scores_zero_and_the_epoch_commits(instance, fabric, llm):
     instance.add_dynamic_partitions("epochs", [KEY])
     resources = {"fabric": fabric, "llm": llm}
-    assert dg.materialize([roster_and_drafts, peer_votes], instance=instance, partition_key=KEY,
+    assert dg.materialize([roster_drafts_and_votes], instance=instance, partition_key=KEY,
                           resources=resources).success
     epoch = fabric.epoch(KEY)
     hostile = sorted(fabric.drafts(epoch.epoch_id), key=lambda d: d.agent_name)[0]

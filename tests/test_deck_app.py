@@ -27,7 +27,7 @@ HOSTILE_TITLE = "**Bold** <script>alert('title')</script> :red[x] $x$"
 HOSTILE_TEXT = "# Not a heading\n<script>window.__pwned = 1</script>\n<b>not bold</b> [link](javascript:alert(1))"
 # quiet logs, and no PHASE gate: the tests must not depend on the time of day they run at
 RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "ERROR"}}},
-              "ops": {"roster_and_drafts": {"config": {"phase_gate": False}}}}
+              "ops": {"roster_drafts_and_votes": {"config": {"phase_gate": False}}}}
 VIEWS = ["matrix", "chopping-block", "ratings", "book", "lineage", "telemetry", "similar"]
 
 

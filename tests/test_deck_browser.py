@@ -31,7 +31,7 @@ SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 PLANTED = "A line of prose, then <script>window.__pwned = 1; document.title = 'pwned'</script> and **no bold**."
 # quiet logs, and no PHASE gate: the tests must not depend on the time of day they run at
 RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "ERROR"}}},
-              "ops": {"roster_and_drafts": {"config": {"phase_gate": False}}}}
+              "ops": {"roster_drafts_and_votes": {"config": {"phase_gate": False}}}}
 VIEWS = {  # view → its heading and the element that shows it has rendered
     "matrix": ("The voting matrix, live", '[data-testid="stVegaLiteChart"]'),
     "chopping-block": ("On the chopping block", '[data-testid="stVegaLiteChart"]'),

@@ -19,7 +19,7 @@ def test_the_dead_time_is_split_at_the_release():
     # 0.31; two round trips of 2 ms each in between, and 0.06 s of CPU from the last sample before the
     # release to the last one before the first call
     row = {"epoch_key": "space_time-00002", "released_at": at(0.05), "first_call_at": at(0.31)}
-    steps = [{"step": "roster_and_drafts", "start": at(-30.0), "end": at(4.0)},
+    steps = [{"step": "roster_drafts_and_votes", "start": at(-30.0), "end": at(4.0)},
              {"step": "peer_votes", "start": at(4.01), "end": at(5.0)}]
     trace = [(at(0.02).timestamp(), 0.002, "query", 0.98),  # before the release: not a round trip of it
              (at(0.10).timestamp(), 0.002, "query", 1.00), (at(0.20).timestamp(), 0.002, "query", 1.04),

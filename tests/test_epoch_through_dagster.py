@@ -74,20 +74,26 @@ def test_one_epoch_writes_the_whole_record(run_epoch, fabric, instance):
 
     # the asset checks run after the Reaper's commit, so they never hold up the epoch or the next one
     steps = [e.step_key for e in result.all_events if e.event_type_value == "STEP_START"]
-    assert steps[:3] == ["roster_and_drafts", "peer_votes", "rankings_and_chapter"]
-    assert sorted(steps[3:]) == ["chapter_one_chapter_per_epoch", "drafts_every_agent_drafted",
+    assert steps[:2] == ["roster_drafts_and_votes", "rankings_and_chapter"]
+    assert sorted(steps[2:]) == ["chapter_one_chapter_per_epoch", "drafts_every_agent_drafted",
                                  "peer_votes_ballots_complete"]
-    # one step opens the epoch and drafts: no step boundary before the first draft request; both assets
-    # are materialized by it, the roster first (Dagster's order), the drafts when they are all in
+    # one step opens the epoch, drafts and votes: no step boundary before the first draft request nor between
+    # the drafts and the ballots; the three assets are materialized by it in the graph's order (Dagster's)
     opening = [e.asset_key.path[-1] for e in result.all_events
-               if e.event_type_value == "ASSET_MATERIALIZATION" and e.step_key == "roster_and_drafts"]
-    assert opening == ["roster", "drafts"]
+               if e.event_type_value == "ASSET_MATERIALIZATION" and e.step_key == "roster_drafts_and_votes"]
+    assert opening == ["roster", "drafts", "peer_votes"]
     roster_written = next(e.timestamp for e in instance.all_logs(result.run_id, of_type=MATERIALIZED)
                           if e.dagster_event.asset_key.path[-1] == "roster")
     with fabric.connection() as conn:
         first_draft = conn.execute("SELECT min(started_at) AS t FROM llm_calls WHERE epoch_key = %s"
                                    " AND purpose = 'draft'", (epoch.epoch_key,)).fetchone()["t"]
     assert first_draft.timestamp() < roster_written  # the roster's events wait until the drafts are out
+    drafts_written = next(e.timestamp for e in instance.all_logs(result.run_id, of_type=MATERIALIZED)
+                          if e.dagster_event.asset_key.path[-1] == "drafts")
+    with fabric.connection() as conn:
+        first_ballot = conn.execute("SELECT min(started_at) AS t FROM llm_calls WHERE epoch_key = %s"
+                                    " AND purpose = 'ballot'", (epoch.epoch_key,)).fetchone()["t"]
+    assert first_ballot.timestamp() < drafts_written  # and the drafts' until the ballots are
     with fabric.connection() as conn:  # the next epoch can only start from this chapter's summary
         summary = conn.execute("SELECT s.created_at, e.end_time FROM book_summaries s JOIN simulation_epochs e"
                                " USING (epoch_id) WHERE e.epoch_key = %s", (epoch.epoch_key,)).fetchone()

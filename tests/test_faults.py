@@ -13,7 +13,7 @@ import dagster as dg
 import psycopg
 import pytest
 
-from dream_pipeline.defs.epoch.assets import epoch_assets, roster_and_drafts
+from dream_pipeline.defs.epoch.assets import epoch_assets, roster_drafts_and_votes
 from dream_pipeline.defs.epoch.partitions import epoch_key
 from dream_pipeline.defs.loop.loop_state import WORKER_TAG, worker_identity, worker_is_gone
 from offline_engine import EngineConfig, running_engine
@@ -50,7 +50,7 @@ def test_an_epoch_completes_through_a_faulty_engine(fabric, instance):
 
 def test_an_interrupted_epoch_reuses_what_it_already_paid_for(fabric, llm, instance):
     instance.add_dynamic_partitions("epochs", [KEY])
-    partial = dg.materialize([roster_and_drafts], instance=instance, partition_key=KEY,
+    partial = dg.materialize([roster_drafts_and_votes], instance=instance, partition_key=KEY, selection=["roster", "drafts"],
                              resources={"fabric": fabric, "llm": llm})
     assert partial.success
     before = {d.agent_name: d.text for d in fabric.drafts(fabric.epoch(KEY).epoch_id)}

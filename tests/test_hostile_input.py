@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dream_pipeline.defs.epoch.assets import peer_votes, rankings_and_chapter, roster_and_drafts
 from dream_pipeline.defs.epoch.partitions import epoch_key
 from dream_pipeline.domains import load_domain
 from dream_pipeline.domains.book.prompts import ballot_messages
@@ -155,7 +154,7 @@ def test_ballot_rationales_with_nul_and_surrogate_escapes_are_stored_safely(engi
 
 
 def test_hostile_drafts_go_through_a_full_epoch_verbatim_and_the_ballots_keep_their_format(run_epoch, fabric):
-    assert run_epoch(1, selection=[roster_and_drafts]).success
+    assert run_epoch(1, selection=["roster", "drafts"]).success
     key = epoch_key("space_time", 1)
     epoch = fabric.epoch(key)
     written = fabric.drafts(epoch.epoch_id)
@@ -172,7 +171,7 @@ def test_hostile_drafts_go_through_a_full_epoch_verbatim_and_the_ballots_keep_th
     fabric.write_drafts(epoch.epoch_id, planted)
     assert {d.agent_name: d.text for d in fabric.drafts(epoch.epoch_id)} == {d.agent_name: d.text for d in planted}
 
-    result = run_epoch(1, selection=[peer_votes, rankings_and_chapter])
+    result = run_epoch(1, selection=["peer_votes", "elo_rankings", "chapter"])
     assert result.success
 
     # the stored drafts are unchanged, the tables the SQL fragment names are all there

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from dream_pipeline.defs.epoch.assets import epoch_assets
-from dream_pipeline.defs.epoch.assets.opening import roster_and_drafts
+from dream_pipeline.defs.epoch.assets.opening import roster_drafts_and_votes
 from dream_pipeline.defs.epoch.partitions import epoch_key
 from dream_pipeline.domains.book.memory import NOVELTY_PENALTY_MAX, novelty_penalty
 from dream_pipeline.domains.book.prompts import draft_context
@@ -209,7 +209,7 @@ def test_a_dimension_mismatch_is_a_clear_error(fabric: StateFabric, scratch_url,
     # an engine whose vectors do not have the configured dimension: the epoch fails, saying why
     small = StateFabric(database_url=scratch_url, embedding_dim=128)
     llm = LLMEngine(base_url=engine_url, max_tokens=300, max_retries=0, timeout_s=30, fabric=small)
-    result = _materialize(small, llm, instance, 1, assets=[roster_and_drafts], raise_on_error=False)
+    result = _materialize(small, llm, instance, 1, assets=[roster_drafts_and_votes], raise_on_error=False)
     assert not result.success
     errors = [e.step_failure_data.error.to_string() for e in result.all_events if e.is_step_failure]
     assert any("256-dimensional draft embeddings" in m and "DREAM_EMBEDDING_DIM" in m for m in errors)

@@ -61,7 +61,7 @@ def test_without_embeddings_the_loop_commits_and_memory_goes_by_full_text(fabric
     drafts = fabric.drafts(third.epoch_id)
     assert all(d.embedding is None and d.canon_similarity is not None for d in drafts)
     assert all(0.0 <= d.canon_similarity < 0.95 for d in drafts)  # fresh prose: no novelty penalty
-    metadata = next(m.metadata for m in result.asset_materializations_for_node("roster_and_drafts")
+    metadata = next(m.metadata for m in result.asset_materializations_for_node("roster_drafts_and_votes")
                     if m.asset_key == dg.AssetKey("drafts"))
     assert metadata["memory_mode"].value == "full_text"
     with fabric.connection() as conn:

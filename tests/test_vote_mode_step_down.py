@@ -50,6 +50,7 @@ def test_a_mode_that_starts_failing_steps_down_and_is_recorded(fabric, instance)
     assert lines[0].startswith("engine : ") and "ballots as json_object_schema" in lines[0]
     assert "context 2048 tokens" in lines[0] and "no embeddings" in lines[0]
     assert "ballots moved from json_schema to json_object_schema" in lines[1]
-    metadata = result.asset_materializations_for_node("peer_votes")[0].metadata
+    metadata = next(m.metadata for m in result.asset_materializations_for_node("roster_drafts_and_votes")
+                    if m.asset_key == dg.AssetKey("peer_votes"))
     assert metadata["vote_mode"].value == "json_object_schema"
     assert metadata["vote_mode_stepped_down_from"].value == "json_schema"

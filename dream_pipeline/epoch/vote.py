@@ -58,9 +58,11 @@ async def collect_ballots(
     window: int | None = None,
     domain: SpicaDomain,
     context: Any = None,
+    on_sent: Callable[[], None] | None = None,
 ) -> list[BallotResult]:
     """One ballot per voter, in parallel. A reply that never parses is an abstention, never a score.
-    `on_ballot` is awaited with each ballot the moment it is complete (the live matrix fills in).
+    `on_ballot` is awaited with each ballot the moment it is complete (the live matrix fills in);
+    `on_sent` is called once every ballot request is on its way (each task has run to its first wait).
 
     Each draft is shown up to `shown[author]` characters; a ballot that would not fit `window` (a bug in
     the plan) raises instead of being sent.
@@ -113,7 +115,11 @@ async def collect_ballots(
         return result
 
     voters_with_ballots = [v for v in voters if v.name in presentations and presentations[v.name].items]
-    return list(await asyncio.gather(*(reported(v) for v in voters_with_ballots)))
+    tasks = [asyncio.ensure_future(reported(v)) for v in voters_with_ballots]
+    await asyncio.sleep(0)  # each task runs up to its first wait: its request is on its way
+    if on_sent is not None:
+        on_sent()
+    return list(await asyncio.gather(*tasks))
 
 
 def _storable_votes(voter: SpicaAgent, votes: Sequence[Vote], epoch_key: str | None) -> tuple[Vote, ...]:
@@ -144,10 +150,11 @@ class Review:
 def compose_votes(scope: EpochScope, written: Sequence[DraftRow], fabric: StateFabric, llm: LLMEngine, *,
                   session_key: str, seed: int | None = None,
                   on_design: Callable[[list[AssignmentRow]], None] | None = None,
-                  on_ballot: Callable[[list[VoteRow], AbstentionRow | None], None] | None = None) -> Review:
+                  on_ballot: Callable[[list[VoteRow], AbstentionRow | None], None] | None = None,
+                  on_sent: Callable[[], None] | None = None) -> Review:
     """Every drafting agent's blind ballot on its assigned drafts, storing nothing but the engine calls
     (and, through `on_design`, the review design before any ballot is asked for; through `on_ballot`,
-    each ballot's rows the moment it is complete, in a worker thread).
+    each ballot's rows the moment it is complete, in a worker thread). `on_sent`: see `collect_ballots`.
 
     Each draft is de-identified first (docs/tournament_rules.md, section 0); the review load and the cuts
     come from the epoch's context window and those scrubbed drafts, the text the voters read; the design and
@@ -195,7 +202,7 @@ def compose_votes(scope: EpochScope, written: Sequence[DraftRow], fabric: StateF
                 session, voters, presentations, texts,
                 on_ballot=arrived if on_ballot is not None else None,
                 max_tokens=plan.reply_tokens, shown=shown, window=window, domain=scope.book,
-                context=scope.book.posed(scope.number),
+                context=scope.book.posed(scope.number), on_sent=on_sent,
             )
             return ballots, session.calls
 

@@ -8,7 +8,7 @@ import dagster as dg
 
 from dream_pipeline.defs.epoch.assets.chapter import CHAPTER
 from dream_pipeline.defs.epoch.assets.drafts import DRAFTS
-from dream_pipeline.defs.epoch.assets.peer_votes import peer_votes
+from dream_pipeline.defs.epoch.assets.peer_votes import PEER_VOTES
 from resources.fabric import StateFabric
 
 AFTER_THE_REAPER = {"dagster/priority": "-1"}  # below the epoch's own steps (priority 0)
@@ -26,7 +26,7 @@ def every_agent_drafted(context: dg.AssetCheckExecutionContext, fabric: StateFab
     )
 
 
-@dg.asset_check(asset=peer_votes, op_tags=AFTER_THE_REAPER,
+@dg.asset_check(asset=PEER_VOTES, op_tags=AFTER_THE_REAPER,
                 description="Each voter rated exactly its assigned drafts (the review design), once each; no self-votes.")
 def ballots_complete(context: dg.AssetCheckExecutionContext, fabric: StateFabric) -> dg.AssetCheckResult:
     report = fabric.integrity(_epoch_id(fabric, context))

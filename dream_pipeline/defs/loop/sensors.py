@@ -9,7 +9,7 @@ decision:
   moment its predecessor commits, so no sensor tick or run launch sits between two epochs.
 - `epoch_failure_sensor` records why an epoch run failed; the loop sensor retries it with backoff.
 
-Two runs can never work on one epoch: the opening step (`roster_and_drafts`) claims the epoch for its run in the fabric.
+Two runs can never work on one epoch: the opening step (`roster_drafts_and_votes`) claims the epoch for its run in the fabric.
 """
 
 from __future__ import annotations

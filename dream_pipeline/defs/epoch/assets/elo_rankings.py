@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import dagster as dg
 
 from dream_pipeline import fingerprint
-from dream_pipeline.defs.epoch.assets.peer_votes import peer_votes
+from dream_pipeline.defs.epoch.assets.peer_votes import PEER_VOTES
 from dream_pipeline.defs.metadata import markdown_table, verify_replay
 from dream_pipeline.epoch.rank import Ranking
 from dream_pipeline.epoch.rating_window import WINDOW_EPOCHS
@@ -28,7 +28,7 @@ class EloConfig(dg.Config):
 
 ELO_RANKINGS = dg.AssetKey("elo_rankings")
 ELO_RANKINGS_SPEC = dg.AssetSpec(
-    ELO_RANKINGS, deps=[peer_votes], group_name="epoch", kinds={"pandas", "postgres"},
+    ELO_RANKINGS, deps=[PEER_VOTES], group_name="epoch", kinds={"pandas", "postgres"},
     description="Ratings after this epoch (online Elo, and Bradley–Terry with bootstrap intervals over recent "
                 "epochs), its winner (best epoch score), the agent to eliminate (lowest shrunk window score "
                 "outside grace), voter flags and the ballot weights they led to.",

@@ -1,30 +1,38 @@
-"""The Vote as an asset: blind ballots from every drafting agent on its assigned drafts (a bounded,
-balanced review design that fits the context window: docs/tournament_rules.md, section 11)."""
+"""The Vote, the third asset of the opening step (`opening.py`): blind ballots from every drafting agent
+on its assigned drafts (a bounded, balanced review design that fits the context window:
+docs/tournament_rules.md, section 11)."""
 
-
+from collections.abc import Callable
 
 import dagster as dg
 
 from dream_pipeline import fingerprint
 from dream_pipeline.defs.epoch.assets.drafts import DRAFTS
-from dream_pipeline.defs.epoch.partitions import epochs_partitions
 from dream_pipeline.defs.metadata import verify_replay
 from dream_pipeline.epoch.ballot_diagnosis import diagnose
 from dream_pipeline.epoch.candidate_tests import start_candidate_tests
 from dream_pipeline.epoch.engine_report import epoch_engine_metadata
 from dream_pipeline.epoch.replay import is_replay
-from dream_pipeline.epoch.scope import load_scope
+from dream_pipeline.epoch.scope import EpochScope
 from dream_pipeline.epoch.vote import compose_votes
 from dream_pipeline.epoch.vote_matrix import vote_matrix_markdown
 from dream_pipeline.tournament.review_design import ContextTooSmall
 from resources.fabric import StateFabric
 from resources.llm import LLMEngine
 
+PEER_VOTES = dg.AssetKey("peer_votes")
+PEER_VOTES_SPEC = dg.AssetSpec(
+    PEER_VOTES, deps=[DRAFTS], group_name="epoch", kinds={"openai", "postgres"}, skippable=True,
+    description="Blind ballots from every drafting agent on its assigned drafts: anonymized, reshuffled per "
+                "voter, no self-votes; unparseable ballots become recorded abstentions.",
+)
 
-@dg.asset(partitions_def=epochs_partitions, group_name="epoch", deps=[DRAFTS], kinds={"openai", "postgres"})
-def peer_votes(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngine) -> dg.MaterializeResult:
-    """Anonymized, reshuffled per voter, no self-votes; unparseable ballots become recorded abstentions."""
-    scope = load_scope(fabric, context.partition_key)
+
+def vote_epoch(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngine, scope: EpochScope,
+               on_sent: Callable[[], None] | None = None) -> dg.MaterializeResult:
+    """Anonymized, reshuffled per voter, no self-votes; unparseable ballots become recorded abstentions.
+    `scope` holds the epoch as its drafts left it (the context window they recorded sizes the review).
+    `on_sent` is called once the ballot requests are on their way."""
     replay = is_replay(scope.epoch)
     epoch_id = scope.epoch.epoch_id
     if not replay:  # ballots are written as they arrive, one transaction each: the live matrix fills in
@@ -36,13 +44,14 @@ def peer_votes(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLME
             scope, written, fabric, llm, session_key=scope.key,
             on_design=None if replay else lambda rows: fabric.write_review_design(epoch_id, rows),
             on_ballot=None if replay else lambda votes, abstention: fabric.write_ballot(epoch_id, votes, abstention),
+            on_sent=on_sent,
         )
     except ContextTooSmall as exc:
         fabric.mark_epoch_failed(scope.key, str(exc))
         raise dg.Failure(f"{scope.key}: {exc}") from exc
     if replay:  # a committed epoch: compare with the record, write nothing
         replayed = {"votes": fingerprint.vote_facts(review.votes), "abstentions": fingerprint.abstention_facts(review.abstentions)}
-        return dg.MaterializeResult(metadata={**verify_replay(fabric, scope.epoch, replayed),
+        return dg.MaterializeResult(asset_key=PEER_VOTES, metadata={**verify_replay(fabric, scope.epoch, replayed),
                                               "vote_matrix": dg.MetadataValue.md(vote_matrix_markdown(review.votes))})
     ballots, votes, abstentions = review.ballots, review.votes, review.abstentions
     for ballot in ballots:
@@ -67,6 +76,7 @@ def peer_votes(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLME
     known = llm.known_capabilities(llm.resolved_base_url())  # the session's, in this process's memory
     capabilities = known.as_json() if known is not None else None
     return dg.MaterializeResult(
+        asset_key=PEER_VOTES,
         metadata={
             **epoch_engine_metadata(fabric.epoch(scope.key).engine_modes, capabilities),
             "votes": len(votes),
