@@ -49,7 +49,7 @@ def chapter_row(fabric: StateFabric, scope: EpochScope) -> ChapterRow:
                             if r.agent_id == winner.agent_id), None)
         rivals = [f for a, f in fitness.items() if a != winner.agent_name]
         margin = fitness[winner.agent_name] - max(rivals) if rivals else None
-    return replace(chapter_draft(scope, winner), epoch_score=epoch_score, margin=margin, author="", epoch_key="")
+    return replace(chapter_draft(scope, winner), epoch_score=epoch_score, margin=margin)
 
 
 @dataclass(frozen=True)

@@ -72,9 +72,8 @@ def close_epoch(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLM
         author = next(a.name for a in scope.agents if a.instance_id == row.agent_id)
         context.log.info(f"chapter {scope.number} committed: written by the {author}")
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="summary") as pool:
-            if summary is None and scope.book.canon_memory:
-                committed = fabric.chapter_for_epoch(scope.epoch.epoch_id)
-                summary = pool.submit(summarize, fabric, llm, scope, committed)
+            if summary is None and scope.book.canon_memory:  # the row names its author: nothing to read back
+                summary = pool.submit(summarize, fabric, llm, scope, row)
             replacement = plan_replacement(fabric, scope)
             warning = write_summary(fabric, scope, summary.result(), row) if summary is not None else None
         if warning:
