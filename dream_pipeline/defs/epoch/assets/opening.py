@@ -18,11 +18,13 @@ from dataclasses import replace
 
 import dagster as dg
 
+from dream_pipeline.defs.epoch.assets.chapter import CHAPTER
 from dream_pipeline.defs.epoch.assets.drafts import DRAFTS, draft_epoch
 from dream_pipeline.defs.epoch.assets.peer_votes import PEER_VOTES, PEER_VOTES_SPEC, vote_epoch
 from dream_pipeline.defs.epoch.assets.roster import ROSTER, RosterConfig, open_epoch, roster_result
 from dream_pipeline.defs.epoch.partitions import epochs_partitions
-from dream_pipeline.epoch.scope import load_scope, scope_for
+from dream_pipeline.epoch.scope import EpochScope, load_scope, scope_for
+from dream_pipeline.epoch.summary_ahead import start_summary
 from resources.fabric import StateFabric
 from resources.llm import LLMEngine
 
@@ -60,9 +62,18 @@ def roster_drafts_and_votes(context: dg.AssetExecutionContext, config: RosterCon
     if DRAFTS in selected:
         phases.append(lambda on_sent: draft_epoch(context, fabric, llm, scope, on_sent=on_sent))
     if PEER_VOTES in selected:  # the epoch as the drafts left it: their context window sizes the review
-        phases.append(lambda on_sent: vote_epoch(context, fabric, llm, replace(scope, epoch=fabric.epoch(scope.key)),
-                                                 on_sent=on_sent))
+        phases.append(lambda on_sent: _vote(context, fabric, llm, replace(scope, epoch=fabric.epoch(scope.key)),
+                                            on_sent))
     yield from _overlapped(phases, (lambda: roster_result(fabric, opened, scope)) if opened is not None else None)
+
+
+def _vote(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngine, scope: EpochScope,
+          on_sent: Callable[[], None]) -> dg.MaterializeResult:
+    """The votes; when this run goes on to the chapter, the rolling summary's engine call goes out as soon
+    as the last ballot is in (`summary_ahead`), for the closing step to take."""
+    closes = CHAPTER in context.job_def.asset_layer.selected_asset_keys  # the run's assets, as subset
+    return vote_epoch(context, fabric, llm, scope, on_sent=on_sent,
+                      on_ballots=(lambda: start_summary(fabric, llm, scope)) if closes else None)
 
 
 def _overlapped(phases: list[Phase], first: Callable[[], dg.MaterializeResult] | None) -> Iterator[dg.MaterializeResult]:

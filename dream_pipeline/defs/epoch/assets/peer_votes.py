@@ -29,16 +29,19 @@ PEER_VOTES_SPEC = dg.AssetSpec(
 
 
 def vote_epoch(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLMEngine, scope: EpochScope,
-               on_sent: Callable[[], None] | None = None) -> dg.MaterializeResult:
+               on_sent: Callable[[], None] | None = None,
+               on_ballots: Callable[[], None] | None = None) -> dg.MaterializeResult:
     """Anonymized, reshuffled per voter, no self-votes; unparseable ballots become recorded abstentions.
     `scope` holds the epoch as its drafts left it (the context window they recorded sizes the review).
-    `on_sent` is called once the ballot requests are on their way."""
+    `on_sent` is called once the ballot requests are on their way, `on_ballots` once every ballot is in
+    and stored (not on a replay), before the votes' bookkeeping."""
     replay = is_replay(scope.epoch)
     epoch_id = scope.epoch.epoch_id
     if not replay:  # ballots are written as they arrive, one transaction each: the live matrix fills in
         fabric.clear_votes(epoch_id)
     written = fabric.drafts(epoch_id)
-    start_candidate_tests(scope, written)  # a domain with tests: its sandbox runs overlap the ballots
+    # a domain with tests: its sandbox runs overlap the ballots (already started where the drafts were made)
+    start_candidate_tests(scope, {d.agent_name: d.text for d in written})
     try:
         review = compose_votes(
             scope, written, fabric, llm, session_key=scope.key,
@@ -62,6 +65,8 @@ def vote_epoch(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLME
         why = diagnose([(a.reason, a.raw_reply) for a in abstentions], modes.get("vote_mode", "unknown")).line()
         fabric.fail_for_a_new_roll(scope.key, f"no valid ballot: {why}")
         raise dg.Failure(f"{scope.key}: no voter returned a valid ballot: {why}")
+    if on_ballots is not None:
+        on_ballots()
     fabric.write_masked_terms(scope.epoch.epoch_id,
                               {scope.agent(a).instance_id: dict(s.masked) for a, s in review.masked.items()})
     events = []
