@@ -64,23 +64,3 @@ def test_the_ballots_say_when_their_requests_are_out_too(llm: LLMEngine):
     ballots, calls = asyncio.run(vote())
     assert seen == [(0, 3)]  # once; no answer back yet; the three ballots' tasks were running
     assert len(ballots) == 3 and len(calls) >= 3
-
-
-def test_on_draft_hands_over_each_draft_as_it_arrives(llm: LLMEngine):
-    """CodeRepair starts a candidate's sandbox runs from here, while the slower drafts are still out."""
-    agents = SpicaBook.load("space_time").initial_cast()[:3]
-    arrived: list[tuple[str, int]] = []
-
-    async def burst():
-        async with llm.session("sent-00004") as session:
-            results = await run_burst(
-                session, agents, lambda a: [{"role": "user", "content": f"Write chapter 1, {a.name}."}], 64,
-                on_draft=lambda r: arrived.append((r.agent.name, len(session.calls))),
-            )
-            return results
-
-    results = asyncio.run(burst())
-    assert sorted(name for name, _ in arrived) == sorted(a.name for a in agents)  # each once
-    # each handed over as soon as its own call was recorded: the first while the others were still out
-    assert [calls for _, calls in arrived] == [1, 2, 3]
-    assert all(r.completion is not None for r in results)

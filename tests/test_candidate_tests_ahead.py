@@ -1,6 +1,5 @@
-"""The candidates' sandbox runs started ahead (as each draft arrives, while the other drafts, the embedding and
-the ballots are out) give the ranking exactly what running them at the ranking would, each run once; a
-failed or missing head start costs only time."""
+"""The candidates' sandbox runs started ahead (while the ballots are out) give the ranking exactly what
+running them at the ranking would, each run once; a failed or missing head start costs only time."""
 
 from __future__ import annotations
 
@@ -51,10 +50,6 @@ def _vote(voter: str, target: str, score: int) -> VoteRow:
     return VoteRow(voter, target, uuid.uuid4(), uuid.uuid4(), score, "", "Draft A", 0)
 
 
-def _replies(written: list[DraftRow]) -> dict[str, str]:
-    return {d.agent_name: d.text for d in written}
-
-
 def _candidates(scope: EpochScope) -> tuple[list[DraftRow], list[VoteRow]]:
     task = scope.book.posed(scope.number)
     written = [
@@ -74,7 +69,7 @@ def test_runs_started_ahead_are_taken_once_and_decide_as_a_run_at_the_ranking(ru
     assert len(runner.runs) == 3  # a reply without a fence is run as it is (and fails)
     runner.runs.clear()
 
-    start_candidate_tests(scope, _replies(written))
+    start_candidate_tests(scope, written)
     ahead = candidate_tests.test_candidates(scope, written, votes)
     assert len(runner.runs) == 3  # run ahead, not again at the ranking
     assert ahead.winner == now.winner == "Fixer"
@@ -89,8 +84,8 @@ def test_a_failed_head_start_is_run_again_at_the_ranking(runner):
     scope = _scope(2)
     written, votes = _candidates(scope)
     runner.fail = True
-    start_candidate_tests(scope, _replies(written))
-    candidate_tests._AHEAD.submit(lambda: None).result()  # the head starts have failed by now
+    start_candidate_tests(scope, written)
+    candidate_tests._AHEAD.submit(lambda: None).result()  # the head start has failed by now
     runner.fail = False
     tested = candidate_tests.test_candidates(scope, written, votes)
     assert len(runner.runs) == 3 and tested.winner == "Fixer"
@@ -100,9 +95,9 @@ def test_a_failed_head_start_is_run_again_at_the_ranking(runner):
 def test_another_epochs_runs_are_not_taken_and_only_the_latest_are_kept(runner):
     first, second = _scope(1), _scope(3)
     written, votes = _candidates(first)
-    start_candidate_tests(first, _replies(written))
+    start_candidate_tests(first, written)
     later, later_votes = _candidates(second)
-    start_candidate_tests(second, _replies(later))  # the first epoch's runs are dropped
+    start_candidate_tests(second, later)  # the first epoch's runs are dropped
     assert list(candidate_tests._started) == [second.key]
     candidate_tests.test_candidates(first, written, votes)  # nothing kept for it: run again
     candidate_tests.test_candidates(second, later, later_votes)
@@ -114,18 +109,6 @@ def test_the_book_starts_nothing(runner):
     epoch = EpochRecord(uuid.uuid4(), "space_time-00001", "space_time", 1, "open", ())
     scope = EpochScope(load_domain("space_time"), epoch, ())
     written = [_draft("Physicist", "A chapter."), _draft("Poet", "Another.")]
-    start_candidate_tests(scope, _replies(written))
+    start_candidate_tests(scope, written)
     assert candidate_tests.test_candidates(scope, written, [_vote("Poet", "Physicist", 6)]) is None
     assert runner.runs == []
-
-
-def test_each_reply_is_started_once_as_it_comes(runner):
-    """The Burst starts each draft's runs as it arrives; the vote step's start then adds nothing."""
-    scope = _scope(4)
-    written, votes = _candidates(scope)
-    for d in written:  # one by one, as the drafts arrive
-        start_candidate_tests(scope, {d.agent_name: d.text})
-    start_candidate_tests(scope, _replies(written))  # the vote step: every reply already started
-    tested = candidate_tests.test_candidates(scope, written, votes)
-    assert len(runner.runs) == len(set(runner.runs)) == 3  # each reply's code run once
-    assert tested.winner == "Fixer"

@@ -105,34 +105,3 @@ def test_a_hostile_candidate_is_recorded_scores_zero_and_the_epoch_commits(insta
     assert runs[hostile.agent_name]["code"].startswith("while True:")
     assert runs[hostile.agent_name]["passed"] == 0 and runs[hostile.agent_name]["pass_rate"] == 0.0
     assert fabric.epoch(KEY).winner_agent_id != hostile.agent_id
-
-
-def test_each_candidates_runs_start_in_the_burst(run_epoch, fabric, monkeypatch):
-    """The sandbox runs start as the drafts arrive, not when the ballots or the ranking begin: after the
-    drafts alone, every candidate's runs have been started, and they decide as runs at the ranking would."""
-    from dream_pipeline.epoch import candidate_tests
-    from dream_pipeline.epoch.scope import load_scope
-
-    real, ran = candidate_tests.sandbox_runner(), []
-
-    class Recording:
-        def run(self, code, function, calls):
-            ran.append(code)
-            return real.run(code, function, calls)
-
-    monkeypatch.setattr(candidate_tests, "sandbox_runner", lambda: Recording())
-    monkeypatch.setattr(candidate_tests, "_started", {})
-    result = run_epoch(1, book="code_repair", selection=[dg.AssetKey("roster"), dg.AssetKey("drafts")])
-    assert result.success
-    epoch = fabric.epoch(KEY)
-    written = fabric.drafts(epoch.epoch_id)
-    assert len(written) == 5 and fabric.votes(epoch.epoch_id) == []  # no vote step ran
-    started = candidate_tests._started[KEY]
-    assert set(started) == {d.text for d in written}  # every reply, once
-    for ahead in started.values():
-        ahead.result()
-    assert len(ran) == len(set(ran)) == len({d.text for d in written})  # one run per distinct reply
-
-    tested = candidate_tests.test_candidates(load_scope(fabric, KEY), written, [])
-    assert len(ran) == len({d.text for d in written})  # the ranking took the runs started in the Burst
-    assert {t.status for t in tested.scores.values()} == {"ok"}

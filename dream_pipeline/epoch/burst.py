@@ -16,7 +16,6 @@ from dream_pipeline.domains.book.memory import (
     peer_similarities,
 )
 from dream_pipeline.domains.book.prompts import OUTLINE_CHAPTERS
-from dream_pipeline.epoch.candidate_tests import start_candidate_tests
 from dream_pipeline.epoch.context_fit import epoch_window, fit_draft_prompt
 from dream_pipeline.epoch.scope import EpochScope
 from dream_pipeline.tournament.sanitize import storable_text, unstorable_count
@@ -44,11 +43,9 @@ async def run_burst(
     messages_for: Callable[[SpicaAgent], list[dict[str, str]]],
     max_tokens: int,
     on_sent: Callable[[], None] | None = None,
-    on_draft: Callable[[DraftResult], None] | None = None,
 ) -> list[DraftResult]:
     """Draft in parallel (`asyncio.gather`); an agent whose call fails forfeits, the others go on.
-    `on_sent` is called once every request is on its way (each task has run to its first wait),
-    `on_draft` with each draft as it arrives (on the event loop: it must not block).
+    `on_sent` is called once every request is on its way (each task has run to its first wait).
 
     A draft enters the system here and only here: it is kept verbatim except for what PostgreSQL
     cannot hold (NUL, lone surrogates -> U+FFFD, `tournament/sanitize.py`); a replacement is
@@ -68,10 +65,7 @@ async def run_burst(
             completion = dataclasses.replace(completion, text=storable_text(completion.text))
         if not completion.text.strip():
             return DraftResult(agent, None, forfeit_reason="empty completion")
-        result = DraftResult(agent, completion)
-        if on_draft is not None:
-            on_draft(result)
-        return result
+        return DraftResult(agent, completion)
 
     tasks = [asyncio.ensure_future(draft(agent)) for agent in agents]
     await asyncio.sleep(0)  # each task runs up to its first wait: its request is on its way
@@ -101,9 +95,7 @@ def compose_drafts(scope: EpochScope, fabric: StateFabric, llm: LLMEngine, *, se
 
     Shared by the `drafts` asset (the canon, `session_key` = the epoch) and a re-roll (an alternate
     world: its own key and seed). Raises EmbeddingDimensionError on a dimension mismatch, ContextTooSmall
-    when no draft prompt fits the epoch's context window. `on_sent`: see `run_burst`. In a domain with
-    tests (CodeRepair) each draft's sandbox runs start as it arrives (`start_candidate_tests`), so they
-    overlap the slower drafts, the embedding and the ballots.
+    when no draft prompt fits the epoch's context window. `on_sent`: see `run_burst`.
     """
     started = time.perf_counter()
     # a rerun, replay or re-roll reads the chapters the epoch's first run retrieved; an epoch committed
@@ -126,8 +118,7 @@ def compose_drafts(scope: EpochScope, fabric: StateFabric, llm: LLMEngine, *, se
     async def burst() -> tuple[list[DraftResult], list[list[float]] | None, str | None, list]:
         async with llm.session(session_key, seed=seed) as session:
             results = await run_burst(
-                session, scope.agents, lambda a: scope.book.burst_messages(a, prompt), max_tokens, on_sent,
-                on_draft=lambda r: start_candidate_tests(scope, {r.agent.name: r.completion.text}),
+                session, scope.agents, lambda a: scope.book.burst_messages(a, prompt), max_tokens, on_sent
             )
             texts = [r.completion.text for r in results if r.completion]
             if not session.embeddings_available:  # no embedding engine: memory and novelty go by the text

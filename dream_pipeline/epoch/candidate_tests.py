@@ -5,11 +5,10 @@ candidate wins the epoch (its domain's rules: docs/code_repair.md).
 keeps it in the world's document. Code runs only in `resources.sandbox.SandboxRunner`, never here. Each
 voter's calibration is the Spearman correlation of its scores with the candidates' pass rates.
 
-The runs need only the drafts, so `start_candidate_tests` starts each candidate's in a background thread
-as its draft arrives (the Burst's `on_draft`): they overlap the slower drafts, the drafts' embedding and
-the ballots' engine time instead of following them (one run is ~0.1 s of CPU on 2 cores, five
-candidates' are about half a second of an epoch). `test_candidates` then takes their results for the
-same code, function and calls, and runs anything else itself. A run's result depends only on those and the
+The runs need only the drafts, so `start_candidate_tests` starts them in a background thread when the
+vote step begins: they overlap the ballots' engine time instead of following it (about 0.3 s of an
+epoch's overhead for five candidates). `test_candidates` then takes their results for the same code,
+function and calls, and runs anything else itself. A run's result depends only on those and the
 sandbox's limits (a call's limit is CPU time, not wall time), so the outcome is the same either way.
 """
 
@@ -53,46 +52,40 @@ Run = Callable[[str, str, Sequence[str]], Any]
 _RunKey = tuple[str, str, tuple[str, ...]]
 
 _AHEAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="candidate-tests")
-# epoch key -> each reply started ahead -> its runs
-_started: dict[str, dict[str, Future[dict[_RunKey, Any]]]] = {}
+_started: dict[str, Future[dict[_RunKey, Any]]] = {}  # epoch key -> its runs, started ahead
 _started_lock = threading.Lock()
 
 
-def start_candidate_tests(scope: EpochScope, candidates: Mapping[str, str]) -> None:
-    """Start the sandbox runs of `candidates` (author -> reply) in the background, for the epoch's
-    `test_candidates` to take; a reply already started is not started again. Only the latest epoch's
-    runs are kept; a domain without tests (the book) runs nothing."""
+def start_candidate_tests(scope: EpochScope, written: Sequence[DraftRow]) -> None:
+    """Start the sandbox runs of `written` in the background, for the epoch's `test_candidates` to take.
+    Only the latest epoch's runs are kept; a domain without tests (the book) runs nothing."""
+    candidates = {d.agent_name: d.text for d in written}
 
-    def runs(author: str, reply: str) -> dict[_RunKey, Any]:
+    def runs() -> dict[_RunKey, Any]:
         done: dict[_RunKey, Any] = {}
 
         def run(code: str, function: str, calls: Sequence[str]) -> Any:
             done[(code, function, tuple(calls))] = result = sandbox_runner().run(code, function, calls)
             return result
 
-        scope.book.score_candidates(scope.book.posed(scope.number), {author: reply}, {}, run)
+        scope.book.score_candidates(scope.book.posed(scope.number), candidates, {}, run)
         return done
 
     with _started_lock:
-        if scope.key not in _started:
-            _started.clear()
-            _started[scope.key] = {}
-        started = _started[scope.key]
-        for author, reply in sorted(candidates.items()):
-            if reply not in started:
-                started[reply] = _AHEAD.submit(runs, author, reply)
+        _started.clear()
+        _started[scope.key] = _AHEAD.submit(runs)
 
 
 def _started_or_now(key: str) -> Run:
     """A run that answers from the runs started ahead for epoch `key` (waiting for them) and runs the
     rest now."""
     with _started_lock:
-        started = _started.pop(key, {})
+        started = _started.pop(key, None)
     done: dict[_RunKey, Any] = {}
-    for ahead in started.values():
+    if started is not None:
         try:
-            done.update(ahead.result())
-        except Exception:  # a failed head start costs only its time: its runs are made again below
+            done = started.result()
+        except Exception:  # a failed head start costs only its time: every run is made again below
             logging.getLogger(__name__).warning("candidate tests started ahead failed; running them now",
                                                 exc_info=True)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from dream_pipeline.domains import load_domain
 from dream_pipeline.epoch.burst import compose_drafts
+from dream_pipeline.epoch.candidate_tests import start_candidate_tests
 from dream_pipeline.epoch.rank import RankDefaults, RankSettings, compose_ranking
 from dream_pipeline.epoch.scope import load_scope
 from dream_pipeline.epoch.vote import compose_votes
@@ -99,6 +100,7 @@ def reroll(fabric: StateFabric, llm: LLMEngine, epoch_key: str, config: RankSett
         burst = compose_drafts(scope, fabric, llm, session_key=world_key, seed=seed)
         if len(burst.rows) < 2:
             raise RerollFailed(f"only {len(burst.rows)} of {len(burst.results)} agents produced a draft")
+        start_candidate_tests(scope, burst.rows)  # a domain with tests: its sandbox runs overlap the ballots
         review = compose_votes(scope, burst.rows, fabric, llm, session_key=world_key, seed=seed)
         if not review.votes:
             raise RerollFailed(f"no voter returned a valid ballot ({len(review.abstentions)} abstentions)")

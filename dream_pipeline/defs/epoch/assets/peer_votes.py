@@ -40,8 +40,7 @@ def vote_epoch(context: dg.AssetExecutionContext, fabric: StateFabric, llm: LLME
     if not replay:  # ballots are written as they arrive, one transaction each: the live matrix fills in
         fabric.clear_votes(epoch_id)
     written = fabric.drafts(epoch_id)
-    # a domain with tests: its sandbox runs overlap the ballots (already started where the drafts were made)
-    start_candidate_tests(scope, {d.agent_name: d.text for d in written})
+    start_candidate_tests(scope, written)  # a domain with tests: its sandbox runs overlap the ballots
     try:
         review = compose_votes(
             scope, written, fabric, llm, session_key=scope.key,
