@@ -112,3 +112,19 @@ def test_the_book_starts_nothing(runner):
     start_candidate_tests(scope, written)
     assert candidate_tests.test_candidates(scope, written, [_vote("Poet", "Physicist", 6)]) is None
     assert runner.runs == []
+
+
+@pytest.mark.parametrize("ahead", [True, False], ids=["started ahead", "at the ranking"])
+def test_candidates_with_the_same_code_share_one_run(runner, ahead):
+    scope = _scope(5)
+    written, votes = _candidates(scope)
+    task = scope.book.posed(scope.number)
+    twin = _draft("Twin", f"My fix, in other words:\n```python\n{task.fix}\n```")  # the Fixer's code
+    written.append(twin)
+    votes += [_vote("Twin", "Fixer", 5), _vote("Fixer", "Twin", 6)]
+    if ahead:
+        start_candidate_tests(scope, written)
+    tested = candidate_tests.test_candidates(scope, written, votes)
+    assert len(runner.runs) == 3  # four candidates, three different codes
+    fixer, twin_score = tested.scores["Fixer"], tested.scores["Twin"]
+    assert (twin_score.status, twin_score.passed, twin_score.pass_rate) == (fixer.status, fixer.passed, 1.0)

@@ -9,7 +9,8 @@ The runs need only the drafts, so `start_candidate_tests` starts them in a backg
 vote step begins: they overlap the ballots' engine time instead of following it (about 0.3 s of an
 epoch's overhead for five candidates). `test_candidates` then takes their results for the same code,
 function and calls, and runs anything else itself. A run's result depends only on those and the
-sandbox's limits (a call's limit is CPU time, not wall time), so the outcome is the same either way.
+sandbox's limits (a call's limit is CPU time, not wall time), so the outcome is the same either way,
+and candidates with the same code share one run.
 """
 
 from __future__ import annotations
@@ -65,8 +66,10 @@ def start_candidate_tests(scope: EpochScope, written: Sequence[DraftRow]) -> Non
         done: dict[_RunKey, Any] = {}
 
         def run(code: str, function: str, calls: Sequence[str]) -> Any:
-            done[(code, function, tuple(calls))] = result = sandbox_runner().run(code, function, calls)
-            return result
+            key = (code, function, tuple(calls))
+            if key not in done:  # two candidates with the same code: one run answers both
+                done[key] = sandbox_runner().run(code, function, calls)
+            return done[key]
 
         scope.book.score_candidates(scope.book.posed(scope.number), candidates, {}, run)
         return done
@@ -78,7 +81,7 @@ def start_candidate_tests(scope: EpochScope, written: Sequence[DraftRow]) -> Non
 
 def _started_or_now(key: str) -> Run:
     """A run that answers from the runs started ahead for epoch `key` (waiting for them) and runs the
-    rest now."""
+    rest now, each code once."""
     with _started_lock:
         started = _started.pop(key, None)
     done: dict[_RunKey, Any] = {}
@@ -90,8 +93,10 @@ def _started_or_now(key: str) -> Run:
                                                 exc_info=True)
 
     def run(code: str, function: str, calls: Sequence[str]) -> Any:
-        found = (code, function, tuple(calls))
-        return done[found] if found in done else sandbox_runner().run(code, function, calls)
+        key = (code, function, tuple(calls))
+        if key not in done:
+            done[key] = sandbox_runner().run(code, function, calls)
+        return done[key]
 
     return run
 
