@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-import anyio
 import dagster as dg
 import openai
 from pydantic import Field, PrivateAttr
@@ -448,13 +447,8 @@ class LLMEngine(dg.ConfigurableResource):
         """Build the next session's client now. A staged epoch run does this before it waits at the
         barrier, so its first draft goes out as soon as the predecessor commits instead of paying
         for the client first (its HTTP transport's imports and the process's TLS context: about 0.15 s in
-        a fresh process), nor for what the client loads only at its first request: its chat and
-        embeddings resources and the async transport's event-loop backend (anyio's, for asyncio), about
-        35 ms more. The client opens no connection until that session uses it."""
-        client = self._client(self.resolved_base_url())
-        client.chat.completions, client.embeddings  # noqa: B018 - built (and their modules loaded) here
-        anyio.run(anyio.sleep, 0)  # loads anyio's asyncio backend, as the transport's first connection would
-        self._spare_client = client
+        a fresh process). The client opens no connection until that session uses it."""
+        self._spare_client = self._client(self.resolved_base_url())
 
     def _client(self, base_url: str, api_key: str | None = None) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(

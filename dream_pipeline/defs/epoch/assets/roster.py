@@ -22,7 +22,6 @@ from dream_pipeline.defs.phase.window import phase_window_from_env
 from dream_pipeline.domains import load_domain
 from dream_pipeline.epoch.replay import is_replay
 from dream_pipeline.epoch.scope import EpochScope
-from dream_pipeline.epoch.warm import warm_run_process
 from resources.epoch_barrier import EpochBarrier, PredecessorLost
 from resources.fabric import EpochRecord, StateFabric
 from resources.llm import LLMEngine
@@ -91,7 +90,7 @@ def open_epoch(context: dg.AssetExecutionContext, config: RosterConfig, fabric: 
         epoch = existing  # a replay: no barrier, nothing opened
     else:
         previous = epoch_key(book_name, number - 1) if number > 1 else None
-        warm_run_process(llm)  # the client, and what the first requests and tables would load
+        llm.warm_up()
         try:
             epoch, waited = barrier.open_in_turn(book_name, key, number, previous, config.barrier_timeout_s,
                                                  gate=phase_allows)
