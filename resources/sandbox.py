@@ -136,7 +136,7 @@ class Capabilities:
 _BOOTSTRAP = r'''
 import ctypes, json, os, resource, sys
 cfg = json.loads(sys.argv[1])
-# the interpreter's own symbols, libc's among them: `ctypes.util.find_library` would run ldconfig (~20 ms a run)
+# the interpreter's own symbols, libc's among them: `ctypes.util.find_library` would start `ldconfig -p` every run
 libc = ctypes.CDLL(None, use_errno=True)
 NEWNS, NEWNET, NEWPID, NEWUSER = 0x00020000, 0x40000000, 0x20000000, 0x10000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
