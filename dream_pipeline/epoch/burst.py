@@ -17,6 +17,7 @@ from dream_pipeline.domains.book.memory import (
 )
 from dream_pipeline.domains.book.prompts import OUTLINE_CHAPTERS
 from dream_pipeline.epoch.context_fit import epoch_window, fit_draft_prompt
+from dream_pipeline.epoch.in_flight import gather_sent
 from dream_pipeline.epoch.scope import EpochScope
 from dream_pipeline.tournament.sanitize import storable_text, unstorable_count
 from dream_pipeline.tournament.scoring import DraftFacts, latency_penalty, penalties
@@ -67,11 +68,7 @@ async def run_burst(
             return DraftResult(agent, None, forfeit_reason="empty completion")
         return DraftResult(agent, completion)
 
-    tasks = [asyncio.ensure_future(draft(agent)) for agent in agents]
-    await asyncio.sleep(0)  # each task runs up to its first wait: its request is on its way
-    if on_sent is not None:
-        on_sent()
-    return list(await asyncio.gather(*tasks))
+    return await gather_sent((draft(agent) for agent in agents), on_sent)
 
 
 @dataclass(frozen=True)

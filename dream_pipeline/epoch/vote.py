@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dream_pipeline.epoch.context_fit import ballot_overflow, epoch_window, review_plan
+from dream_pipeline.epoch.in_flight import gather_sent
 from dream_pipeline.epoch.scope import EpochScope, epoch_seed
 from dream_pipeline.tournament import (
     BallotError,
@@ -115,11 +116,7 @@ async def collect_ballots(
         return result
 
     voters_with_ballots = [v for v in voters if v.name in presentations and presentations[v.name].items]
-    tasks = [asyncio.ensure_future(reported(v)) for v in voters_with_ballots]
-    await asyncio.sleep(0)  # each task runs up to its first wait: its request is on its way
-    if on_sent is not None:
-        on_sent()
-    return list(await asyncio.gather(*tasks))
+    return await gather_sent((reported(v) for v in voters_with_ballots), on_sent)
 
 
 def _storable_votes(voter: SpicaAgent, votes: Sequence[Vote], epoch_key: str | None) -> tuple[Vote, ...]:
